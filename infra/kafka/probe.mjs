@@ -1,0 +1,27 @@
+// Readiness probe for infra/kafka/start: exits 0 once the brokers at argv[2]
+// answer a metadata request and at least argv[3] brokers are registered.
+import kafkajs from 'kafkajs';
+
+const [brokers = '127.0.0.1:19092', expected = '1'] = process.argv.slice(2);
+const kafka = new kafkajs.Kafka({
+  clientId: 'streamgrad-infra-probe',
+  brokers: brokers.split(','),
+  connectionTimeout: 1000,
+  requestTimeout: 2000,
+  retry: { retries: 0 },
+  logLevel: kafkajs.logLevel.NOTHING,
+});
+const admin = kafka.admin();
+try {
+  await admin.connect();
+  const cluster = await admin.describeCluster();
+  if (cluster.brokers.length < Number(expected) || cluster.controller === null) {
+    throw new Error(`${cluster.brokers.length} of ${expected} brokers registered`);
+  }
+  process.exitCode = 0;
+} catch (error) {
+  console.error(String(error));
+  process.exitCode = 1;
+} finally {
+  await admin.disconnect().catch(() => {});
+}

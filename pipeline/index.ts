@@ -1,0 +1,2 @@
+export { buildCli } from './cli.js';
+export { packageInfo, type PackageInfo } from './packageInfo.js';

@@ -1,0 +1,138 @@
+import { createServer, type Server } from 'node:net';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Kafka, logLevel } from 'kafkajs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runInfraScript } from '../support/broker.js';
+
+// These start brokers of their own on ports away from the run's broker.
+const hasJava = (() => {
+  try {
+    execFileSync('java', ['-version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+const dataDirs: string[] = [];
+function freshDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'streamgrad-infra-'));
+  dataDirs.push(dir);
+  return dir;
+}
+
+function listening(port: number): boolean {
+  return execFileSync('ss', ['-Hltn', `( sport = :${port} )`]).toString().trim() !== '';
+}
+
+function admin(brokers: string) {
+  return new Kafka({ clientId: 'infra-test', brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
+}
+
+afterAll(async () => {
+  for (const dir of dataDirs) await runInfraScript('stop', ['--clean', '--data-dir', dir]);
+});
+
+describe.runIf(hasJava)('infra/kafka scripts', () => {
+  it('keeps topics and messages across stop and start, and removes everything on stop --clean', async () => {
+    const dataDir = freshDataDir();
+    const port = 19492;
+    const started = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
+    expect(started.stderr).toMatch(/Kafka is ready at 127\.0\.0\.1:19492/);
+    expect(started.stdout.split('\n').at(-1)).toBe('127.0.0.1:19492');
+
+    const again = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/already running at 127\.0\.0\.1:19492.*reusing it/);
+
+    const kafka = new Kafka({ clientId: 'infra-test', brokers: [started.stdout], logLevel: logLevel.NOTHING });
+    const client = kafka.admin();
+    await client.connect();
+    await client.createTopics({ waitForLeaders: true, topics: [{ topic: 'kept', numPartitions: 2 }] });
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: 'kept', acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })) });
+    await producer.disconnect();
+    await client.disconnect();
+
+    expect((await runInfraScript('stop', ['--data-dir', dataDir])).code).toBe(0);
+    expect(listening(port)).toBe(false);
+    expect((await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir])).code).toBe(0);
+
+    const consumer = kafka.consumer({ groupId: 'infra-test-kept' });
+    await consumer.connect();
+    await consumer.subscribe({ topic: 'kept', fromBeginning: true });
+    const values: string[] = [];
+    await new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          values.push(message.value?.toString() ?? '');
+          if (values.length === 10) resolve();
+        },
+      });
+    });
+    await consumer.disconnect();
+    expect(values.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
+
+    expect((await runInfraScript('stop', ['--clean', '--data-dir', dataDir])).code).toBe(0);
+    expect(listening(port)).toBe(false);
+    expect(listening(port + 1000)).toBe(false);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('starts a 3-broker cluster that an admin client sees whole', async () => {
+    const dataDir = freshDataDir();
+    const result = await runInfraScript('start', ['--nodes', '3', '--port', '19592', '--data-dir', dataDir]);
+    expect(result.code).toBe(0);
+    expect(result.stdout.split('\n').at(-1)).toBe('127.0.0.1:19592,127.0.0.1:19593,127.0.0.1:19594');
+    const client = admin(result.stdout);
+    await client.connect();
+    const cluster = await client.describeCluster();
+    const configs = await client.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: 4, name: '1', configNames: ['min.insync.replicas', 'default.replication.factor'] }],
+    });
+    await client.disconnect();
+    expect(cluster.brokers.map((b) => b.port).sort()).toEqual([19592, 19593, 19594]);
+    const entries = Object.fromEntries(configs.resources[0]!.configEntries.map((e) => [e.configName, e.configValue]));
+    expect(entries).toEqual({ 'min.insync.replicas': '2', 'default.replication.factor': '3' });
+
+    expect((await runInfraScript('stop', ['--clean', '--data-dir', dataDir])).code).toBe(0);
+    for (const port of [19592, 19593, 19594, 20592, 20593, 20594]) expect(listening(port)).toBe(false);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('names a port that is already taken, and who holds it', async () => {
+    const port = 19792;
+    const server: Server = createServer();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    try {
+      const result = await runInfraScript('start', ['--port', String(port), '--data-dir', freshDataDir()]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain(`port ${port} on 127.0.0.1 is already taken (by `);
+      expect(result.stderr).toContain(`pid ${process.pid})`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('gives up on a broker that does not get ready in time, with its log tail', async () => {
+    const dataDir = freshDataDir();
+    const result = await runInfraScript('start', ['--port', '19892', '--data-dir', dataDir, '--timeout', '1']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/did not answer metadata requests at 127\.0\.0\.1:19892 within 1s/);
+    expect(result.stderr).toMatch(/last 40 lines of .*broker\.log/);
+    expect(listening(19892)).toBe(false);
+  });
+
+  it('rejects bad arguments by name', async () => {
+    const nodes = await runInfraScript('start', ['--nodes', '2']);
+    expect(nodes.code).not.toBe(0);
+    expect(nodes.stderr).toContain("--nodes must be 1 or 3, got '2'");
+    const port = await runInfraScript('start', ['--port', 'http']);
+    expect(port.stderr).toContain("--port must be a number from 1024 to 64533, got 'http'");
+  });
+});

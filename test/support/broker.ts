@@ -1,0 +1,96 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const infraDir = fileURLToPath(new URL('../../infra/kafka/', import.meta.url));
+
+/** Where the test broker came from, in the order the harness tries them. */
+export type BrokerSource = 'KAFKA_BROKERS' | 'testcontainers' | 'infra';
+
+/** A broker for one test run: its bootstrap list and how to release it. */
+export interface TestBroker {
+  readonly brokers: string;
+  readonly source: BrokerSource;
+  stop(): Promise<void>;
+}
+
+/** The harness's own infra/ instance: its own port and data dir, so it never touches a broker the user runs. */
+export const infraTestInstance = {
+  port: Number(process.env.STREAMGRAD_TEST_KAFKA_PORT ?? 19392),
+  dataDir: `${infraDir}.data/test`,
+} as const;
+
+/** What an infra/kafka script printed, and how it exited. */
+export interface InfraScriptResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs an infra/kafka script to completion; never throws for a non-zero exit. */
+export async function runInfraScript(script: 'start' | 'stop', args: readonly string[]): Promise<InfraScriptResult> {
+  try {
+    const { stdout, stderr } = await run('bash', [`${infraDir}${script}`, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, stdout: stdout.trim(), stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout?.trim() ?? '', stderr: failed.stderr ?? String(error) };
+  }
+}
+
+async function runInfraScriptOrThrow(script: 'start' | 'stop', args: readonly string[]): Promise<string> {
+  const result = await runInfraScript(script, args);
+  process.stderr.write(result.stderr);
+  if (result.code !== 0) throw new Error(`infra/kafka/${script} ${args.join(' ')} exited ${result.code}`);
+  return result.stdout;
+}
+
+async function dockerEngineAnswers(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Picks the broker for a test run: `KAFKA_BROKERS` when set, else a
+ * `@testcontainers/kafka` container when a Docker engine answers, else the
+ * infra/ KRaft broker, started for the run and stopped (and cleaned) after it.
+ */
+export async function acquireTestBroker(): Promise<TestBroker> {
+  const fromEnv = process.env.KAFKA_BROKERS?.trim();
+  if (fromEnv) {
+    return { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} };
+  }
+  if (await dockerEngineAnswers()) {
+    const { KafkaContainer } = await import('@testcontainers/kafka');
+    const container = await new KafkaContainer('confluentinc/cp-kafka:7.9.0')
+      .withKraft()
+      .withEnvironment({
+        KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
+        KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'false',
+      })
+      .start();
+    return {
+      brokers: `${container.getHost()}:${container.getMappedPort(9093)}`,
+      source: 'testcontainers',
+      stop: async () => {
+        await container.stop();
+      },
+    };
+  }
+  const { port, dataDir } = infraTestInstance;
+  const stdout = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir]);
+  const brokers = stdout.split('\n').at(-1) ?? '';
+  return {
+    brokers,
+    source: 'infra',
+    stop: async () => {
+      await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
+    },
+  };
+}
