@@ -41,11 +41,12 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     const dataDir = freshDataDir();
     const port = 19492;
     const started = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
+    expect(started.code, started.stderr).toBe(0);
     expect(started.stderr).toMatch(/Kafka is ready at 127\.0\.0\.1:19492/);
     expect(started.stdout.split('\n').at(-1)).toBe('127.0.0.1:19492');
 
     const again = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
-    expect(again.code).toBe(0);
+    expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/already running at 127\.0\.0\.1:19492.*reusing it/);
 
     const kafka = new Kafka({ clientId: 'infra-test', brokers: [started.stdout], logLevel: logLevel.NOTHING });
@@ -58,9 +59,11 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     await producer.disconnect();
     await client.disconnect();
 
-    expect((await runInfraScript('stop', ['--data-dir', dataDir])).code).toBe(0);
+    const stopped = await runInfraScript('stop', ['--data-dir', dataDir]);
+    expect(stopped.code, stopped.stderr).toBe(0);
     expect(listening(port)).toBe(false);
-    expect((await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir])).code).toBe(0);
+    const restarted = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
+    expect(restarted.code, restarted.stderr).toBe(0);
 
     const consumer = kafka.consumer({ groupId: 'infra-test-kept' });
     await consumer.connect();
@@ -86,7 +89,7 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
   it('starts a 3-broker cluster that an admin client sees whole', async () => {
     const dataDir = freshDataDir();
     const result = await runInfraScript('start', ['--nodes', '3', '--port', '19592', '--data-dir', dataDir]);
-    expect(result.code).toBe(0);
+    expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.split('\n').at(-1)).toBe('127.0.0.1:19592,127.0.0.1:19593,127.0.0.1:19594');
     const client = admin(result.stdout);
     await client.connect();
@@ -100,7 +103,8 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     const entries = Object.fromEntries(configs.resources[0]!.configEntries.map((e) => [e.configName, e.configValue]));
     expect(entries).toEqual({ 'min.insync.replicas': '2', 'default.replication.factor': '3' });
 
-    expect((await runInfraScript('stop', ['--clean', '--data-dir', dataDir])).code).toBe(0);
+    const cleaned = await runInfraScript('stop', ['--clean', '--data-dir', dataDir]);
+    expect(cleaned.code, cleaned.stderr).toBe(0);
     for (const port of [19592, 19593, 19594, 20592, 20593, 20594]) expect(listening(port)).toBe(false);
     expect(existsSync(dataDir)).toBe(false);
   });

@@ -1,0 +1,28 @@
+export { AvroCodec, codecFor, codecForSchema, schemaFiles, schemaOf, type AvroSchema, type CodecOptions, type Framing, type WriterSchemaLookup } from './codec.js';
+export { deadLetterFor, type SourceRecord } from './deadLetter.js';
+export {
+  BadRecordError,
+  ConfigError,
+  EncodeError,
+  StreamgradError,
+  TensorError,
+  badRecordCodes,
+  describeOrigin,
+  type BadRecordCode,
+  type RecordOrigin,
+  type RecordResult,
+} from './errors.js';
+export { SampleDecoder, checkSample, type SampleDecoderOptions, type SampleLimits } from './sampleDecoder.js';
+export { decodeTensor, encodeTensor, encodedBytesPerElement, tensorErrorBounds } from './tensorCodec.js';
+export type {
+  DeadLetter,
+  ModelSnapshot,
+  OffsetRange,
+  ParameterUpdate,
+  PartitionOffset,
+  RecordName,
+  RecordTypes,
+  Tensor,
+  TensorEncoding,
+  TrainingSample,
+} from './types.js';

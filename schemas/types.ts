@@ -1,0 +1,112 @@
+/**
+ * TypeScript shapes of the records in `schemas/*.avsc`. The .avsc files are the
+ * contract; these mirror them field for field. Avro `long` is a JS number (safe
+ * up to 2^53, which covers offsets, counters and millisecond timestamps), and
+ * `timestamp-millis` fields are milliseconds since the epoch.
+ */
+
+export type TensorEncoding = 'FP32' | 'FP16' | 'INT8';
+
+/** One named tensor, its elements flat in row-major order. See `tensor.avsc`. */
+export interface Tensor {
+  name: string;
+  shape: number[];
+  encoding: TensorEncoding;
+  /** INT8 only: step between quantised values; 1 otherwise. */
+  scale: number;
+  /** INT8 only: the quantised value of 0.0; 0 otherwise. */
+  zeroPoint: number;
+  bytes: Buffer;
+}
+
+/** An inclusive range of offsets of one topic partition. */
+export interface OffsetRange {
+  topic: string;
+  partition: number;
+  firstOffset: number;
+  lastOffset: number;
+}
+
+/** One offset of one topic partition. */
+export interface PartitionOffset {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+/** One IoT reading used for training. See `training-sample.avsc`. */
+export interface TrainingSample {
+  deviceId: string;
+  /** ms since the epoch */
+  eventTime: number;
+  features: number[];
+  label: number | null;
+  labels: number[];
+  weight: number;
+  attributes: Record<string, string>;
+}
+
+/** A worker's gradients for one shard. See `parameter-update.avsc`. */
+export interface ParameterUpdate {
+  namespace: string;
+  shard: number;
+  workerId: string;
+  baseVersion: number;
+  sampleCount: number;
+  lossSum: number;
+  deadLettered: number;
+  offsets: OffsetRange[];
+  /** ms since the epoch */
+  firstAppendTime: number;
+  /** ms since the epoch */
+  lastAppendTime: number;
+  /** ms since the epoch */
+  createdAt: number;
+  tensors: Tensor[];
+}
+
+/** One shard's parameters at one version. See `model-snapshot.avsc`. */
+export interface ModelSnapshot {
+  namespace: string;
+  shard: number;
+  shardCount: number;
+  version: number;
+  modelConfig: string;
+  tensors: Tensor[];
+  optimizerState: Tensor[];
+  samplesApplied: number;
+  updatesApplied: number;
+  updatesDroppedStale: number;
+  samplesDroppedStale: number;
+  deadLettered: number;
+  lossSum: number;
+  appliedOffsets: PartitionOffset[];
+  freshnessMs: number;
+  /** ms since the epoch */
+  createdAt: number;
+}
+
+/** An input record that could not be used, with the reason. See `dead-letter.avsc`. */
+export interface DeadLetter {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  /** ms since the epoch */
+  recordTimestamp: number;
+  errorCode: string;
+  errorMessage: string;
+  /** ms since the epoch */
+  deadLetteredAt: number;
+}
+
+/** The records that travel on streamgrad's topics, by Avro name. */
+export interface RecordTypes {
+  TrainingSample: TrainingSample;
+  ParameterUpdate: ParameterUpdate;
+  ModelSnapshot: ModelSnapshot;
+  DeadLetter: DeadLetter;
+}
+
+export type RecordName = keyof RecordTypes;

@@ -1,0 +1,18 @@
+/** The median of some measurements: what the benchmarks report, since single runs on a shared machine are noisy. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError('median of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Runs `body` `runs` times and returns each run's rate in items per second. */
+export function rates(runs: number, items: number, body: () => void): number[] {
+  const result: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const started = performance.now();
+    body();
+    result.push((items / (performance.now() - started)) * 1000);
+  }
+  return result;
+}

@@ -1,0 +1,94 @@
+import fc from 'fast-check';
+import type { DeadLetter, ModelSnapshot, OffsetRange, ParameterUpdate, PartitionOffset, Tensor, TrainingSample } from '../../schemas/index.js';
+
+/** fast-check generators for every streamgrad record, covering each field's whole domain. */
+const text = fc.string({ unit: 'grapheme', maxLength: 24 });
+const float32 = fc.float({ noNaN: true, noDefaultInfinity: true });
+const double = fc.double({ noNaN: true, noDefaultInfinity: true });
+const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
+// Avro longs as JS numbers: from -2^52 (the lowest avsc encodes exactly) to 2^53 - 2 (the highest it accepts).
+const long = fc.integer({ min: -(2 ** 52), max: 2 ** 53 - 2 });
+const nat = fc.integer({ min: 0, max: 2 ** 53 - 2 });
+const bytes = fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a));
+
+export const tensorArb: fc.Arbitrary<Tensor> = fc.record({
+  name: text,
+  shape: fc.array(fc.nat(1000), { maxLength: 4 }),
+  encoding: fc.constantFrom('FP32' as const, 'FP16' as const, 'INT8' as const),
+  scale: float32,
+  zeroPoint: int32,
+  bytes,
+});
+
+const offsetRangeArb: fc.Arbitrary<OffsetRange> = fc.record({ topic: text, partition: int32, firstOffset: long, lastOffset: long });
+const partitionOffsetArb: fc.Arbitrary<PartitionOffset> = fc.record({ topic: text, partition: int32, offset: long });
+
+export const trainingSampleArb: fc.Arbitrary<TrainingSample> = fc.record({
+  deviceId: text,
+  eventTime: long,
+  features: fc.array(float32, { maxLength: 32 }),
+  label: fc.option(float32, { nil: null }),
+  labels: fc.array(float32, { maxLength: 8 }),
+  weight: float32,
+  attributes: fc.dictionary(text, text, { maxKeys: 4 }),
+});
+
+export const parameterUpdateArb: fc.Arbitrary<ParameterUpdate> = fc.record({
+  namespace: text,
+  shard: int32,
+  workerId: text,
+  baseVersion: long,
+  sampleCount: nat,
+  lossSum: double,
+  deadLettered: nat,
+  offsets: fc.array(offsetRangeArb, { maxLength: 4 }),
+  firstAppendTime: long,
+  lastAppendTime: long,
+  createdAt: long,
+  tensors: fc.array(tensorArb, { maxLength: 4 }),
+});
+
+export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
+  namespace: text,
+  shard: int32,
+  shardCount: int32,
+  version: long,
+  modelConfig: fc.json(),
+  tensors: fc.array(tensorArb, { maxLength: 4 }),
+  optimizerState: fc.array(tensorArb, { maxLength: 4 }),
+  samplesApplied: nat,
+  updatesApplied: nat,
+  updatesDroppedStale: nat,
+  samplesDroppedStale: nat,
+  deadLettered: nat,
+  lossSum: double,
+  appliedOffsets: fc.array(partitionOffsetArb, { maxLength: 4 }),
+  freshnessMs: nat,
+  createdAt: long,
+});
+
+export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({
+  topic: text,
+  partition: int32,
+  offset: long,
+  key: fc.option(bytes, { nil: null }),
+  value: fc.option(bytes, { nil: null }),
+  recordTimestamp: long,
+  errorCode: text,
+  errorMessage: text,
+  deadLetteredAt: long,
+});
+
+/** A valid 16-feature sample, as a simulator would send it. */
+export function sample16(overrides: Partial<TrainingSample> = {}): TrainingSample {
+  return {
+    deviceId: 'device-7',
+    eventTime: 1_790_000_000_000,
+    features: Array.from({ length: 16 }, (_, i) => Math.fround(Math.sin(i))),
+    label: 0.5,
+    labels: [],
+    weight: 1,
+    attributes: { site: 'north' },
+    ...overrides,
+  };
+}
