@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Admin, type Consumer, type ConsumerConfig, type Producer, type ProducerConfig } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Consumer, type ConsumerConfig, type Message, type Producer, type ProducerConfig } from 'kafkajs';
 import { inject, test as baseTest } from 'vitest';
 
 /** The bootstrap list of the run's broker, as chosen by the global setup. */
@@ -65,13 +65,61 @@ export class KafkaFixture {
     return consumer;
   }
 
+  /** Produces `count` messages made by `make`, in requests of 5,000, with acks from all replicas. */
+  async produce(topic: string, count: number, make: (i: number) => Message): Promise<void> {
+    const producer = await this.producer();
+    for (let start = 0; start < count; start += 5_000) {
+      const messages = Array.from({ length: Math.min(5_000, count - start) }, (_, i) => make(start + i));
+      await producer.send({ topic, acks: -1, messages });
+    }
+    await producer.disconnect();
+  }
+
+  /**
+   * Reads a whole topic with read_committed, once no transaction on it is open:
+   * every partition is read up to the end offset it has when the call starts.
+   * Returns the values, as strings, in the order each partition holds them.
+   */
+  async readCommitted(topic: string): Promise<string[]> {
+    await this.admin.connect();
+    const ends = new Map((await this.admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]));
+    const reached = new Map<number, number>();
+    const values: string[] = [];
+    const consumer = await this.consumer({ readUncommitted: false });
+    const done = () => [...ends].every(([partition, end]) => end === 0 || (reached.get(partition) ?? 0) >= end);
+    if (done()) return values;
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve) => {
+      const note = (partition: number, lastOffset: string) => {
+        reached.set(partition, Math.max(reached.get(partition) ?? 0, Number(lastOffset) + 1));
+        if (done()) resolve();
+      };
+      consumer.on(consumer.events.END_BATCH_PROCESS, (event) => note(event.payload.partition, event.payload.lastOffset));
+      void consumer.run({
+        eachBatch: async ({ batch }) => {
+          for (const message of batch.messages) values.push(message.value?.toString() ?? '');
+        },
+      });
+    });
+    await consumer.disconnect();
+    return values;
+  }
+
+  /** The sum over partitions of the group's committed offsets on `topic`. */
+  async committedTotal(groupId: string, topic: string): Promise<number> {
+    await this.admin.connect();
+    const [offsets] = await this.admin.fetchOffsets({ groupId, topics: [topic] });
+    return (offsets?.partitions ?? []).reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
+  }
+
   async cleanup(): Promise<void> {
     await Promise.allSettled(this.clients.map((client) => client.disconnect()));
     await this.admin.connect();
     if (this.groups.size > 0) {
       const existing = new Set((await this.admin.listGroups()).groups.map((g) => g.groupId));
       const ours = [...this.groups].filter((g) => existing.has(g));
-      if (ours.length > 0) await this.admin.deleteGroups(ours);
+      // A group whose last member has not yet timed out cannot be deleted; it expires by itself.
+      if (ours.length > 0) await this.admin.deleteGroups(ours).catch(() => {});
     }
     if (this.topics.size > 0) await this.admin.deleteTopics({ topics: [...this.topics] });
     await this.admin.disconnect();

@@ -1,0 +1,235 @@
+import type { Message, Producer, TopicMessages } from 'kafkajs';
+import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { z } from 'zod';
+import { StreamgradError } from '../schemas/errors.js';
+import type { Lane, OffsetSpan } from './lane.js';
+import { withRetry } from './retry.js';
+import { validateOptions } from './validateOptions.js';
+
+/** Messages to write, and the lane offsets they were made from. What `checkpoint` and `toKafka` take. */
+export interface Outputs {
+  readonly messages: readonly TopicMessages[];
+  /** The input offsets of the lane that these messages account for. */
+  readonly covers: readonly OffsetSpan[];
+}
+
+/** What a committed checkpoint reports. */
+export interface CheckpointReport {
+  readonly topic: string;
+  readonly partition: number;
+  /** The committed offset: the next one to read. */
+  readonly offset: number;
+  /** How many messages the checkpoint wrote. */
+  readonly messages: number;
+  /** How many `Outputs` it committed. */
+  readonly outputs: number;
+  readonly durationMs: number;
+}
+
+/** Options of {@link checkpoint}. */
+export interface CheckpointOptions {
+  /** The lane whose outputs and offsets are committed together. */
+  readonly lane: Lane;
+  /**
+   * `exactly-once` (default): each checkpoint is one Kafka transaction with the
+   * outputs and the offsets (needs `fromKafka`'s `exactlyOnce`). `at-least-once`:
+   * the outputs are written and acknowledged first, then the offsets committed.
+   */
+  readonly mode?: 'exactly-once' | 'at-least-once';
+  /** at-least-once: the (idempotent) producer to write with. */
+  readonly producer?: Producer;
+  /** Commit at least this often, in ms. Default 1,000. */
+  readonly intervalMs?: number;
+  /** Also commit once this many `Outputs` wait (Flink's "every N windows"). Default 1,000. */
+  readonly maxPendingOutputs?: number;
+  /** Split the writes of one checkpoint into requests of about this many bytes. Default 512 KiB. */
+  readonly maxRequestBytes?: number;
+  readonly scheduler?: SchedulerLike;
+}
+
+const optionsSchema = z
+  .object({
+    lane: z.custom<Lane>((value) => typeof value === 'object' && value !== null && 'markProcessed' in value, 'must be a Lane from fromKafka'),
+    mode: z.enum(['exactly-once', 'at-least-once']).default('exactly-once'),
+    producer: z.custom<Producer>((value) => typeof value === 'object' && value !== null && 'send' in value, 'must be a kafkajs Producer').optional(),
+    intervalMs: z.number().int().positive().default(1_000),
+    maxPendingOutputs: z.number().int().positive().default(1_000),
+    maxRequestBytes: z.number().int().positive().default(512 * 1024),
+    scheduler: z.custom<SchedulerLike>().default(asyncScheduler),
+  })
+  .refine((o) => o.mode === 'exactly-once' || o.producer !== undefined, { message: 'at-least-once needs a producer', path: ['producer'] });
+
+/** A checkpoint that could not be committed, even after retries. */
+export class CheckpointError extends StreamgradError {
+  constructor(lane: Lane, offset: number, cause: unknown) {
+    super('CHECKPOINT', `cannot commit the checkpoint of ${lane.name} up to offset ${offset}: ${(cause as Error)?.message ?? String(cause)}`, { retriable: false, cause });
+  }
+}
+
+// The partition's next owner registered our transactionalId: we are a zombie for this lane.
+const fencedErrorTypes = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+function isFenced(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && fencedErrorTypes.has(String((error as { type?: unknown }).type));
+}
+
+function highestCovered(outputs: Outputs): number {
+  let highest = -1;
+  for (const span of outputs.covers) if (span.last > highest) highest = span.last;
+  return highest;
+}
+
+/** Groups messages by topic and cuts them into requests of about `maxBytes`. */
+export function batchRequests(outputs: readonly Outputs[], maxBytes: number): TopicMessages[][] {
+  const requests: TopicMessages[][] = [];
+  let current = new Map<string, Message[]>();
+  let bytes = 0;
+  const flush = () => {
+    if (current.size === 0) return;
+    requests.push([...current].map(([topic, messages]) => ({ topic, messages })));
+    current = new Map();
+    bytes = 0;
+  };
+  for (const output of outputs) {
+    for (const { topic, messages } of output.messages) {
+      for (const message of messages) {
+        const size = 64 + (message.value?.length ?? 0) + (message.key?.length ?? 0);
+        if (bytes + size > maxBytes) flush();
+        let list = current.get(topic);
+        if (!list) current.set(topic, (list = []));
+        list.push(message);
+        bytes += size;
+      }
+    }
+  }
+  flush();
+  return requests;
+}
+
+/**
+ * Flink's exactly-once sink for one lane. Gathers the lane's outputs and, every
+ * `intervalMs` or `maxPendingOutputs`, commits those made only from offsets below
+ * the lane's processed frontier, with that frontier as the group's offset:
+ * in `exactly-once` mode in one Kafka transaction on the lane's own
+ * transactional producer; in `at-least-once` mode by writing and awaiting the
+ * outputs, then committing the offset. Committed records are released from
+ * the lane, which is what lets its partition read on.
+ *
+ * A revoked lane commits nothing more: what it still holds is dropped, for the
+ * partition's next owner reads it again from the last committed offset.
+ * Emits one {@link CheckpointReport} per commit, and completes after the last
+ * commit once its source completes.
+ */
+export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs, CheckpointReport> {
+  const config = validateOptions('checkpoint', optionsSchema, options);
+  const { lane } = config;
+  return (source) =>
+    new Observable<CheckpointReport>((subscriber) => {
+      let pending: Outputs[] = [];
+      let committing: Promise<void> | undefined;
+      let again = false;
+      let sourceDone = false;
+      let committedOffset = -1;
+
+      const commitOnce = async (): Promise<void> => {
+        await lane.whenCommitAllowed();
+        if (lane.revoked) {
+          pending = [];
+          return;
+        }
+        const frontier = lane.processedFrontier();
+        const ready = pending.filter((output) => highestCovered(output) < frontier);
+        if (ready.length === 0 && frontier <= committedOffset) return;
+        const started = Date.now();
+        const requests = batchRequests(ready, config.maxRequestBytes);
+        const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
+        await withRetry(async () => {
+          if (lane.revoked) return;
+          if (config.mode === 'exactly-once') {
+            const producer = lane.producer;
+            if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
+            const transaction = await producer.transaction();
+            try {
+              for (const topicMessages of requests) await transaction.sendBatch({ topicMessages });
+              await transaction.sendOffsets({ consumerGroupId: lane.groupId, topics: offsets });
+              if (lane.revoked) await transaction.abort();
+              else await transaction.commit();
+            } catch (error) {
+              await transaction.abort().catch(() => {});
+              throw error;
+            }
+          } else {
+            for (const topicMessages of requests) await config.producer!.sendBatch({ topicMessages, acks: -1 });
+            if (!lane.revoked) await lane.commitOffset(frontier);
+          }
+        });
+        if (lane.revoked) {
+          pending = [];
+          return;
+        }
+        pending = pending.filter((output) => !ready.includes(output));
+        committedOffset = frontier;
+        lane.release(frontier);
+        subscriber.next({
+          topic: lane.topic,
+          partition: lane.partition,
+          offset: frontier,
+          messages: requests.reduce((sum, request) => sum + request.reduce((n, t) => n + t.messages.length, 0), 0),
+          outputs: ready.length,
+          durationMs: Date.now() - started,
+        });
+      };
+
+      const finish = () => {
+        if (!committing && sourceDone && !subscriber.closed) subscriber.complete();
+      };
+
+      const trigger = () => {
+        if (committing) {
+          again = true;
+          return;
+        }
+        committing = commitOnce()
+          .catch((error: unknown) => {
+            if (isFenced(error)) {
+              // Another member owns the partition now and reads it from the last committed offset.
+              pending = [];
+              return;
+            }
+            subscriber.error(error instanceof CheckpointError ? error : new CheckpointError(lane, lane.processedFrontier(), error));
+          })
+          .finally(() => {
+            committing = undefined;
+            if (again) {
+              again = false;
+              trigger();
+            } else {
+              finish();
+            }
+          });
+      };
+
+      const timer: Subscription = config.scheduler.schedule(function tick() {
+        trigger();
+        this.schedule(undefined, config.intervalMs);
+      }, config.intervalMs);
+
+      const subscription = source.subscribe({
+        next: (output) => {
+          lane.markProcessed(output.covers);
+          pending.push(output);
+          if (pending.length >= config.maxPendingOutputs || lane.isFull) trigger();
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => {
+          sourceDone = true;
+          timer.unsubscribe();
+          trigger();
+        },
+      });
+
+      return () => {
+        timer.unsubscribe();
+        subscription.unsubscribe();
+      };
+    });
+}

@@ -1,0 +1,24 @@
+import { map, type OperatorFunction } from 'rxjs';
+import { codecFor, type CodecOptions } from '../schemas/codec.js';
+import { deadLetterFor } from '../schemas/deadLetter.js';
+import type { Outputs } from './checkpoint.js';
+import type { Rejected } from './decode.js';
+import { spanOf } from './lane.js';
+
+/**
+ * Turns rejected records into `DeadLetter` messages for the dead-letter topic,
+ * keyed like the source record, as `Outputs` that account for the rejected
+ * offset. Pipe them into `checkpoint` (exactly-once: the dead letter and the
+ * offset commit together) or `toKafka`.
+ *
+ * @example
+ * rejected.pipe(deadLetter({ topic: 'ns.dlq' }))
+ */
+export function deadLetter(sink: { readonly topic: string; readonly codec?: CodecOptions; readonly now?: () => number }): OperatorFunction<Rejected, Outputs> {
+  const codec = codecFor('DeadLetter', sink.codec);
+  const now = sink.now ?? Date.now;
+  return map(({ record, error }) => ({
+    messages: [{ topic: sink.topic, messages: [{ key: record.key, value: codec.encode(deadLetterFor(record, error, now())) }] }],
+    covers: [spanOf(record)],
+  }));
+}

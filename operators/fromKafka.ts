@@ -1,0 +1,350 @@
+import { randomUUID } from 'node:crypto';
+import { AssignerProtocol, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type Kafka, type KafkaMessage, type PartitionAssigner, type Producer } from 'kafkajs';
+import { Observable, type Observable as ObservableType } from 'rxjs';
+import { z } from 'zod';
+import { StreamgradError } from '../schemas/errors.js';
+import { Lane, type KafkaRecord } from './lane.js';
+import { withRetry } from './retry.js';
+import { validateOptions } from './validateOptions.js';
+
+/**
+ * Where a lane starts when its consumer group has no committed offset for the
+ * partition (always, without a group): the first or the next record, the first
+ * record at or after a time (ms since the epoch), or explicit offsets keyed
+ * `topic:partition`.
+ */
+export type StartPosition = 'earliest' | 'latest' | { readonly timestamp: number } | { readonly offsets: Readonly<Record<string, number>> };
+
+/** Options of {@link fromKafka}. */
+export interface FromKafkaOptions {
+  /** The kafkajs client to read with. */
+  readonly kafka: Kafka;
+  readonly topics: readonly string[];
+  /** The consumer group. Without one, partitions are assigned directly and nothing is committed. */
+  readonly groupId?: string;
+  /** Without a group: which partitions to read (default all), the same for every topic. */
+  readonly partitions?: readonly number[];
+  /** Where to start without a committed offset. Default `earliest`. */
+  readonly start?: StartPosition;
+  /** Start from `start` even where the group has committed offsets. Default false. */
+  readonly ignoreCommitted?: boolean;
+  /** Capture the end offsets at start and complete once every lane reaches them. Default false. */
+  readonly bounded?: boolean;
+  /** The most records one lane holds before its partition is paused. Default 10,000. */
+  readonly maxInFlight?: number;
+  /** One transactional producer per input partition (transactionalId `<prefix>.<topic>.<partition>`), for `checkpoint`'s exactly-once mode. */
+  readonly exactlyOnce?: { readonly transactionalIdPrefix: string; readonly transactionTimeoutMs?: number };
+  /** When this emits, stop fetching, complete every lane, wait until each has committed what it emitted, leave the group and complete. */
+  readonly until?: ObservableType<unknown>;
+  /** Read records of aborted transactions too. Default false (read_committed). */
+  readonly readUncommitted?: boolean;
+  /** Further kafkajs consumer settings (sessionTimeout, maxBytesPerPartition, …). */
+  readonly consumer?: Partial<ConsumerConfig>;
+}
+
+const optionsSchema = z.object({
+  kafka: z.custom<Kafka>((value) => typeof value === 'object' && value !== null && typeof (value as Kafka).consumer === 'function', 'must be a kafkajs Kafka client'),
+  topics: z.array(z.string().min(1)).min(1, 'needs at least one topic'),
+  groupId: z.string().min(1).optional(),
+  partitions: z.array(z.number().int().nonnegative()).min(1).optional(),
+  start: z
+    .union([
+      z.literal('earliest'),
+      z.literal('latest'),
+      z.object({ timestamp: z.number().int().nonnegative() }),
+      z.object({ offsets: z.record(z.string().regex(/^.+:\d+$/, 'keys are topic:partition'), z.number().int().nonnegative()) }),
+    ])
+    .default('earliest'),
+  ignoreCommitted: z.boolean().default(false),
+  bounded: z.boolean().default(false),
+  maxInFlight: z.number().int().positive().default(10_000),
+  exactlyOnce: z.object({ transactionalIdPrefix: z.string().min(1), transactionTimeoutMs: z.number().int().positive().default(60_000) }).optional(),
+  until: z.custom<ObservableType<unknown>>((value) => value instanceof Observable, 'must be an Observable').optional(),
+  readUncommitted: z.boolean().default(false),
+  consumer: z.record(z.string(), z.unknown()).default({}),
+});
+
+/** An error of the Kafka source that no retry inside kafkajs could fix. */
+export class SourceError extends StreamgradError {
+  constructor(detail: string, cause?: unknown) {
+    super('SOURCE', `Kafka source failed: ${detail}`, { retriable: false, cause });
+  }
+}
+
+const laneKey = (topic: string, partition: number) => `${topic}:${partition}`;
+
+function toRecord(topic: string, partition: number, message: KafkaMessage): KafkaRecord {
+  return { topic, partition, offset: message.offset, key: message.key, value: message.value, timestamp: message.timestamp, headers: message.headers ?? {} };
+}
+
+/** Without a group: a one-member group whose assigner hands that member exactly the requested partitions. */
+function directAssigner(partitions: readonly number[] | undefined): PartitionAssigner {
+  return ({ cluster }) => ({
+    name: 'StreamgradDirect',
+    version: 1,
+    async assign({ members, topics }) {
+      const assignment: Record<string, number[]> = {};
+      for (const topic of topics) {
+        const all = cluster.findTopicPartitionMetadata(topic).map((p) => p.partitionId);
+        assignment[topic] = partitions ? all.filter((p) => partitions.includes(p)) : all;
+      }
+      return members.map((member, index) => ({
+        memberId: member.memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: index === 0 ? assignment : {}, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name: 'StreamgradDirect', metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }) };
+    },
+  });
+}
+
+/**
+ * Reads Kafka as an Observable of {@link Lane}s: one lane per assigned
+ * partition, emitted when the partition is assigned, whose `records` are in
+ * offset order. Lanes run in parallel; downstream usually is
+ * `mergeMap(lane => lane.records.pipe(…, checkpoint({ lane })))`.
+ *
+ * - Backpressure: a lane holds at most `maxInFlight` records that are not yet
+ *   committed or acknowledged; a full lane pauses its partition and resumes it
+ *   once half are released. kafkajs keeps heartbeating meanwhile, so a slow
+ *   step never costs the group membership.
+ * - Rebalances: a revoked lane completes, and nothing of it is committed after
+ *   the revoke. With `exactlyOnce`, a new lane first fences the previous
+ *   owner's producer, then reads the committed offset, so a zombie cannot
+ *   commit behind it.
+ * - Bounded mode: the end offsets are captured at start; each lane completes
+ *   at its end, and the Observable completes once every lane has committed.
+ *
+ * @example
+ * fromKafka({ kafka, topics: ['telemetry'], groupId: 'ns.workers', exactlyOnce: { transactionalIdPrefix: 'ns' } })
+ *   .pipe(mergeMap((lane) => lane.records.pipe(map(toOutput), checkpoint({ lane }))));
+ */
+export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
+  const config = validateOptions('fromKafka', optionsSchema, options);
+  return new Observable<Lane>((subscriber) => {
+    const { kafka, topics } = config;
+    const direct = config.groupId === undefined;
+    const groupId = config.groupId ?? `streamgrad-direct-${randomUUID()}`;
+    const consumer: Consumer = kafka.consumer({
+      groupId,
+      readUncommitted: config.readUncommitted,
+      // kafkajs sleeps this long when every assigned partition is paused; a lane resumed meanwhile waits for it.
+      maxWaitTimeInMs: 100,
+      ...(direct ? { partitionAssigners: [directAssigner(config.partitions)] } : {}),
+      ...config.consumer,
+    });
+    const admin: Admin = kafka.admin();
+    const lanes = new Map<string, Lane>();
+    const ready = new Set<string>();
+    const endOffsets = new Map<string, number>();
+    const listeners: Array<() => void> = [];
+    let draining = false;
+    let assignedOnce = false;
+    let closed = false;
+
+    const fail = (error: unknown) => {
+      if (!closed) subscriber.error(error instanceof StreamgradError ? error : new SourceError(String((error as Error)?.message ?? error), error));
+    };
+
+    let finishing = false;
+    const finishIfDrained = () => {
+      if (closed || finishing || !(draining || (config.bounded && assignedOnce))) return;
+      for (const lane of lanes.values()) if (!lane.isDrained) return;
+      // Leave the group and close the producers before completing, so a process can exit right after.
+      finishing = true;
+      void shutDown().then(() => subscriber.complete(), fail);
+    };
+
+    const closeLane = (lane: Lane) => {
+      const producer = lane.producer;
+      lane.producer = undefined;
+      if (producer) void producer.disconnect().catch(() => {});
+    };
+
+    const startOffset = async (topic: string, partition: number): Promise<number> => {
+      if (!direct && !config.ignoreCommitted) {
+        const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        const offset = Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+        if (offset >= 0) return offset;
+      }
+      const start = config.start;
+      if (start === 'earliest' || start === 'latest') {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        const found = offsets.find((p) => p.partition === partition);
+        return Number(start === 'earliest' ? found?.low ?? 0 : found?.high ?? 0);
+      }
+      if ('timestamp' in start) {
+        const [byTime, ends] = await Promise.all([admin.fetchTopicOffsetsByTimestamp(topic, start.timestamp), admin.fetchTopicOffsets(topic)]);
+        const offset = Number(byTime.find((p) => p.partition === partition)?.offset ?? -1);
+        // -1: no record at or after that time; start at the end.
+        return offset >= 0 ? offset : Number(ends.find((p) => p.partition === partition)?.high ?? 0);
+      }
+      const explicit = start.offsets[laneKey(topic, partition)];
+      if (explicit === undefined) throw new SourceError(`start.offsets has no offset for ${laneKey(topic, partition)}`);
+      return explicit;
+    };
+
+    const prepareLane = async (lane: Lane) => {
+      const key = laneKey(lane.topic, lane.partition);
+      if (config.exactlyOnce) {
+        const producer: Producer = kafka.producer({
+          transactionalId: `${config.exactlyOnce.transactionalIdPrefix}.${lane.topic}.${lane.partition}`,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          transactionTimeout: config.exactlyOnce.transactionTimeoutMs,
+        });
+        await producer.connect();
+        // Registering the transactionalId bumps its epoch: the previous owner's producer is fenced and its
+        // open transaction aborted, so the committed offset read next is final.
+        const fence = await producer.transaction();
+        await fence.abort();
+        lane.producer = producer;
+      }
+      const offset = await withRetry(() => startOffset(lane.topic, lane.partition));
+      if (lanes.get(key) !== lane) {
+        closeLane(lane);
+        return;
+      }
+      lane.startAt(offset);
+      const end = endOffsets.get(key);
+      if (end !== undefined && offset >= end) {
+        lane.complete();
+        finishIfDrained();
+        return;
+      }
+      consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(offset) });
+      ready.add(key);
+      consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
+    };
+
+    const onAssignment = (assignment: Record<string, number[]>) => {
+      assignedOnce = true;
+      const assigned = new Set<string>();
+      for (const [topic, partitions] of Object.entries(assignment)) for (const partition of partitions) assigned.add(laneKey(topic, partition));
+      for (const [key, lane] of lanes) {
+        if (assigned.has(key)) {
+          lane.resumeAfterRebalance();
+        } else {
+          lanes.delete(key);
+          ready.delete(key);
+          lane.revoke();
+          closeLane(lane);
+        }
+      }
+      for (const key of assigned) {
+        if (lanes.has(key)) continue;
+        const separator = key.lastIndexOf(':');
+        const topic = key.slice(0, separator);
+        const partition = Number(key.slice(separator + 1));
+        const lane = new Lane(topic, partition, groupId, config.maxInFlight, {
+          pause: () => consumer.pause([{ topic, partitions: [partition] }]),
+          resume: () => {
+            if (!draining && lanes.get(key) === lane) consumer.resume([{ topic, partitions: [partition] }]);
+          },
+          commitOffset: async (offset) => {
+            if (!direct) await consumer.commitOffsets([{ topic, partition, offset: String(offset) }]);
+          },
+        });
+        lanes.set(key, lane);
+        listeners.push(lane.onRelease(finishIfDrained));
+        subscriber.next(lane);
+        prepareLane(lane).catch(fail);
+      }
+      finishIfDrained();
+    };
+
+    const eachBatch = async ({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload) => {
+      const key = laneKey(batch.topic, batch.partition);
+      const lane = lanes.get(key);
+      if (!lane || !ready.has(key) || lane.isComplete) {
+        pause();
+        return;
+      }
+      const end = endOffsets.get(key);
+      for (const message of batch.messages) {
+        if (!isRunning() || isStale()) return;
+        const offset = Number(message.offset);
+        if (end !== undefined && offset >= end) break;
+        if (lane.isFull) {
+          lane.pause();
+          return;
+        }
+        lane.offer(toRecord(batch.topic, batch.partition, message));
+        resolveOffset(message.offset);
+      }
+      if (!isStale()) lane.skipTo(Number(batch.lastOffset()) + 1);
+      if (end !== undefined && lane.position >= end) {
+        pause();
+        lane.complete();
+        finishIfDrained();
+      }
+      await heartbeat();
+    };
+
+    const start = async () => {
+      await admin.connect();
+      if (config.bounded) {
+        for (const topic of topics) {
+          for (const { partition, high } of await admin.fetchTopicOffsets(topic)) endOffsets.set(laneKey(topic, partition), Number(high));
+        }
+      }
+      const { GROUP_JOIN, REBALANCING, CRASH, END_BATCH_PROCESS } = consumer.events;
+      listeners.push(
+        consumer.on(GROUP_JOIN, (event) => onAssignment(event.payload.memberAssignment)),
+        consumer.on(REBALANCING, () => {
+          for (const lane of lanes.values()) lane.suspend();
+        }),
+        consumer.on(CRASH, (event) => {
+          if (!event.payload.restart) fail(event.payload.error);
+        }),
+        // kafkajs resolves batches that held only transaction markers or aborted records without calling eachBatch.
+        consumer.on(END_BATCH_PROCESS, (event) => {
+          if (event.payload.batchSize !== 0) return;
+          const key = laneKey(event.payload.topic, event.payload.partition);
+          const lane = lanes.get(key);
+          if (!lane || !ready.has(key)) return;
+          lane.skipTo(Number(event.payload.lastOffset) + 1);
+          const end = endOffsets.get(key);
+          if (end !== undefined && lane.position >= end) {
+            lane.complete();
+            finishIfDrained();
+          }
+        }),
+      );
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch });
+    };
+
+    const untilSubscription = config.until?.subscribe(() => {
+      if (draining) return;
+      draining = true;
+      consumer.pause(topics.map((topic) => ({ topic })));
+      for (const lane of lanes.values()) lane.complete();
+      finishIfDrained();
+    });
+
+    let shutDownOnce: Promise<void> | undefined;
+    const shutDown = () =>
+      (shutDownOnce ??= (async () => {
+        untilSubscription?.unsubscribe();
+        for (const remove of listeners) remove();
+        const producers = [...lanes.values()].map((lane) => {
+          lane.complete();
+          const producer = lane.producer;
+          lane.producer = undefined;
+          return producer?.disconnect();
+        });
+        lanes.clear();
+        await Promise.allSettled([consumer.disconnect(), admin.disconnect(), ...producers]);
+      })());
+
+    start().catch(fail);
+
+    return () => {
+      closed = true;
+      void shutDown();
+    };
+  });
+}

@@ -1,0 +1,236 @@
+import { Observable, Subject } from 'rxjs';
+import type { IHeaders, Producer } from 'kafkajs';
+
+/** One Kafka record as a lane delivers it. Offsets and timestamps are decimal strings, as in kafkajs. */
+export interface KafkaRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  /** ms since the epoch, as a decimal string */
+  readonly timestamp: string;
+  readonly headers: IHeaders;
+}
+
+/** An inclusive run of a lane's offsets that one output was made from. */
+export interface OffsetSpan {
+  readonly first: number;
+  readonly last: number;
+}
+
+/** The span of one record. */
+export function spanOf(record: { readonly offset: string }): OffsetSpan {
+  const offset = Number(record.offset);
+  return { first: offset, last: offset };
+}
+
+/** How a lane reaches back into its consumer; supplied by `fromKafka`. */
+export interface LaneControl {
+  pause(): void;
+  resume(): void;
+  /** Commits `offset` (the next one to read) for the lane's partition in its consumer group, outside any transaction. */
+  commitOffset(offset: number): Promise<void>;
+}
+
+/**
+ * One assigned partition: its records, in order, and the bookkeeping that makes
+ * backpressure and exactly-once work.
+ *
+ * Every record the lane emits stays *in flight* until it is released, which
+ * happens when the output made from it is committed (see `checkpoint`) or when
+ * a sink acknowledges it ({@link ack}). A lane never holds more than
+ * `maxInFlight` records: past that its partition is paused, and it is resumed
+ * once half of them are released.
+ *
+ * Outputs report which offsets they were made from ({@link markProcessed}); the
+ * processed frontier is the first offset not yet made into an output, and only
+ * offsets below it are ever committed.
+ */
+export class Lane {
+  /** The lane's records, in offset order. Completes when the partition is revoked or (bounded mode) fully read. */
+  readonly records: Observable<KafkaRecord>;
+  /** The group the lane's consumer belongs to. */
+  readonly groupId: string;
+  /** The transactional producer of this partition (one transactionalId per input partition), when exactly-once is on. */
+  producer: Producer | undefined;
+
+  private readonly subject = new Subject<KafkaRecord>();
+  private offsets: number[] = [];
+  private processed: boolean[] = [];
+  private head = 0;
+  private frontierIndex = 0;
+  private nextOffset = -1;
+  private paused = false;
+  private revokedFlag = false;
+  private suspendedUntil: Promise<void> | undefined;
+  private resumeSuspended: (() => void) | undefined;
+  private completed = false;
+  private readonly releaseListeners = new Set<() => void>();
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+    groupId: string,
+    readonly maxInFlight: number,
+    private readonly control: LaneControl,
+  ) {
+    this.groupId = groupId;
+    this.records = this.subject.asObservable();
+  }
+
+  /** `topic[partition]`, as messages name the lane. */
+  get name(): string {
+    return `${this.topic}[${this.partition}]`;
+  }
+
+  /** Records emitted and not yet released. */
+  get inFlight(): number {
+    return this.offsets.length - this.head;
+  }
+
+  get isFull(): boolean {
+    return this.inFlight >= this.maxInFlight;
+  }
+
+  /** True once the partition has been taken away: nothing of it may be committed any more. */
+  get revoked(): boolean {
+    return this.revokedFlag;
+  }
+
+  /** The next offset the lane expects, or -1 before the first. */
+  get position(): number {
+    return this.nextOffset;
+  }
+
+  /** Sets where the lane starts: records below it (a redelivery) are skipped. */
+  startAt(offset: number): void {
+    this.nextOffset = offset;
+  }
+
+  /** Emits a record unless it was emitted before (kafkajs redelivers from the committed offset after a rebalance). */
+  offer(record: KafkaRecord): boolean {
+    const offset = Number(record.offset);
+    if (offset < this.nextOffset || this.completed) return false;
+    this.offsets.push(offset);
+    this.processed.push(false);
+    this.nextOffset = offset + 1;
+    this.subject.next(record);
+    return true;
+  }
+
+  /** Moves the position past offsets that hold no record for us (transaction markers, aborted records). */
+  skipTo(offset: number): void {
+    if (offset > this.nextOffset) this.nextOffset = offset;
+  }
+
+  /** Marks the records in these spans as made into an output. */
+  markProcessed(spans: readonly OffsetSpan[]): void {
+    for (const span of spans) {
+      let i = this.lowerBound(span.first);
+      while (i < this.offsets.length && this.offsets[i]! <= span.last) this.processed[i++] = true;
+    }
+    while (this.frontierIndex < this.offsets.length && this.processed[this.frontierIndex]) this.frontierIndex++;
+  }
+
+  /** The first offset not yet made into an output: everything below it may be committed. */
+  processedFrontier(): number {
+    return this.frontierIndex < this.offsets.length ? this.offsets[this.frontierIndex]! : this.nextOffset;
+  }
+
+  /** Releases every record below `offset` (committed): they no longer count against `maxInFlight`. */
+  release(offset: number): void {
+    while (this.head < this.offsets.length && this.offsets[this.head]! < offset) this.head++;
+    if (this.frontierIndex < this.head) this.frontierIndex = this.head;
+    if (this.head > 4096 && this.head * 2 > this.offsets.length) {
+      this.offsets = this.offsets.slice(this.head);
+      this.processed = this.processed.slice(this.head);
+      this.frontierIndex -= this.head;
+      this.head = 0;
+    }
+    if (this.paused && this.inFlight <= this.maxInFlight / 2 && !this.revokedFlag) {
+      this.paused = false;
+      this.control.resume();
+    }
+    for (const listener of this.releaseListeners) listener();
+  }
+
+  /** Calls `listener` after every release; returns the function that removes it. */
+  onRelease(listener: () => void): () => void {
+    this.releaseListeners.add(listener);
+    return () => this.releaseListeners.delete(listener);
+  }
+
+  /** Complete and with nothing in flight: everything the lane emitted is committed or acknowledged. */
+  get isDrained(): boolean {
+    return this.completed && this.inFlight === 0;
+  }
+
+  /** For sinks without checkpoints: the record at `offset` is done. Commits nothing. */
+  ack(offset: string | number): void {
+    const value = Number(offset);
+    this.markProcessed([{ first: value, last: value }]);
+    this.release(this.processedFrontier());
+  }
+
+  /** Commits `offset` in the consumer group, outside any transaction (at-least-once). */
+  commitOffset(offset: number): Promise<void> {
+    return this.control.commitOffset(offset);
+  }
+
+  /** Called by fromKafka when the lane is full. */
+  pause(): void {
+    if (!this.paused) {
+      this.paused = true;
+      this.control.pause();
+    }
+  }
+
+  /** A rebalance is under way: commits wait until {@link resumeAfterRebalance} or {@link revoke}. */
+  suspend(): void {
+    if (this.suspendedUntil) return;
+    this.suspendedUntil = new Promise((resolve) => {
+      this.resumeSuspended = resolve;
+    });
+  }
+
+  resumeAfterRebalance(): void {
+    this.resumeSuspended?.();
+    this.suspendedUntil = undefined;
+    this.resumeSuspended = undefined;
+  }
+
+  /** Resolves when no rebalance holds commits back. */
+  async whenCommitAllowed(): Promise<void> {
+    while (this.suspendedUntil) await this.suspendedUntil;
+  }
+
+  /** The partition is gone: complete the records and refuse every later commit. */
+  revoke(): void {
+    this.revokedFlag = true;
+    this.resumeAfterRebalance();
+    this.complete();
+  }
+
+  /** No more records (bounded end, or revoke). */
+  complete(): void {
+    if (this.completed) return;
+    this.completed = true;
+    this.subject.complete();
+  }
+
+  get isComplete(): boolean {
+    return this.completed;
+  }
+
+  private lowerBound(offset: number): number {
+    let low = this.head;
+    let high = this.offsets.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.offsets[mid]! < offset) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+}

@@ -1,0 +1,48 @@
+import { StreamgradError } from '../schemas/errors.js';
+
+/** How {@link withRetry} backs off. Times in ms. */
+export interface RetryOptions {
+  /** Attempts after the first. Default 5. */
+  readonly retries?: number;
+  /** The first backoff ceiling. Default 100 ms. */
+  readonly initialDelayMs?: number;
+  /** The largest backoff ceiling. Default 5,000 ms. */
+  readonly maxDelayMs?: number;
+  /** Called before each retry, e.g. to log it. */
+  readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * Whether a retry can help. Programmer errors (TypeError, RangeError, …) never;
+ * streamgrad and kafkajs errors say so themselves (`retriable`); anything else, no.
+ */
+export function isRetriable(error: unknown): boolean {
+  if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError || error instanceof SyntaxError) return false;
+  if (error instanceof StreamgradError) return error.retriable;
+  return typeof error === 'object' && error !== null && (error as { retriable?: unknown }).retriable === true;
+}
+
+/** The backoff before retry `attempt` (1-based): exponential, with full jitter. */
+export function backoffDelay(attempt: number, options: RetryOptions = {}, random: () => number = Math.random): number {
+  const ceiling = Math.min(options.maxDelayMs ?? 5_000, (options.initialDelayMs ?? 100) * 2 ** (attempt - 1));
+  return Math.round(random() * ceiling);
+}
+
+/**
+ * The one place where streamgrad retries: runs `operation`, and while it fails
+ * with an error that {@link isRetriable} accepts, waits a jittered exponential
+ * backoff and runs it again, up to `retries` times. The last error is thrown.
+ */
+export async function withRetry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const retries = options.retries ?? 5;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await operation(attempt);
+    } catch (error) {
+      if (attempt >= retries || !isRetriable(error)) throw error;
+      const delay = backoffDelay(attempt + 1, options);
+      options.onRetry?.(error, attempt + 1, delay);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
