@@ -66,6 +66,8 @@ export class Lane {
   private suspendedUntil: Promise<void> | undefined;
   private resumeSuspended: (() => void) | undefined;
   private completed = false;
+  private pauseCount = 0;
+  private resumeCount = 0;
   private readonly releaseListeners = new Set<() => void>();
 
   constructor(
@@ -82,6 +84,11 @@ export class Lane {
   /** `topic[partition]`, as messages name the lane. */
   get name(): string {
     return `${this.topic}[${this.partition}]`;
+  }
+
+  /** How often the lane paused and resumed its partition because it was full: backpressure at work. */
+  get backpressure(): { readonly pauses: number; readonly resumes: number } {
+    return { pauses: this.pauseCount, resumes: this.resumeCount };
   }
 
   /** Records emitted and not yet released. */
@@ -150,6 +157,7 @@ export class Lane {
     }
     if (this.paused && this.inFlight <= this.maxInFlight / 2 && !this.revokedFlag) {
       this.paused = false;
+      this.resumeCount++;
       this.control.resume();
     }
     for (const listener of this.releaseListeners) listener();
@@ -182,6 +190,7 @@ export class Lane {
   pause(): void {
     if (!this.paused) {
       this.paused = true;
+      this.pauseCount++;
       this.control.pause();
     }
   }
