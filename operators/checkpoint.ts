@@ -51,7 +51,7 @@ const optionsSchema = z
   .object({
     lane: z.custom<Lane>((value) => typeof value === 'object' && value !== null && 'markProcessed' in value, 'must be a Lane from fromKafka'),
     mode: z.enum(['exactly-once', 'at-least-once']).default('exactly-once'),
-    producer: z.custom<Producer>((value) => typeof value === 'object' && value !== null && 'send' in value, 'must be a kafkajs Producer').optional(),
+    producer: z.custom<Producer>((value) => typeof value === 'object' && value !== null && 'sendBatch' in value, 'must be a kafkajs Producer').optional(),
     intervalMs: z.number().int().positive().default(1_000),
     maxPendingOutputs: z.number().int().positive().default(1_000),
     maxRequestBytes: z.number().int().positive().default(512 * 1024),
@@ -138,7 +138,8 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
         }
         const frontier = lane.processedFrontier();
         const ready = pending.filter((output) => highestCovered(output) < frontier);
-        if (ready.length === 0 && frontier <= committedOffset) return;
+        // Nothing new: no outputs, and the offset to commit is the one already committed (or started from).
+        if (ready.length === 0 && frontier <= Math.max(committedOffset, lane.startOffset)) return;
         const started = Date.now();
         const requests = batchRequests(ready, config.maxRequestBytes);
         const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];

@@ -61,6 +61,7 @@ export class Lane {
   private head = 0;
   private frontierIndex = 0;
   private nextOffset = -1;
+  private firstOffset = -1;
   private paused = false;
   private revokedFlag = false;
   private suspendedUntil: Promise<void> | undefined;
@@ -113,6 +114,12 @@ export class Lane {
   /** Sets where the lane starts: records below it (a redelivery) are skipped. */
   startAt(offset: number): void {
     this.nextOffset = offset;
+    this.firstOffset = offset;
+  }
+
+  /** The offset the lane started at (already committed, or the start position), or -1 before it is known. */
+  get startOffset(): number {
+    return this.firstOffset;
   }
 
   /** Emits a record unless it was emitted before (kafkajs redelivers from the committed offset after a rebalance). */

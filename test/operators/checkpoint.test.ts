@@ -1,0 +1,121 @@
+import type { Producer } from 'kafkajs';
+import { lastValueFrom, Subject, toArray } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { checkpoint, Lane, type CheckpointReport, type KafkaRecord, type Outputs } from '../../operators/index.js';
+
+// Unit tests with a recording producer; the exactly-once proof against the real broker is fromKafka.crash.test.ts.
+function recordingProducer() {
+  const log: string[] = [];
+  const producer = {
+    sendBatch: async ({ topicMessages }: { topicMessages: Array<{ topic: string; messages: unknown[] }> }) => {
+      log.push(`send ${topicMessages.map((t) => `${t.topic}x${t.messages.length}`).join(',')}`);
+    },
+    transaction: async () => ({
+      sendBatch: async ({ topicMessages }: { topicMessages: Array<{ topic: string; messages: unknown[] }> }) => {
+        log.push(`tx-send ${topicMessages.map((t) => `${t.topic}x${t.messages.length}`).join(',')}`);
+      },
+      sendOffsets: async ({ topics }: { topics: Array<{ partitions: Array<{ offset: string }> }> }) => {
+        log.push(`tx-offsets ${topics[0]!.partitions[0]!.offset}`);
+      },
+      commit: async () => {
+        log.push('tx-commit');
+      },
+      abort: async () => {
+        log.push('tx-abort');
+      },
+    }),
+  };
+  return { producer: producer as unknown as Producer, log };
+}
+
+function lane(log: string[]) {
+  const lane = new Lane('in', 0, 'group', 100, {
+    pause: () => {},
+    resume: () => {},
+    commitOffset: async (offset) => {
+      log.push(`commit ${offset}`);
+    },
+  });
+  lane.startAt(0);
+  return lane;
+}
+const record = (offset: number): KafkaRecord => ({ topic: 'in', partition: 0, offset: String(offset), key: null, value: null, timestamp: '0', headers: {} });
+const output = (first: number, last = first): Outputs => ({ messages: [{ topic: 'out', messages: [{ value: `o${first}` }] }], covers: [{ first, last }] });
+
+describe('checkpoint', () => {
+  it('commits outputs and offsets in one transaction, and releases what it committed', async () => {
+    const { producer, log } = recordingProducer();
+    const theLane = lane(log);
+    theLane.producer = producer;
+    [0, 1, 2].forEach((o) => theLane.offer(record(o)));
+    const outputs = new Subject<Outputs>();
+    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
+    outputs.next(output(0, 1));
+    outputs.next(output(2));
+    outputs.complete();
+    const done: CheckpointReport[] = await reports;
+    expect(log).toEqual(['tx-send outx2', 'tx-offsets 3', 'tx-commit']);
+    expect(done).toMatchObject([{ topic: 'in', partition: 0, offset: 3, messages: 2, outputs: 2 }]);
+    expect(theLane.inFlight).toBe(0);
+  });
+
+  it('holds back an output whose records are not all processed yet', async () => {
+    const { producer, log } = recordingProducer();
+    const theLane = lane(log);
+    [0, 1, 2].forEach((o) => theLane.offer(record(o)));
+    const outputs = new Subject<Outputs>();
+    const reports: CheckpointReport[] = [];
+    outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 5 })).subscribe((r) => reports.push(r));
+    // A dead letter for offset 2 while offsets 0 and 1 are still in a window: nothing may be committed past 0.
+    outputs.next(output(2));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log).toEqual([]);
+    outputs.next(output(0, 1));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log).toEqual(['send outx2', 'commit 3']);
+    expect(reports.map((r) => r.offset)).toEqual([3]);
+    outputs.complete();
+  });
+
+  it('commits nothing for a revoked lane and completes', async () => {
+    const { producer, log } = recordingProducer();
+    const theLane = lane(log);
+    theLane.producer = producer;
+    theLane.offer(record(0));
+    const outputs = new Subject<Outputs>();
+    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
+    outputs.next(output(0));
+    theLane.revoke();
+    outputs.complete();
+    expect(await reports).toEqual([]);
+    expect(log).toEqual([]);
+  });
+
+  it('completes at once for an empty source, passes the source error on, and stops its timer on unsubscribe', async () => {
+    const { producer, log } = recordingProducer();
+    const empty = new Subject<Outputs>();
+    const emptyReports = lastValueFrom(empty.pipe(checkpoint({ lane: lane(log), mode: 'at-least-once', producer }), toArray()));
+    empty.complete();
+    expect(await emptyReports).toEqual([]);
+
+    const failing = new Subject<Outputs>();
+    const failed = lastValueFrom(failing.pipe(checkpoint({ lane: lane(log), mode: 'at-least-once', producer })));
+    failing.error(new Error('upstream broke'));
+    await expect(failed).rejects.toThrow('upstream broke');
+
+    const theLane = lane(log);
+    theLane.offer(record(0));
+    const outputs = new Subject<Outputs>();
+    const subscription = outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 5 })).subscribe();
+    outputs.next(output(0));
+    subscription.unsubscribe();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log).toEqual([]);
+  });
+
+  it('validates its options, by name', () => {
+    const { log } = recordingProducer();
+    expect(() => checkpoint({ lane: lane(log), mode: 'at-least-once' })).toThrow('checkpoint.producer: at-least-once needs a producer');
+    expect(() => checkpoint({ lane: lane(log), intervalMs: 0 })).toThrow('checkpoint.intervalMs');
+  });
+});
