@@ -262,16 +262,25 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         return;
       }
       const end = endOffsets.get(key);
+      if (!isRunning() || isStale()) return;
+      // Resolving (a Long parse in kafkajs) once per batch, for the last record emitted, is enough:
+      // the next fetch starts after it.
+      let lastEmitted: string | undefined;
+      let full = false;
       for (const message of batch.messages) {
-        if (!isRunning() || isStale()) return;
         const offset = Number(message.offset);
         if (end !== undefined && offset >= end) break;
         if (lane.isFull) {
-          lane.pause();
-          return;
+          full = true;
+          break;
         }
         lane.offer(toRecord(batch.topic, batch.partition, message));
-        resolveOffset(message.offset);
+        lastEmitted = message.offset;
+      }
+      if (lastEmitted !== undefined) resolveOffset(lastEmitted);
+      if (full) {
+        lane.pause();
+        return;
       }
       if (!isStale()) lane.skipTo(Number(batch.lastOffset()) + 1);
       if (end !== undefined && lane.position >= end) {

@@ -184,7 +184,13 @@ export class Lane {
   /** For sinks without checkpoints: the record at `offset` is done. Commits nothing. */
   ack(offset: string | number): void {
     const value = Number(offset);
-    this.markProcessed([{ first: value, last: value }]);
+    if (this.frontierIndex < this.offsets.length && this.offsets[this.frontierIndex] === value) {
+      // The common case, an in-order ack: no search, no span.
+      this.processed[this.frontierIndex] = true;
+      while (this.frontierIndex < this.offsets.length && this.processed[this.frontierIndex]) this.frontierIndex++;
+    } else {
+      this.markProcessed([{ first: value, last: value }]);
+    }
     this.release(this.processedFrontier());
   }
 

@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
+import { mergeMap, tap } from 'rxjs';
+import { decode, fromKafka, type Rejected } from '../../operators/index.js';
+import { codecFor, SampleDecoder } from '../../schemas/index.js';
+import { median } from './stats.js';
+
+/** Result of {@link measureConsumeRates}: records/s, medians over `runs`. */
+export interface ConsumeRates {
+  readonly rawConsumeRate: number;
+  readonly sourceDecodeRate: number;
+  readonly sourceDecodeRatio: number;
+  readonly consumeRecords: number;
+  readonly consumeRuns: { raw: number[]; pipeline: number[] };
+}
+
+const partitions = 6;
+
+export async function fillTopic(kafka: Kafka, topic: string, total: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] });
+  await admin.disconnect();
+  const codec = codecFor('TrainingSample', { framing: 'confluent', schemaId: 1 });
+  const producer = kafka.producer({ idempotent: true });
+  await producer.connect();
+  const perRequest = 10_000;
+  for (let start = 0; start < total; start += perRequest) {
+    const messages = Array.from({ length: Math.min(perRequest, total - start) }, (_, k) => {
+      const i = start + k;
+      return {
+        key: `device-${i % 500}`,
+        value: codec.encode({
+          deviceId: `device-${i % 500}`,
+          eventTime: 1_790_000_000_000 + i,
+          features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))),
+          label: Math.fround(Math.cos(i)),
+          labels: [],
+          weight: 1,
+          attributes: {},
+        }),
+      };
+    });
+    await producer.send({ topic, messages, acks: -1 });
+  }
+  await producer.disconnect();
+}
+
+/** A no-op kafkajs `eachBatch` consumer over the whole topic: records/s from its first batch to its last record. */
+export async function rawConsume(kafka: Kafka, topic: string, total: number): Promise<number> {
+  const consumer = kafka.consumer({ groupId: `bench-raw-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let seen = 0;
+  let started = 0;
+  const rate = await new Promise<number>((resolve) => {
+    void consumer.run({
+      eachBatch: async ({ batch }) => {
+        if (started === 0) started = performance.now();
+        seen += batch.messages.length;
+        if (seen >= total) resolve((seen / (performance.now() - started)) * 1000);
+      },
+    });
+  });
+  await consumer.disconnect();
+  return rate;
+}
+
+/** fromKafka → decode (with validation) → a counting sink that acknowledges each record. */
+export async function pipelineConsume(kafka: Kafka, topic: string, total: number): Promise<number> {
+  const samples = new SampleDecoder({ featureCount: 16, framing: 'confluent', schemaId: 1 });
+  const rejected = { next: (r: Rejected) => console.error(`rejected ${r.error.message}`), error: () => {}, complete: () => {} };
+  let seen = 0;
+  let started = 0;
+  let resolveRate: (rate: number) => void = () => {};
+  const done = new Promise<number>((resolve) => (resolveRate = resolve));
+  const subscription = fromKafka({ kafka, topics: [topic], groupId: `bench-pipeline-${randomUUID()}` })
+    .pipe(
+      mergeMap((lane) =>
+        lane.records.pipe(
+          tap(() => {
+            if (started === 0) started = performance.now();
+          }),
+          decode(samples, rejected),
+          tap(({ record }) => {
+            lane.ack(record.offset);
+            if (++seen === total) resolveRate((seen / (performance.now() - started)) * 1000);
+          }),
+        ),
+      ),
+    )
+    .subscribe();
+  const rate = await done;
+  subscription.unsubscribe();
+  return rate;
+}
+
+/**
+ * `fromKafka` → `decode` → a counting sink, against a raw kafkajs `eachBatch`
+ * loop that does nothing, on the same topic of Avro samples, alternating runs.
+ */
+export async function measureConsumeRates(brokers: string, options: { quick: boolean }): Promise<ConsumeRates> {
+  const total = options.quick ? 200_000 : 1_000_000;
+  const runs = options.quick ? 2 : 3;
+  const kafka = new Kafka({ clientId: 'streamgrad-bench', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const topic = `bench-consume-${randomUUID().slice(0, 8)}`;
+  console.error(`  filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${partitions} partitions …`);
+  await fillTopic(kafka, topic, total);
+  const raw: number[] = [];
+  const pipeline: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    raw.push(await rawConsume(kafka, topic, total));
+    pipeline.push(await pipelineConsume(kafka, topic, total));
+    console.error(`  run ${run + 1}/${runs}: raw ${Math.round(raw.at(-1)!)} rec/s, pipeline ${Math.round(pipeline.at(-1)!)} rec/s`);
+  }
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic] });
+  await admin.disconnect();
+  const rawConsumeRate = median(raw);
+  const sourceDecodeRate = median(pipeline);
+  return { rawConsumeRate, sourceDecodeRate, sourceDecodeRatio: sourceDecodeRate / rawConsumeRate, consumeRecords: total, consumeRuns: { raw, pipeline } };
+}
