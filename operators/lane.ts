@@ -1,15 +1,9 @@
 import { Observable, Subject } from 'rxjs';
 import type { IHeaders, Producer } from 'kafkajs';
+import type { SourceRecord } from '../schemas/deadLetter.js';
 
-/** One Kafka record as a lane delivers it. Offsets and timestamps are decimal strings, as in kafkajs. */
-export interface KafkaRecord {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: string;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  /** ms since the epoch, as a decimal string */
-  readonly timestamp: string;
+/** One Kafka record as a lane delivers it: the dead-letter source record plus its headers. */
+export interface KafkaRecord extends SourceRecord {
   readonly headers: IHeaders;
 }
 

@@ -138,3 +138,13 @@ export const kafkaTest = baseTest.extend<{ kafka: KafkaFixture }>({
     }
   },
 });
+
+/** How a copy of the values `r-0 … r-(total-1)` differs from exactly once: the first few duplicated and missing values. */
+export function exactlyOnceDiff(copied: readonly string[], total: number): { duplicated: string[]; missing: string[]; count: number } {
+  const counts = new Map<string, number>();
+  for (const value of copied) counts.set(value, (counts.get(value) ?? 0) + 1);
+  const duplicated = [...counts].filter(([, n]) => n > 1).slice(0, 5).map(([value]) => value);
+  const missing: string[] = [];
+  for (let i = 0; i < total && missing.length < 5; i++) if (!counts.has(`r-${i}`)) missing.push(`r-${i}`);
+  return { duplicated, missing, count: copied.length };
+}
