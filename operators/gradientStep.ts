@@ -1,0 +1,143 @@
+import { Observable, type OperatorFunction } from 'rxjs';
+import { z } from 'zod';
+import { codecFor, type CodecOptions } from '../schemas/codec.js';
+import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
+import type { OffsetRange, ParameterUpdate, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
+import type { Outputs } from './checkpoint.js';
+import type { Decoded } from './decode.js';
+import { validateOptions } from './validateOptions.js';
+
+/** One variable's gradient, summed over a batch: float32 elements in row-major order. */
+export interface TensorGradient {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly values: Float32Array;
+}
+
+/** What one gradient computation yields. */
+export interface StepGradients {
+  readonly gradients: readonly TensorGradient[];
+  /** The sum of the per-sample losses (weighted), before the step. */
+  readonly lossSum: number;
+  readonly sampleCount: number;
+}
+
+/** A model that can compute gradients: the worker's replica. It must dispose every tensor it makes. */
+export interface GradientModel<S> {
+  readonly shardCount: number;
+  gradients(samples: readonly S[]): StepGradients;
+  shardOf(variableName: string): number;
+  /** The version of `shard` that the current weights come from. */
+  baseVersion(shard: number): number;
+}
+
+/** Options of {@link gradientStep}. */
+export interface GradientStepOptions {
+  readonly model: GradientModel<TrainingSample>;
+  /** The experiment namespace, written into each update. */
+  readonly namespace: string;
+  readonly workerId: string;
+  /** Where updates go: `<namespace>.updates`, one partition per shard. */
+  readonly updatesTopic: string;
+  /** How gradients travel. INT8 and FP16 carry their rounding error into the next step (error feedback). Default FP32. */
+  readonly encoding?: TensorEncoding;
+  /** The framing of the ParameterUpdate records. Default raw. */
+  readonly codec?: CodecOptions;
+  readonly now?: () => number;
+}
+
+const optionsSchema = z.object({
+  model: z.custom<GradientModel<TrainingSample>>((value) => typeof value === 'object' && value !== null && 'gradients' in value, 'must be a GradientModel'),
+  namespace: z.string().min(1),
+  workerId: z.string().min(1),
+  updatesTopic: z.string().min(1),
+  encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
+});
+
+function offsetRanges(batch: readonly Decoded<TrainingSample>[]): OffsetRange[] {
+  const first = batch[0]!.record;
+  const last = batch[batch.length - 1]!.record;
+  return [{ topic: first.topic, partition: first.partition, firstOffset: Number(first.offset), lastOffset: Number(last.offset) }];
+}
+
+/**
+ * One gradient step per micro-batch: computes the gradients on the replica and
+ * emits, as `Outputs` for `checkpoint`, one `ParameterUpdate` per shard (keyed
+ * and partitioned by shard) with the shard's baseVersion, the sample count, the
+ * loss sum and the input offsets the batch covers.
+ *
+ * With `FP16` or `INT8`, each variable's rounding residual is added to its next
+ * gradient (error feedback), so compression does not bias training; the
+ * residuals live per subscription, that is, per lane.
+ */
+export function gradientStep(options: GradientStepOptions): OperatorFunction<readonly Decoded<TrainingSample>[], Outputs> {
+  const { encoding } = validateOptions('gradientStep', optionsSchema, options);
+  const { model, namespace, workerId, updatesTopic } = options;
+  const codec = codecFor('ParameterUpdate', options.codec);
+  const now = options.now ?? Date.now;
+  return (source) =>
+    new Observable<Outputs>((subscriber) => {
+      const residuals = new Map<string, Float32Array>();
+
+      const encode = (gradient: TensorGradient): Tensor => {
+        if (encoding === 'FP32') return encodeTensor(gradient.name, gradient.shape, gradient.values, 'FP32');
+        const carried = residuals.get(gradient.name);
+        const corrected = new Float32Array(gradient.values);
+        if (carried) for (let i = 0; i < corrected.length; i++) corrected[i]! += carried[i]!;
+        const tensor = encodeTensor(gradient.name, gradient.shape, corrected, encoding);
+        const sent = decodeTensor(tensor);
+        for (let i = 0; i < corrected.length; i++) corrected[i]! -= sent[i]!;
+        residuals.set(gradient.name, corrected);
+        return tensor;
+      };
+
+      const step = (batch: readonly Decoded<TrainingSample>[]): Outputs => {
+        const { gradients, lossSum, sampleCount } = model.gradients(batch.map((decoded) => decoded.value));
+        const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
+        for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encode(gradient));
+        let firstAppendTime = Number.POSITIVE_INFINITY;
+        let lastAppendTime = 0;
+        for (const { record } of batch) {
+          const appended = Number(record.timestamp);
+          if (appended < firstAppendTime) firstAppendTime = appended;
+          if (appended > lastAppendTime) lastAppendTime = appended;
+        }
+        const offsets = offsetRanges(batch);
+        const createdAt = now();
+        const messages = perShard.map((tensors, shard) => {
+          const update: ParameterUpdate = {
+            namespace,
+            shard,
+            workerId,
+            baseVersion: model.baseVersion(shard),
+            sampleCount,
+            lossSum,
+            deadLettered: 0,
+            offsets,
+            firstAppendTime,
+            lastAppendTime,
+            createdAt,
+            tensors,
+          };
+          return { key: String(shard), partition: shard, value: codec.encode(update) };
+        });
+        return { messages: [{ topic: updatesTopic, messages }], covers: [{ first: offsets[0]!.firstOffset, last: offsets[0]!.lastOffset }] };
+      };
+
+      return source.subscribe({
+        next: (batch) => {
+          if (batch.length === 0) return;
+          let outputs: Outputs;
+          try {
+            outputs = step(batch);
+          } catch (error) {
+            subscriber.error(error);
+            return;
+          }
+          subscriber.next(outputs);
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      });
+    });
+}

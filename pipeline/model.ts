@@ -1,0 +1,156 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { validateOptions } from '../operators/validateOptions.js';
+
+const activation = z.enum(['linear', 'relu', 'tanh', 'sigmoid', 'elu']);
+
+const optimizer = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sgd'), learningRate: z.number().positive() }),
+  z.object({ kind: z.literal('momentum'), learningRate: z.number().positive(), momentum: z.number().min(0).max(1).default(0.9) }),
+  z.object({
+    kind: z.literal('adam'),
+    learningRate: z.number().positive(),
+    beta1: z.number().min(0).max(1).default(0.9),
+    beta2: z.number().min(0).max(1).default(0.999),
+    epsilon: z.number().positive().default(1e-7),
+  }),
+  z.object({
+    kind: z.literal('ftrl'),
+    learningRate: z.number().positive(),
+    learningRatePower: z.number().max(0).default(-0.5),
+    l1: z.number().nonnegative().default(0),
+    l2: z.number().nonnegative().default(0),
+  }),
+]);
+
+const common = {
+  /** Input features per sample (per time step, for time series). */
+  features: z.number().int().positive(),
+  /** Model outputs: 1 for regression and binary labels, the class count for categorical. */
+  outputs: z.number().int().positive().default(1),
+  loss: z.enum(['mse', 'binaryCrossentropy', 'categoricalCrossentropy']).optional(),
+  optimizer: optimizer.default({ kind: 'sgd', learningRate: 0.01 }),
+  /** Seeds the initial weights: the same spec and seed give the same model. */
+  seed: z.number().int().nonnegative().default(42),
+  /** Parameter-server shards the variables are split over. */
+  shards: z.number().int().positive().default(1),
+};
+
+/**
+ * A model specification, validated when the pipeline is built. Kinds:
+ * `linear` and `logistic` regression, an `mlp` of dense layers, and a
+ * `timeseries` model (Conv1D or LSTM) over a window of one device's readings.
+ */
+export const modelSpecSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('linear'), ...common }),
+  z.object({ kind: z.literal('logistic'), ...common }),
+  z.object({
+    kind: z.literal('mlp'),
+    ...common,
+    layers: z.array(z.object({ units: z.number().int().positive(), activation: activation.default('relu'), dropout: z.number().min(0).lt(1).default(0) })).min(1),
+    outputActivation: activation.default('linear'),
+  }),
+  z.object({
+    kind: z.literal('timeseries'),
+    ...common,
+    /** Readings per window, oldest first. */
+    window: z.number().int().min(2),
+    cell: z.enum(['conv1d', 'lstm']),
+    units: z.number().int().positive().default(16),
+    kernelSize: z.number().int().positive().default(3),
+    outputActivation: activation.default('linear'),
+  }),
+]);
+
+export type ModelSpecInput = z.input<typeof modelSpecSchema>;
+export type ModelSpec = z.output<typeof modelSpecSchema>;
+export type LossName = NonNullable<ModelSpec['loss']>;
+
+/** Validates a model spec; the error names the bad field, e.g. `model.layers.0.units`. */
+export function parseModelSpec(spec: unknown): ModelSpec {
+  const parsed = validateOptions('model', modelSpecSchema, spec);
+  if (parsed.kind === 'timeseries' && parsed.cell === 'conv1d' && parsed.kernelSize > parsed.window) {
+    validateOptions('model', z.object({ kernelSize: z.number().max(parsed.window, `must not exceed window (${parsed.window})`) }), parsed);
+  }
+  return parsed;
+}
+
+/** The loss a spec trains with: its own, or the usual one for its kind. */
+export function lossOf(spec: ModelSpec): LossName {
+  if (spec.loss) return spec.loss;
+  if (spec.kind === 'logistic') return spec.outputs > 1 ? 'categoricalCrossentropy' : 'binaryCrossentropy';
+  return 'mse';
+}
+
+/** The length of one sample's `features`: the feature count, or window × features for time series (oldest first). */
+export function sampleLengthOf(spec: ModelSpec): number {
+  return spec.kind === 'timeseries' ? spec.window * spec.features : spec.features;
+}
+
+/**
+ * The shape of one sample as the model takes it. A Conv1D model takes its
+ * window unfolded into the k-step slices the filters see, [window − k + 1, k × features]:
+ * its 'conv' layer is then a dense layer shared over the slices, the same
+ * function and the same kernel layout as a valid, stride-1 Conv1D, but with
+ * gradients on every backend (wasm has no Conv2DBackpropFilter kernel).
+ */
+export function inputShapeOf(spec: ModelSpec): number[] {
+  if (spec.kind !== 'timeseries') return [spec.features];
+  if (spec.cell === 'conv1d') return [spec.window - spec.kernelSize + 1, spec.kernelSize * spec.features];
+  return [spec.window, spec.features];
+}
+
+/** Writes one sample's features, as the model takes them, into `target` at `offset`. */
+export function writeModelInput(spec: ModelSpec, features: readonly number[], target: Float32Array, offset: number): void {
+  if (spec.kind !== 'timeseries' || spec.cell !== 'conv1d') {
+    target.set(features, offset);
+    return;
+  }
+  const slice = spec.kernelSize * spec.features;
+  for (let t = 0; t + spec.kernelSize <= spec.window; t++) {
+    for (let i = 0; i < slice; i++) target[offset + t * slice + i] = features[t * spec.features + i]!;
+  }
+}
+
+/**
+ * Builds the model as a TensorFlow.js LayersModel with seeded initial weights
+ * (glorot-uniform kernels, zero biases), so the same spec gives the same model
+ * in every process. Its weights' names are stable: `<layer>/kernel`, `<layer>/bias`, ….
+ */
+export function buildModel(spec: ModelSpec): tf.Sequential {
+  let seed = spec.seed;
+  const init = () => tf.initializers.glorotUniform({ seed: seed++ });
+  const recurrentInit = () => tf.initializers.orthogonal({ seed: seed++, gain: 1 });
+  const layers: tf.layers.Layer[] = [];
+  const inputShape = inputShapeOf(spec);
+  switch (spec.kind) {
+    case 'linear':
+      layers.push(tf.layers.dense({ name: 'linear', inputShape, units: spec.outputs, kernelInitializer: init() }));
+      break;
+    case 'logistic':
+      layers.push(tf.layers.dense({ name: 'logistic', inputShape, units: spec.outputs, activation: spec.outputs > 1 ? 'softmax' : 'sigmoid', kernelInitializer: init() }));
+      break;
+    case 'mlp':
+      spec.layers.forEach((layer, i) => {
+        layers.push(tf.layers.dense({ name: `dense_${i}`, ...(i === 0 ? { inputShape } : {}), units: layer.units, activation: layer.activation, kernelInitializer: init() }));
+        if (layer.dropout > 0) layers.push(tf.layers.dropout({ name: `dropout_${i}`, rate: layer.dropout, seed: seed++ }));
+      });
+      layers.push(tf.layers.dense({ name: 'output', units: spec.outputs, activation: spec.outputActivation, kernelInitializer: init() }));
+      break;
+    case 'timeseries':
+      if (spec.cell === 'conv1d') {
+        layers.push(tf.layers.dense({ name: 'conv', inputShape, units: spec.units, activation: 'relu', kernelInitializer: init() }));
+        layers.push(tf.layers.flatten({ name: 'flatten' }));
+      } else {
+        layers.push(tf.layers.lstm({ name: 'lstm', inputShape, units: spec.units, kernelInitializer: init(), recurrentInitializer: recurrentInit() }));
+      }
+      layers.push(tf.layers.dense({ name: 'output', units: spec.outputs, activation: spec.outputActivation, kernelInitializer: init() }));
+      break;
+  }
+  return tf.sequential({ name: spec.kind, layers });
+}
+
+/** A model's trainable variables by their stable name (`dense_0/kernel`, …), in a fixed order. */
+export function trainableVariables(model: tf.LayersModel): Array<{ name: string; variable: tf.Variable }> {
+  return model.trainableWeights.map((weight) => ({ name: weight.originalName, variable: (weight as unknown as { read(): tf.Variable }).read() }));
+}
