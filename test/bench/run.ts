@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 import { acquireTestBroker } from '../support/broker.js';
 import { measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
+import { measureStepRate } from './stepRate.js';
 
 /**
  * `npm run bench [-- --quick]`: runs the benchmarks in one process against one
@@ -16,6 +17,8 @@ const results: Record<string, unknown> = {};
 console.error(`streamgrad bench (${quick ? 'quick' : 'full'})`);
 console.error('decode + validation, one core …');
 Object.assign(results, measureDecodeRate({ quick }));
+console.error('gradient steps, 16-64-64-1 MLP, batch 256, default backend …');
+Object.assign(results, await measureStepRate({ quick }));
 
 const broker = await acquireTestBroker();
 try {
@@ -39,6 +42,7 @@ writeFileSync('bench-results/latest.json', `${JSON.stringify(report, null, 2)}\n
 const fmt = (n: unknown) => Math.round(Number(n)).toLocaleString('en-US');
 console.log(`\n| key | median | goal |\n| --- | ---: | --- |`);
 console.log(`| decodeRate (samples/s, 1 core, no Kafka) | ${fmt(results.decodeRate)} | ≥ 1,000,000 |`);
+console.log(`| stepRate (samples/s, ${String(results.backend)} backend, no Kafka) | ${fmt(results.stepRate)} | |`);
 console.log(`| rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${fmt(results.rawConsumeRate)} | |`);
 console.log(`| sourceDecodeRate (records/s, fromKafka → decode → count) | ${fmt(results.sourceDecodeRate)} | |`);
 console.log(`| sourceDecodeRate / rawConsumeRate | ${Number(results.sourceDecodeRatio).toFixed(2)} | ≥ 0.85 |`);
