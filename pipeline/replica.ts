@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
+import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../operators/gradientStep.js';
-import type { TrainingSample } from '../schemas/types.js';
+import { StreamgradError } from '../schemas/errors.js';
+import { decodeTensor } from '../schemas/tensorCodec.js';
+import type { ModelSnapshot, TrainingSample } from '../schemas/types.js';
 import { assignShards } from './shards.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from './model.js';
 
@@ -37,6 +40,11 @@ export class Replica implements GradientModel<TrainingSample> {
   private readonly versions: number[];
   private readonly sampleSize: number;
   private readonly sampleLength: number;
+  /** Per shard: input partition (`topic:partition`) → the last offset its latest snapshot accounts for. */
+  private readonly appliedOffsets: Array<Map<string, number>>;
+  private readonly applied = new Subject<ModelSnapshot>();
+  /** Emits each snapshot once the replica has taken it in. */
+  readonly snapshots: Observable<ModelSnapshot> = this.applied.asObservable();
 
   constructor(readonly spec: ModelSpec) {
     this.model = buildModel(spec);
@@ -47,6 +55,7 @@ export class Replica implements GradientModel<TrainingSample> {
     this.versions = new Array<number>(spec.shards).fill(0);
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
+    this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
   }
 
   shardOf(variableName: string): number {
@@ -74,6 +83,38 @@ export class Replica implements GradientModel<TrainingSample> {
     const entry = this.variables.find((v) => v.name === name);
     if (!entry) throw new RangeError(`no variable named ${name} in the ${this.spec.kind} model`);
     tf.tidy(() => entry.variable.assign(tf.tensor(values, entry.variable.shape)));
+  }
+
+  /**
+   * Takes in one shard's snapshot, if it is newer than what the replica has:
+   * its weights, its version and the input offsets it accounts for. Called
+   * between steps (JavaScript runs one at a time), never during one.
+   */
+  applySnapshot(snapshot: ModelSnapshot): boolean {
+    if (snapshot.shard < 0 || snapshot.shard >= this.shardCount) {
+      throw new SnapshotMismatchError(snapshot, `shard ${snapshot.shard} is outside the model's ${this.shardCount} shards`);
+    }
+    if (snapshot.version <= this.baseVersion(snapshot.shard) && snapshot.version !== 0) return false;
+    for (const tensor of snapshot.tensors) {
+      const variable = this.variables.find((v) => v.name === tensor.name);
+      if (!variable) throw new SnapshotMismatchError(snapshot, `it has a tensor '${tensor.name}' that the ${this.spec.kind} model does not`);
+      if (tensor.shape.join(',') !== variable.variable.shape.join(',')) {
+        throw new SnapshotMismatchError(snapshot, `tensor '${tensor.name}' has shape [${tensor.shape.join(', ')}], the model's is [${variable.variable.shape.join(', ')}]`);
+      }
+      this.assign(tensor.name, decodeTensor(tensor));
+    }
+    this.versions[snapshot.shard] = snapshot.version;
+    const offsets = this.appliedOffsets[snapshot.shard]!;
+    for (const { topic, partition, offset } of snapshot.appliedOffsets) offsets.set(`${topic}:${partition}`, offset);
+    this.applied.next(snapshot);
+    return true;
+  }
+
+  /** The last offset of an input partition that every shard's latest snapshot accounts for, or -1. */
+  reflectedOffset(topic: string, partition: number): number {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const offsets of this.appliedOffsets) lowest = Math.min(lowest, offsets.get(`${topic}:${partition}`) ?? -1);
+    return lowest;
   }
 
   /** Packs samples into input, target and weight arrays. Labels: `label`, or `labels` for several outputs. */
@@ -121,6 +162,14 @@ export class Replica implements GradientModel<TrainingSample> {
   }
 
   dispose(): void {
+    this.applied.complete();
     this.model.dispose();
+  }
+}
+
+/** A snapshot that does not fit the worker's model: a different spec, or another experiment in the same namespace. */
+export class SnapshotMismatchError extends StreamgradError {
+  constructor(snapshot: ModelSnapshot, detail: string) {
+    super('SNAPSHOT_MISMATCH', `snapshot ${snapshot.namespace} shard ${snapshot.shard} version ${snapshot.version} does not fit this model: ${detail}`, { retriable: false });
   }
 }

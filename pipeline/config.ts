@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { validateOptions } from '../operators/validateOptions.js';
+import { ConfigError } from '../schemas/errors.js';
+import { backendNames } from './backend.js';
+import { modelSpecSchema } from './model.js';
+
+/**
+ * The configuration of a worker, validated when it starts. Times in ms, sizes in records.
+ * One file (JSON or YAML) configures a whole experiment.
+ */
+export const workerConfigSchema = z.object({
+  /** Kafka bootstrap servers; KAFKA_BROKERS overrides them. */
+  brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:19092']),
+  /** The experiment namespace: topics `<ns>.updates`, `<ns>.model`, `<ns>.dlq`. */
+  namespace: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores only'),
+  /** The topic of TrainingSamples. */
+  inputTopic: z.string().min(1),
+  input: z
+    .object({
+      framing: z.enum(['raw', 'confluent']).default('raw'),
+      schemaId: z.number().int().nonnegative().optional(),
+      maxRecordBytes: z.number().int().positive().default(1024 * 1024),
+    })
+    .default({ framing: 'raw', maxRecordBytes: 1024 * 1024 }),
+  model: modelSpecSchema,
+  /** The micro-batch: at most this many samples … */
+  batchSize: z.number().int().positive().default(256),
+  /** … flushed after this long at the latest. */
+  batchMaxWaitMs: z.number().positive().default(50),
+  /** How gradients travel to the parameter server. */
+  encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
+  /** Commit a checkpoint at least this often. */
+  checkpointIntervalMs: z.number().int().positive().default(1_000),
+  /** Records a lane holds before its partition is paused. */
+  maxInFlight: z.number().int().positive().default(10_000),
+  /** A lane waits while more of its updates than this are not yet in a snapshot it has seen. */
+  maxInFlightUpdates: z.number().int().nonnegative().default(16),
+  /** One worker, one update at a time, each waiting for its snapshot: bit-for-bit reproducible runs. */
+  sync: z.boolean().default(false),
+  backend: z.enum(['auto', ...backendNames]).default('auto'),
+  workerId: z.string().min(1).optional(),
+});
+
+export type WorkerConfig = z.output<typeof workerConfigSchema>;
+
+/** Validates a worker configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
+export function parseWorkerConfig(input: unknown): WorkerConfig {
+  const config = validateOptions('config', workerConfigSchema, input);
+  const brokers = process.env.KAFKA_BROKERS?.trim();
+  return brokers ? { ...config, brokers: brokers.split(',') } : config;
+}
+
+/** Reads and validates a JSON or YAML configuration file. */
+export function loadWorkerConfig(path: string): WorkerConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConfigError('file', `cannot read ${path}: ${(cause as Error).message}`, cause);
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError('file', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(cause as Error).message}`, cause);
+  }
+  return parseWorkerConfig(parsed);
+}

@@ -1,0 +1,187 @@
+import { hostname } from 'node:os';
+import { Kafka, logLevel, type Message } from 'kafkajs';
+import { concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
+import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
+import { countWindow } from '../operators/countWindow.js';
+import { decode, type Rejected } from '../operators/decode.js';
+import { fromKafka } from '../operators/fromKafka.js';
+import { gradientStep } from '../operators/gradientStep.js';
+import type { Lane } from '../operators/lane.js';
+import { codecFor } from '../schemas/codec.js';
+import { deadLetterFor } from '../schemas/deadLetter.js';
+import { SampleDecoder } from '../schemas/sampleDecoder.js';
+import type { OffsetRange, ParameterUpdate } from '../schemas/types.js';
+import { selectBackend, type BackendName } from './backend.js';
+import type { WorkerConfig } from './config.js';
+import { Replica } from './replica.js';
+import { ensureNamespaceTopics, type NamespaceTopics } from './topics.js';
+
+/** A running worker. */
+export interface Worker {
+  readonly workerId: string;
+  readonly backend: BackendName;
+  readonly replica: Replica;
+  /** Every committed checkpoint of every lane. */
+  readonly checkpoints: Observable<CheckpointReport>;
+  /** Finish the open checkpoints, commit, leave the group; `done` resolves after. */
+  stop(): void;
+  /** Resolves once the worker has stopped; rejects if it failed. */
+  readonly done: Promise<void>;
+}
+
+/**
+ * The dead letters of a stretch of a lane, and, for every shard, an update with
+ * no gradients that counts them: both commit in the lane's checkpoint, so each
+ * rejected record is in the dead-letter topic and in the snapshots' counters
+ * exactly once.
+ */
+function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, topics: NamespaceTopics, workerId: string, replica: Replica): Outputs {
+  const letters = codecFor('DeadLetter');
+  const updates = codecFor('ParameterUpdate');
+  const now = Date.now();
+  const byPartition = new Map<string, OffsetRange>();
+  for (const { record } of rejected) {
+    const key = `${record.topic}:${record.partition}`;
+    const offset = Number(record.offset);
+    const range = byPartition.get(key);
+    byPartition.set(key, range ? { ...range, firstOffset: Math.min(range.firstOffset, offset), lastOffset: Math.max(range.lastOffset, offset) } : { topic: record.topic, partition: record.partition, firstOffset: offset, lastOffset: offset });
+  }
+  const counts: Message[] = Array.from({ length: replica.shardCount }, (_, shard) => {
+    const update: ParameterUpdate = {
+      namespace: config.namespace,
+      shard,
+      workerId,
+      baseVersion: replica.baseVersion(shard),
+      sampleCount: 0,
+      lossSum: 0,
+      deadLettered: rejected.length,
+      offsets: [...byPartition.values()],
+      firstAppendTime: Math.min(...rejected.map((r) => Number(r.record.timestamp))),
+      lastAppendTime: Math.max(...rejected.map((r) => Number(r.record.timestamp))),
+      createdAt: now,
+      tensors: [],
+    };
+    return { key: String(shard), partition: shard, value: updates.encode(update) };
+  });
+  return {
+    messages: [
+      { topic: topics.deadLetters, messages: rejected.map(({ record, error }) => ({ key: record.key, value: letters.encode(deadLetterFor(record, error, now)) })) },
+      { topic: topics.updates, messages: counts },
+    ],
+    covers: rejected.map(({ record }) => ({ first: Number(record.offset), last: Number(record.offset) })),
+  };
+}
+
+/**
+ * Starts a worker: one member of `<ns>.workers` on the input topic. Per lane it
+ * decodes and checks samples (bad ones to `<ns>.dlq`), cuts micro-batches,
+ * takes a gradient step on its replica per batch and commits the updates with
+ * the input offsets in one transaction per checkpoint. It tails `<ns>.model`
+ * to keep the replica fresh, and holds a lane back while more than
+ * `maxInFlightUpdates` of its updates are not yet in a snapshot it has seen.
+ */
+export async function startWorker(config: WorkerConfig, options: { log?: (line: string) => void } = {}): Promise<Worker> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const workerId = config.workerId ?? `${hostname()}-${process.pid}`;
+  const backend = await selectBackend({ backend: config.backend });
+  log(`[worker ${workerId}] TensorFlow.js backend: ${backend}`);
+  const kafka = new Kafka({ clientId: `streamgrad-worker-${workerId}`, brokers: config.brokers, logLevel: logLevel.WARN });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
+
+  const replica = new Replica(config.model);
+  const stop$ = new Subject<void>();
+  const checkpoints = new Subject<CheckpointReport>();
+  const maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
+  const snapshotCodec = codecFor('ModelSnapshot');
+  const samples = new SampleDecoder({ featureCount: replica.spec.kind === 'timeseries' ? replica.spec.window * replica.spec.features : replica.spec.features, labelCount: replica.spec.outputs, ...config.input });
+  let stopping = false;
+
+  const tailer = lastValueFrom(
+    fromKafka({ kafka, topics: [topics.model], start: 'earliest', until: stop$ }).pipe(
+      mergeMap((lane) =>
+        lane.records.pipe(
+          tap((record) => {
+            const snapshot = snapshotCodec.decode(record.value, record);
+            if (snapshot.ok && snapshot.value.namespace === config.namespace) replica.applySnapshot(snapshot.value);
+            lane.ack(record.offset);
+          }),
+        ),
+      ),
+    ),
+    { defaultValue: undefined },
+  );
+
+  /** Waits while too many of this lane's updates are not yet reflected in the snapshots. */
+  const waitForStaleness = async (lane: Lane, pending: number[]) => {
+    for (;;) {
+      const reflected = replica.reflectedOffset(lane.topic, lane.partition);
+      while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
+      if (pending.length <= maxInFlightUpdates || stopping || lane.revoked) return;
+      await firstValueFrom(race(replica.snapshots, stop$), { defaultValue: undefined });
+    }
+  };
+
+  const lanePipeline = (lane: Lane) => {
+    const rejected = new Subject<Rejected>();
+    const pending: number[] = [];
+    const updates = lane.records.pipe(
+      decode(samples, rejected),
+      countWindow(config.batchSize, config.batchMaxWaitMs),
+      concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
+      gradientStep({ model: replica, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
+      tap((outputs) => pending.push(outputs.covers[0]!.last)),
+      finalize(() => rejected.complete()),
+    );
+    const deadLetters = rejected.pipe(
+      countWindow(256, config.batchMaxWaitMs),
+      map((batch) => deadLetterOutputs(batch, config, topics, workerId, replica)),
+    );
+    return merge(updates, deadLetters).pipe(
+      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: config.sync ? 1 : 1_000 }),
+    );
+  };
+
+  const training = lastValueFrom(
+    fromKafka({
+      kafka,
+      topics: [config.inputTopic],
+      groupId: topics.workerGroup,
+      exactlyOnce: { transactionalIdPrefix: topics.workerTransactions },
+      maxInFlight: config.maxInFlight,
+      until: stop$,
+    }).pipe(
+      mergeMap(lanePipeline),
+      tap((report) => checkpoints.next(report)),
+      filter(() => false),
+    ),
+    { defaultValue: undefined },
+  );
+
+  const done = training
+    .finally(() => {
+      stopping = true;
+      stop$.next();
+      stop$.complete();
+    })
+    .then(() => tailer)
+    .then(() => undefined)
+    .finally(() => {
+      checkpoints.complete();
+      replica.dispose();
+    });
+
+  return {
+    workerId,
+    backend,
+    replica,
+    checkpoints: checkpoints.asObservable(),
+    stop: () => {
+      if (stopping) return;
+      stopping = true;
+      stop$.next();
+    },
+    done,
+  };
+}
