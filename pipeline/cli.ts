@@ -2,20 +2,58 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { StreamgradError } from '../schemas/errors.js';
+import { loadWorkerConfig } from './config.js';
 import { packageInfo } from './packageInfo.js';
+import { startWorker } from './worker.js';
 
-/** The `streamgrad` command line. Sub-commands register here as they land. */
+/** Runs a worker until SIGTERM or SIGINT, then drains it: the open checkpoints commit and it leaves the group. */
+async function runWorkerCommand(options: { config: string }): Promise<void> {
+  const config = loadWorkerConfig(options.config);
+  const worker = await startWorker(config);
+  const stop = (signal: string) => {
+    console.error(`[worker ${worker.workerId}] ${signal}: finishing the open checkpoints`);
+    worker.stop();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  let samples = 0;
+  let last = Date.now();
+  worker.checkpoints.subscribe((report) => {
+    samples += report.messages;
+    const now = Date.now();
+    if (now - last >= 5_000) {
+      console.error(`[worker ${worker.workerId}] ${report.topic}[${report.partition}] committed up to ${report.offset}; ${samples} messages written so far`);
+      last = now;
+    }
+  });
+  await worker.done;
+  console.error(`[worker ${worker.workerId}] stopped`);
+}
+
+/** The `streamgrad` command line. */
 export function buildCli(): Command {
   const { version } = packageInfo();
-  return new Command('streamgrad')
+  const program = new Command('streamgrad')
     .description('Continuous training from Kafka: exactly-once gradient steps, versioned model snapshots.')
     .version(version)
     .showHelpAfterError()
-    .addHelpText('after', '\nExample:\n  streamgrad --version');
+    .addHelpText('after', '\nExample:\n  streamgrad worker --config examples/linear.json');
+  program
+    .command('worker')
+    .description('join <namespace>.workers on the input topic and train: gradient steps per micro-batch, updates to <namespace>.updates')
+    .requiredOption('-c, --config <file>', 'experiment configuration, JSON or YAML')
+    .addHelpText('after', '\nExample:\n  KAFKA_BROKERS=127.0.0.1:19092 streamgrad worker --config examples/linear.json\n\nSIGTERM or Ctrl-C finishes the open checkpoint, commits, leaves the group and exits 0.')
+    .action(runWorkerCommand);
+  return program;
 }
 
-const invokedDirectly = process.argv[1] !== undefined
-  && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
 if (invokedDirectly) {
-  await buildCli().parseAsync(process.argv);
+  try {
+    await buildCli().parseAsync(process.argv);
+  } catch (error) {
+    console.error(error instanceof StreamgradError ? `streamgrad: ${error.message}` : error);
+    process.exitCode = 1;
+  }
 }

@@ -78,16 +78,16 @@ export class KafkaFixture {
   /**
    * Reads a whole topic with read_committed, once no transaction on it is open:
    * every partition is read up to the end offset it has when the call starts.
-   * Returns the values, as strings, in the order each partition holds them.
+   * Returns the values, in the order each partition holds them.
    */
-  async readCommitted(topic: string): Promise<string[]> {
+  async readCommittedValues(topic: string): Promise<Buffer[]> {
     await this.admin.connect();
     const ends = new Map((await this.admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]));
     const reached = new Map<number, number>();
-    const values: string[] = [];
-    const consumer = await this.consumer({ readUncommitted: false });
+    const values: Buffer[] = [];
     const done = () => [...ends].every(([partition, end]) => end === 0 || (reached.get(partition) ?? 0) >= end);
     if (done()) return values;
+    const consumer = await this.consumer({ readUncommitted: false });
     await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve) => {
       const note = (partition: number, lastOffset: string) => {
@@ -97,12 +97,17 @@ export class KafkaFixture {
       consumer.on(consumer.events.END_BATCH_PROCESS, (event) => note(event.payload.partition, event.payload.lastOffset));
       void consumer.run({
         eachBatch: async ({ batch }) => {
-          for (const message of batch.messages) values.push(message.value?.toString() ?? '');
+          for (const message of batch.messages) values.push(message.value ?? Buffer.alloc(0));
         },
       });
     });
     await consumer.disconnect();
     return values;
+  }
+
+  /** {@link readCommittedValues}, as strings. */
+  async readCommitted(topic: string): Promise<string[]> {
+    return (await this.readCommittedValues(topic)).map((value) => value.toString());
   }
 
   /** The sum over partitions of the group's committed offsets on `topic`. */

@@ -1,0 +1,67 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect } from 'vitest';
+import { topicsOf } from '../../pipeline/topics.js';
+import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
+import { spawnTs, waitFor } from '../support/childProcess.js';
+import { kafkaTest as test } from '../support/kafka.js';
+
+const cli = new URL('../../pipeline/cli.ts', import.meta.url);
+
+describe('worker process', () => {
+  test('killed with SIGKILL mid-stream and replaced, loses nothing and counts nothing twice; SIGTERM drains and exits 0', async ({ kafka }) => {
+    const total = 60_000;
+    const input = await kafka.createTopic({ partitions: 3, prefix: 'telemetry' });
+    const namespace = `crash-${input}`;
+    const samples = codecFor('TrainingSample');
+    await kafka.produce(input, total, (i) => ({
+      key: `d${i % 11}`,
+      value: i % 10_007 === 5 ? Buffer.from('corrupt') : samples.encode({ deviceId: `d${i % 11}`, eventTime: i, features: [Math.sin(i), Math.cos(i), 1, 0].map(Math.fround), label: Math.fround(Math.sin(i)), labels: [], weight: 1, attributes: {} }),
+    }));
+    const bad = Array.from({ length: total }, (_, i) => i).filter((i) => i % 10_007 === 5).length;
+    const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-worker-')), 'config.json');
+    writeFileSync(configFile, JSON.stringify({
+      brokers: kafka.brokers,
+      namespace,
+      inputTopic: input,
+      model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 32 }] },
+      batchSize: 32,
+      checkpointIntervalMs: 200,
+      // No parameter server here: nothing would ever reflect the updates.
+      maxInFlightUpdates: 1_000_000,
+    }));
+    const topics = topicsOf(namespace);
+    const committed = () => kafka.committedTotal(topics.workerGroup, input);
+
+    const first = spawnTs(cli, ['worker', '--config', configFile]);
+    await waitFor('the first worker to commit 10,000 records', async () => (await committed()) >= 10_000, 120_000, 100);
+    first.process.kill('SIGKILL');
+    expect(await first.exited).toBe('SIGKILL');
+    const atCrash = await committed();
+
+    const second = spawnTs(cli, ['worker', '--config', configFile]);
+    await waitFor('the second worker to commit every record', async () => (await committed()) === total, 180_000, 250);
+    second.process.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+
+    // Every input record is in exactly one committed update of each shard: as a sample or as a dead letter.
+    const updates = codecFor('ParameterUpdate');
+    const all: ParameterUpdate[] = (await kafka.readCommittedValues(topics.updates)).map((bytes) => {
+      const decoded = updates.decode(bytes);
+      if (!decoded.ok) throw decoded.error;
+      return decoded.value;
+    });
+    for (const shard of [0, 1]) {
+      const mine = all.filter((u) => u.shard === shard);
+      expect(mine.reduce((sum, u) => sum + u.sampleCount + u.deadLettered, 0), `shard ${shard}`).toBe(total);
+      expect(mine.reduce((sum, u) => sum + u.deadLettered, 0)).toBe(bad);
+      for (const partition of [0, 1, 2]) {
+        const ranges = mine.filter((u) => u.sampleCount > 0).flatMap((u) => u.offsets).filter((r) => r.partition === partition).sort((a, b) => a.firstOffset - b.firstOffset);
+        ranges.slice(1).forEach((range, i) => expect(range.firstOffset, `shard ${shard} partition ${partition}`).toBeGreaterThan(ranges[i]!.lastOffset));
+      }
+    }
+    expect((await kafka.readCommitted(topics.deadLetters)).length).toBe(bad);
+    console.error(`[worker crash] ${atCrash} of ${total} committed at SIGKILL; ${all.length} updates`);
+  }, 400_000);
+});
