@@ -1,2 +1,10 @@
 export { buildCli } from './cli.js';
 export { packageInfo, type PackageInfo } from './packageInfo.js';
+export { selectBackend, BackendError, backendNames, type BackendName } from './backend.js';
+export { loadWorkerConfig, parseWorkerConfig, workerConfigSchema, type WorkerConfig } from './config.js';
+export { createKafka } from './kafkaClient.js';
+export { buildModel, inputShapeOf, lossOf, modelSpecSchema, parseModelSpec, sampleLengthOf, trainableVariables, type ModelSpec, type ModelSpecInput } from './model.js';
+export { Replica, SnapshotMismatchError } from './replica.js';
+export { assignShards } from './shards.js';
+export { ensureNamespaceTopics, topicsOf, type NamespaceTopics } from './topics.js';
+export { startWorker, type Worker } from './worker.js';

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Kafka, logLevel, type Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
 import { concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { countWindow } from '../operators/countWindow.js';
@@ -13,6 +13,7 @@ import { SampleDecoder } from '../schemas/sampleDecoder.js';
 import type { OffsetRange, ParameterUpdate } from '../schemas/types.js';
 import { selectBackend, type BackendName } from './backend.js';
 import type { WorkerConfig } from './config.js';
+import { createKafka } from './kafkaClient.js';
 import { Replica } from './replica.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from './topics.js';
 
@@ -85,7 +86,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
   const workerId = config.workerId ?? `${hostname()}-${process.pid}`;
   const backend = await selectBackend({ backend: config.backend });
   log(`[worker ${workerId}] TensorFlow.js backend: ${backend}`);
-  const kafka = new Kafka({ clientId: `streamgrad-worker-${workerId}`, brokers: config.brokers, logLevel: logLevel.WARN });
+  const kafka = createKafka({ clientId: `streamgrad-worker-${workerId}`, brokers: config.brokers });
   const admin = kafka.admin();
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());

@@ -4,6 +4,7 @@ import { acquireTestBroker } from '../support/broker.js';
 import { measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureStepRate } from './stepRate.js';
+import { measureWorkerRate } from './workerRate.js';
 
 /**
  * `npm run bench [-- --quick]`: runs the benchmarks in one process against one
@@ -24,6 +25,9 @@ const broker = await acquireTestBroker();
 try {
   console.error(`fromKafka → decode vs raw kafkajs consume (broker ${broker.brokers}, from ${broker.source}) …`);
   Object.assign(results, await measureConsumeRates(broker.brokers, { quick }));
+  console.error('one worker on a pre-filled topic …');
+  Object.assign(results, await measureWorkerRate(broker.brokers, { quick }));
+  results.workerRatio = Number(results.workerRate) / Math.min(Number(results.stepRate), Number(results.rawConsumeRate));
 } finally {
   await broker.stop();
 }
@@ -46,4 +50,6 @@ console.log(`| stepRate (samples/s, ${String(results.backend)} backend, no Kafka
 console.log(`| rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${fmt(results.rawConsumeRate)} | |`);
 console.log(`| sourceDecodeRate (records/s, fromKafka → decode → count) | ${fmt(results.sourceDecodeRate)} | |`);
 console.log(`| sourceDecodeRate / rawConsumeRate | ${Number(results.sourceDecodeRatio).toFixed(2)} | ≥ 0.85 |`);
+console.log(`| workerRate (samples/s, one worker, exactly-once, no server) | ${fmt(results.workerRate)} | |`);
+console.log(`| workerRate / min(stepRate, rawConsumeRate) | ${Number(results.workerRatio).toFixed(2)} | ≥ 0.8 |`);
 console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${report.setup}. Full results: bench-results/latest.json`);
