@@ -37,7 +37,11 @@ export const workerConfigSchema = z.object({
   maxInFlight: z.number().int().positive().default(10_000),
   /** A lane waits while more of its updates than this are not yet in a snapshot it has seen. */
   maxInFlightUpdates: z.number().int().nonnegative().default(16),
-  /** One worker, one update at a time, each waiting for its snapshot: bit-for-bit reproducible runs. */
+  /**
+   * One update at a time per lane, each waiting until a snapshot reflects it, and batches cut by
+   * count alone (a partial batch waits for more records or the end of a bounded input). With one
+   * worker and one input partition, runs over the same records give bit-identical models.
+   */
   sync: z.boolean().default(false),
   backend: z.enum(['auto', ...backendNames]).default('auto'),
   workerId: z.string().min(1).optional(),

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Message } from 'kafkajs';
-import { concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
+import { bufferCount, concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { countWindow } from '../operators/countWindow.js';
 import { decode, type Rejected } from '../operators/decode.js';
@@ -129,7 +129,8 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
     const pending: number[] = [];
     const updates = lane.records.pipe(
       decode(samples, rejected),
-      countWindow(config.batchSize, config.batchMaxWaitMs),
+      // Sync mode cuts batches by count alone, so two runs over the same records cut them the same way.
+      config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
       concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
       gradientStep({ model: replica, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
       tap((outputs) => pending.push(outputs.covers[0]!.last)),
