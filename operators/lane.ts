@@ -50,6 +50,12 @@ export class Lane {
   producer: Producer | undefined;
 
   private readonly subject = new Subject<KafkaRecord>();
+  private markStarted: () => void = () => {};
+  /**
+   * Resolves once the lane knows where it starts: after fencing the previous owner (exactly-once)
+   * and reading the committed offset. State that goes with those offsets is safe to load after it.
+   */
+  readonly started: Promise<void> = new Promise((resolve) => (this.markStarted = resolve));
   private offsets: number[] = [];
   private processed: boolean[] = [];
   private head = 0;
@@ -109,6 +115,7 @@ export class Lane {
   startAt(offset: number): void {
     this.nextOffset = offset;
     this.firstOffset = offset;
+    this.markStarted();
   }
 
   /** The offset the lane started at (already committed, or the start position), or -1 before it is known. */

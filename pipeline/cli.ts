@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { StreamgradError } from '../schemas/errors.js';
 import { loadWorkerConfig } from './config.js';
 import { packageInfo } from './packageInfo.js';
+import { startParameterServer } from './parameterServer.js';
 import { startWorker } from './worker.js';
 
 /** Runs a worker until SIGTERM or SIGINT, then drains it: the open checkpoints commit and it leaves the group. */
@@ -31,6 +32,26 @@ async function runWorkerCommand(options: { config: string }): Promise<void> {
   console.error(`[worker ${worker.workerId}] stopped`);
 }
 
+/** Runs a parameter server until SIGTERM or SIGINT, then commits its last snapshots and leaves the group. */
+async function runServerCommand(options: { config: string }): Promise<void> {
+  const config = loadWorkerConfig(options.config);
+  const server = await startParameterServer(config);
+  const stop = (signal: string) => {
+    console.error(`[ps ${server.serverId}] ${signal}: committing the last snapshots`);
+    server.stop();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  let last = 0;
+  server.snapshots.subscribe((report) => {
+    if (Date.now() - last < 5_000) return;
+    last = Date.now();
+    console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${report.samplesApplied} samples applied, freshness ${report.freshnessMs} ms`);
+  });
+  await server.done;
+  console.error(`[ps ${server.serverId}] stopped`);
+}
+
 /** The `streamgrad` command line. */
 export function buildCli(): Command {
   const { version } = packageInfo();
@@ -45,6 +66,12 @@ export function buildCli(): Command {
     .requiredOption('-c, --config <file>', 'experiment configuration, JSON or YAML')
     .addHelpText('after', '\nExample:\n  KAFKA_BROKERS=127.0.0.1:19092 streamgrad worker --config examples/linear.json\n\nSIGTERM or Ctrl-C finishes the open checkpoint, commits, leaves the group and exits 0.')
     .action(runWorkerCommand);
+  program
+    .command('ps')
+    .description('join <namespace>.ps on <namespace>.updates and own its shards: apply updates, publish versioned snapshots to <namespace>.model')
+    .requiredOption('-c, --config <file>', 'experiment configuration, JSON or YAML (the same file as the workers)')
+    .addHelpText('after', '\nExample:\n  KAFKA_BROKERS=127.0.0.1:19092 streamgrad ps --config examples/linear.json\n\nSIGTERM or Ctrl-C commits the last snapshots, leaves the group and exits 0.')
+    .action(runServerCommand);
   return program;
 }
 

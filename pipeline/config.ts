@@ -44,6 +44,20 @@ export const workerConfigSchema = z.object({
    */
   sync: z.boolean().default(false),
   backend: z.enum(['auto', ...backendNames]).default('auto'),
+  /** The parameter server's settings. */
+  server: z
+    .object({
+      /** Publish a snapshot after this many updates … */
+      snapshotEveryUpdates: z.number().int().positive().default(20),
+      /** … or this long after the last one, whichever comes first. */
+      snapshotIntervalMs: z.number().int().positive().default(200),
+      staleness: z
+        .object({ policy: z.enum(['apply', 'scale', 'drop']).default('apply'), bound: z.number().int().nonnegative().default(16) })
+        .default({ policy: 'apply', bound: 16 }),
+      /** Clip each update's mean gradient to this global L2 norm. */
+      clipNorm: z.number().positive().optional(),
+    })
+    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 } }),
   workerId: z.string().min(1).optional(),
 });
 

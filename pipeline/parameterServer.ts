@@ -1,0 +1,147 @@
+import { hostname } from 'node:os';
+import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap, toArray } from 'rxjs';
+import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
+import { fromKafka } from '../operators/fromKafka.js';
+import { spanOf, type Lane, type OffsetSpan } from '../operators/lane.js';
+import { codecFor } from '../schemas/codec.js';
+import type { ModelSnapshot } from '../schemas/types.js';
+import type { WorkerConfig } from './config.js';
+import { createKafka } from './kafkaClient.js';
+import { Replica } from './replica.js';
+import { ShardState, type UpdateOutcome } from './shardState.js';
+import { ensureNamespaceTopics } from './topics.js';
+import { selectBackend } from './backend.js';
+
+/** What a server reports per snapshot it publishes. */
+export interface SnapshotReport {
+  readonly shard: number;
+  readonly version: number;
+  readonly samplesApplied: number;
+  readonly freshnessMs: number;
+}
+
+/** A running parameter server. */
+export interface ParameterServer {
+  readonly serverId: string;
+  /** Each snapshot as it is made (committed shortly after, with the offsets it accounts for). */
+  readonly snapshots: Observable<SnapshotReport>;
+  /** Each update taken in, with what became of it. */
+  readonly outcomes: Observable<UpdateOutcome>;
+  stop(): void;
+  readonly done: Promise<void>;
+}
+
+/**
+ * Starts a parameter server: a member of `<ns>.ps` on `<ns>.updates`, whose
+ * partitions are its shards. For each shard it owns it loads the latest
+ * committed snapshot from `<ns>.model` (or the seeded initial weights), applies
+ * updates with the configured optimizer and staleness policy, and every
+ * `snapshotEveryUpdates` updates or `snapshotIntervalMs` publishes a
+ * `ModelSnapshot`, committed in one transaction with the `updates` offsets it
+ * accounts for: a restarted or new owner resumes exactly where it left off.
+ */
+export async function startParameterServer(config: WorkerConfig, options: { log?: (line: string) => void } = {}): Promise<ParameterServer> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const serverId = `${hostname()}-${process.pid}`;
+  const kafka = createKafka({ clientId: `streamgrad-ps-${serverId}`, brokers: config.brokers });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
+  // The seeded initial weights come from the same model builder as the workers'.
+  await selectBackend({ backend: config.backend });
+  const initial = new Replica(config.model);
+  const initialWeights = initial.weights().map((w) => ({ ...w, shard: initial.shardOf(w.name) }));
+  initial.dispose();
+
+  const updates = codecFor('ParameterUpdate');
+  const snapshots = codecFor('ModelSnapshot');
+  const { snapshotEveryUpdates, snapshotIntervalMs, staleness, clipNorm } = config.server;
+  const stop$ = new Subject<void>();
+  const snapshotReports = new Subject<SnapshotReport>();
+  const outcomes = new Subject<UpdateOutcome>();
+
+  /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
+  const loadShard = async (lane: Lane): Promise<ShardState> => {
+    await lane.started;
+    const stored = await lastValueFrom(
+      fromKafka({ kafka, topics: [topics.model], partitions: [lane.partition], bounded: true }).pipe(
+        mergeMap((modelLane) => modelLane.records.pipe(tap((record) => modelLane.ack(record.offset)))),
+        toArray(),
+      ),
+    );
+    let latest: ModelSnapshot | undefined;
+    for (const record of stored) {
+      const decoded = snapshots.decode(record.value, record);
+      if (decoded.ok && decoded.value.namespace === config.namespace && decoded.value.shard === lane.partition) latest = decoded.value;
+    }
+    if (latest) {
+      log(`[ps ${serverId}] shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${topics.updates}[${lane.partition}]@${lane.startOffset}`);
+      return ShardState.fromSnapshot(latest, config.model);
+    }
+    log(`[ps ${serverId}] shard ${lane.partition}: starting from the initial weights`);
+    return ShardState.initial(config.namespace, lane.partition, config.model, initialWeights.filter((w) => w.shard === lane.partition));
+  };
+
+  const lanePipeline = (lane: Lane): Observable<CheckpointReport> => {
+    const shard = lane.partition;
+    const loaded = loadShard(lane);
+    const snapshotOutputs = new Observable<Outputs>((subscriber) => {
+      let state: ShardState | undefined;
+      let covers: OffsetSpan[] = [];
+      const publish = () => {
+        if (!state || covers.length === 0) return;
+        const snapshot = state.snapshot(Date.now(), config.model.shards);
+        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, freshnessMs: snapshot.freshnessMs });
+        subscriber.next({ messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }], covers });
+        covers = [];
+      };
+      const timer = setInterval(publish, snapshotIntervalMs);
+      const subscription = lane.records
+        .pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record)))))
+        .subscribe({
+          next: (record) => {
+            const update = updates.decode(record.value, record);
+            // An update no server can read is accounted for (its offset is covered) and reported, never retried forever.
+            if (update.ok) outcomes.next(state!.take(update.value, staleness, clipNorm));
+            else log(`[ps ${serverId}] skipping ${update.error.message}`);
+            covers.push(spanOf(record));
+            if (covers.length >= snapshotEveryUpdates) publish();
+          },
+          error: (error: unknown) => subscriber.error(error),
+          complete: () => {
+            publish();
+            subscriber.complete();
+          },
+        });
+      return () => {
+        clearInterval(timer);
+        subscription.unsubscribe();
+      };
+    });
+    return snapshotOutputs.pipe(checkpoint({ lane, intervalMs: snapshotIntervalMs, maxPendingOutputs: 1 }));
+  };
+
+  const done = lastValueFrom(
+    fromKafka({
+      kafka,
+      topics: [topics.updates],
+      groupId: topics.serverGroup,
+      exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
+      until: stop$,
+    }).pipe(mergeMap(lanePipeline), filter(() => false)),
+    { defaultValue: undefined },
+  )
+    .then(() => undefined)
+    .finally(() => {
+      snapshotReports.complete();
+      outcomes.complete();
+    });
+
+  return {
+    serverId,
+    snapshots: snapshotReports.asObservable(),
+    outcomes: outcomes.asObservable(),
+    stop: () => stop$.next(),
+    done,
+  };
+}

@@ -1,0 +1,67 @@
+import { describe, expect } from 'vitest';
+import { parseWorkerConfig } from '../../pipeline/config.js';
+import { startParameterServer } from '../../pipeline/parameterServer.js';
+import { topicsOf } from '../../pipeline/topics.js';
+import { startWorker } from '../../pipeline/worker.js';
+import { codecFor, decodeTensor } from '../../schemas/index.js';
+import { waitFor } from '../support/childProcess.js';
+import { kafkaTest as test } from '../support/kafka.js';
+import { latestSnapshots } from '../support/snapshots.js';
+
+const truth = { w: [1.5, -2, 0.5, 3], b: 0.7 };
+
+describe('parameter server', () => {
+  test('two workers and two shards learn a known linear model, and the counters account for every record', async ({ kafka }) => {
+    const total = 40_000;
+    const bad = new Set([5, 9_999, 30_001]);
+    const input = await kafka.createTopic({ partitions: 4, prefix: 'telemetry' });
+    const namespace = `ps-${input}`;
+    const samples = codecFor('TrainingSample');
+    let state = 3;
+    const random = () => ((state = (state * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    await kafka.produce(input, total, (i) => {
+      if (bad.has(i)) return { key: `d${i % 13}`, value: Buffer.from('garbage') };
+      const features = [random(), random(), random(), random()].map(Math.fround);
+      const label = Math.fround(features.reduce((sum, x, k) => sum + x * truth.w[k]!, truth.b) + 0.01 * random());
+      return { key: `d${i % 13}`, value: samples.encode({ deviceId: `d${i % 13}`, eventTime: i, features, label, labels: [], weight: 1, attributes: {} }) };
+    });
+    const config = parseWorkerConfig({
+      brokers: kafka.brokers,
+      namespace,
+      inputTopic: input,
+      model: { kind: 'linear', features: 4, shards: 2, optimizer: { kind: 'sgd', learningRate: 0.2 } },
+      batchSize: 64,
+      checkpointIntervalMs: 100,
+      maxInFlightUpdates: 4,
+      // Four lanes with up to 4 updates in flight each: scaling stale updates keeps asynchronous SGD stable.
+      server: { snapshotEveryUpdates: 10, snapshotIntervalMs: 100, staleness: { policy: 'scale', bound: 2 } },
+    });
+    const server = await startParameterServer(config, { log: () => {} });
+    const workers = [await startWorker({ ...config, workerId: 'w1' }, { log: () => {} }), await startWorker({ ...config, workerId: 'w2' }, { log: () => {} })];
+    const topics = topicsOf(namespace);
+    try {
+      await waitFor('every record accounted for in both shards', async () => {
+        const latest = await latestSnapshots(kafka, topics.model);
+        return [0, 1].every((shard) => {
+          const s = latest.get(shard);
+          return s !== undefined && s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total;
+        });
+      }, 180_000, 500);
+    } finally {
+      for (const worker of workers) worker.stop();
+      server.stop();
+      await Promise.all([...workers.map((w) => w.done), server.done]);
+    }
+    const latest = await latestSnapshots(kafka, topics.model);
+    const tensors = new Map([...latest.values()].flatMap((s) => s.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
+    const kernel = tensors.get('linear/kernel')!;
+    const bias = tensors.get('linear/bias')![0]!;
+    console.error(`[ps] w=${[...kernel].map((v) => v.toFixed(3)).join(',')} b=${bias.toFixed(3)}; versions ${[...latest.values()].map((s) => s.version).join('/')}`);
+    truth.w.forEach((w, k) => expect(Math.abs(kernel[k]! - w) / Math.abs(w), `w${k}`).toBeLessThan(0.02));
+    expect(Math.abs(bias - truth.b) / truth.b).toBeLessThan(0.02);
+    for (const snapshot of latest.values()) {
+      expect(snapshot.deadLettered).toBe(bad.size);
+      expect(snapshot.samplesApplied).toBe(total - bad.size);
+    }
+  }, 300_000);
+});
