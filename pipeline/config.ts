@@ -59,6 +59,8 @@ export const workerConfigSchema = z.object({
     })
     .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 } }),
   workerId: z.string().min(1).optional(),
+  /** A process that stops heartbeating loses its partitions after this long; the group then hands them to the others. */
+  sessionTimeoutMs: z.number().int().min(6_000).default(10_000),
 });
 
 export type WorkerConfig = z.output<typeof workerConfigSchema>;

@@ -128,6 +128,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
       groupId: topics.serverGroup,
       exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
       until: stop$,
+      consumer: { sessionTimeout: config.sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)) },
     }).pipe(mergeMap(lanePipeline), filter(() => false)),
     { defaultValue: undefined },
   )

@@ -153,6 +153,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
       exactlyOnce: { transactionalIdPrefix: topics.workerTransactions },
       maxInFlight: config.maxInFlight,
       until: stop$,
+      consumer: { sessionTimeout: config.sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)) },
     }).pipe(
       mergeMap(lanePipeline),
       tap((report) => checkpoints.next(report)),

@@ -1,0 +1,112 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect } from 'vitest';
+import { parseWorkerConfig } from '../../pipeline/config.js';
+import { startParameterServer } from '../../pipeline/parameterServer.js';
+import { topicsOf } from '../../pipeline/topics.js';
+import { startWorker } from '../../pipeline/worker.js';
+import { codecFor } from '../../schemas/index.js';
+import { spawnTs, waitFor } from '../support/childProcess.js';
+import { kafkaTest as test } from '../support/kafka.js';
+import { latestSnapshots } from '../support/snapshots.js';
+
+const cli = new URL('../../pipeline/cli.ts', import.meta.url);
+
+describe('parameter servers', () => {
+  test('two servers split the shards; when one is killed, the other takes its shards over with exact accounting', async ({ kafka }) => {
+    const total = 50_000;
+    const input = await kafka.createTopic({ partitions: 2, prefix: 'telemetry' });
+    const namespace = `takeover-${input}`;
+    const samples = codecFor('TrainingSample');
+    await kafka.produce(input, total, (i) => ({
+      key: `d${i % 5}`,
+      value: samples.encode({ deviceId: `d${i % 5}`, eventTime: i, features: [Math.sin(i), Math.cos(i)].map(Math.fround), label: Math.fround(Math.sin(i)), labels: [], weight: 1, attributes: {} }),
+    }));
+    const experiment = {
+      brokers: kafka.brokers,
+      namespace,
+      inputTopic: input,
+      model: { kind: 'linear', features: 2, shards: 2, optimizer: { kind: 'momentum', learningRate: 0.01 } },
+      batchSize: 32,
+      checkpointIntervalMs: 100,
+      maxInFlightUpdates: 64,
+      sessionTimeoutMs: 6_000,
+      server: { snapshotEveryUpdates: 25, snapshotIntervalMs: 100, staleness: { policy: 'apply', bound: 1_000 } },
+    };
+    const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-takeover-')), 'experiment.json');
+    writeFileSync(configFile, JSON.stringify(experiment));
+    const topics = topicsOf(namespace);
+    const config = parseWorkerConfig(experiment);
+
+    const victim = spawnTs(cli, ['ps', '--config', configFile]);
+    const worker = await startWorker(config, { log: () => {} });
+    await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, topics.model)).size === 2, 120_000, 200);
+    const survivor = await startParameterServer(config, { log: () => {} });
+    const shardsOfSurvivor = new Set<number>();
+    survivor.snapshots.subscribe((report) => shardsOfSurvivor.add(report.shard));
+    try {
+      await waitFor('the second server to get one of the two shards', () => shardsOfSurvivor.size === 1, 120_000, 200);
+      victim.process.kill('SIGKILL');
+      expect(await victim.exited).toBe('SIGKILL');
+      await waitFor('the survivor to take over the other shard and account for every record', async () => {
+        const latest = await latestSnapshots(kafka, topics.model);
+        return shardsOfSurvivor.size === 2 && [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
+      }, 180_000, 500);
+    } finally {
+      worker.stop();
+      survivor.stop();
+      await Promise.all([worker.done, survivor.done]);
+      victim.process.kill('SIGKILL');
+    }
+    const codec = codecFor('ModelSnapshot');
+    const all = (await kafka.readCommittedValues(topics.model)).map((bytes) => {
+      const decoded = codec.decode(bytes);
+      if (!decoded.ok) throw decoded.error;
+      return decoded.value;
+    });
+    for (const shard of [0, 1]) {
+      const history = all.filter((s) => s.shard === shard);
+      expect(history.at(-1)!.samplesApplied).toBe(total);
+      history.slice(1).forEach((snapshot, i) => expect(snapshot.version).toBeGreaterThan(history[i]!.version));
+    }
+  }, 400_000);
+
+  test('with the drop policy and a bound of 0, stale updates are dropped and counted, never lost', async ({ kafka }) => {
+    const total = 20_000;
+    const input = await kafka.createTopic({ partitions: 2, prefix: 'telemetry' });
+    const namespace = `drop-${input}`;
+    const samples = codecFor('TrainingSample');
+    await kafka.produce(input, total, (i) => ({ value: samples.encode({ deviceId: 'd', eventTime: i, features: [Math.sin(i), 1].map(Math.fround), label: 0.5, labels: [], weight: 1, attributes: {} }) }));
+    const config = parseWorkerConfig({
+      brokers: kafka.brokers,
+      namespace,
+      inputTopic: input,
+      model: { kind: 'linear', features: 2, shards: 1 },
+      batchSize: 20,
+      checkpointIntervalMs: 50,
+      // This worker does not wait for its updates to show up in snapshots: most arrive stale.
+      maxInFlightUpdates: 1_000,
+      server: { snapshotEveryUpdates: 5, snapshotIntervalMs: 50, staleness: { policy: 'drop', bound: 0 } },
+    });
+    const server = await startParameterServer(config, { log: () => {} });
+    const worker = await startWorker(config, { log: () => {} });
+    const topics = topicsOf(namespace);
+    try {
+      await waitFor('every record accounted for', async () => {
+        const s = (await latestSnapshots(kafka, topics.model)).get(0);
+        return s !== undefined && s.samplesApplied + s.samplesDroppedStale === total;
+      }, 120_000, 300);
+    } finally {
+      worker.stop();
+      server.stop();
+      await Promise.all([worker.done, server.done]);
+    }
+    const snapshot = (await latestSnapshots(kafka, topics.model)).get(0)!;
+    expect(snapshot.updatesDroppedStale).toBeGreaterThan(0);
+    expect(snapshot.samplesDroppedStale).toBeGreaterThan(0);
+    expect(snapshot.samplesApplied + snapshot.samplesDroppedStale).toBe(total);
+    expect(snapshot.updatesApplied + snapshot.updatesDroppedStale).toBe(snapshot.version);
+    console.error(`[staleness] ${snapshot.updatesDroppedStale} of ${snapshot.version} updates dropped as stale`);
+  }, 200_000);
+});
