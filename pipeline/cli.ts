@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { StreamgradError } from '../schemas/errors.js';
 import { loadWorkerConfig } from './config.js';
 import { packageInfo } from './packageInfo.js';
+import { percentile } from './percentile.js';
 import { startParameterServer } from './parameterServer.js';
 import { startWorker } from './worker.js';
 
@@ -43,10 +44,15 @@ async function runServerCommand(options: { config: string }): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   let last = 0;
+  let freshness: number[] = [];
+  server.freshness.subscribe((ms) => freshness.push(ms));
   server.snapshots.subscribe((report) => {
     if (Date.now() - last < 5_000) return;
     last = Date.now();
-    console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${report.samplesApplied} samples applied, freshness ${report.freshnessMs} ms`);
+    const p50 = percentile(freshness, 50);
+    const p99 = percentile(freshness, 99);
+    freshness = [];
+    console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${report.samplesApplied} samples applied, freshness p50 ${p50} ms p99 ${p99} ms`);
   });
   await server.done;
   console.error(`[ps ${server.serverId}] stopped`);

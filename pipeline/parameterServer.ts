@@ -27,6 +27,8 @@ export interface ParameterServer {
   readonly snapshots: Observable<SnapshotReport>;
   /** Each update taken in, with what became of it. */
   readonly outcomes: Observable<UpdateOutcome>;
+  /** Per update, ms from its oldest sample's append to Kafka until the commit of the first snapshot that includes it. */
+  readonly freshness: Observable<number>;
   stop(): void;
   readonly done: Promise<void>;
 }
@@ -59,6 +61,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
   const stop$ = new Subject<void>();
   const snapshotReports = new Subject<SnapshotReport>();
   const outcomes = new Subject<UpdateOutcome>();
+  const freshness = new Subject<number>();
 
   /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
   const loadShard = async (lane: Lane): Promise<ShardState> => {
@@ -85,12 +88,16 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
   const lanePipeline = (lane: Lane): Observable<CheckpointReport> => {
     const shard = lane.partition;
     const loaded = loadShard(lane);
+    // Snapshots published and not yet committed: the last update offset each covers, and its updates' append times.
+    const awaitingCommit: Array<{ lastOffset: number; appendTimes: number[] }> = [];
     const snapshotOutputs = new Observable<Outputs>((subscriber) => {
       let state: ShardState | undefined;
       let covers: OffsetSpan[] = [];
       const publish = () => {
         if (!state || covers.length === 0) return;
-        const snapshot = state.snapshot(Date.now(), config.model.shards);
+        const appendTimes = state.takeAppendTimes();
+        awaitingCommit.push({ lastOffset: covers[covers.length - 1]!.last, appendTimes });
+        const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes);
         snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, freshnessMs: snapshot.freshnessMs });
         subscriber.next({ messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }], covers });
         covers = [];
@@ -118,7 +125,15 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
         subscription.unsubscribe();
       };
     });
-    return snapshotOutputs.pipe(checkpoint({ lane, intervalMs: snapshotIntervalMs, maxPendingOutputs: 1 }));
+    return snapshotOutputs.pipe(
+      checkpoint({ lane, intervalMs: snapshotIntervalMs, maxPendingOutputs: 1 }),
+      tap((report) => {
+        const now = Date.now();
+        while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < report.offset) {
+          for (const appended of awaitingCommit.shift()!.appendTimes) freshness.next(now - appended);
+        }
+      }),
+    );
   };
 
   const done = lastValueFrom(
@@ -136,12 +151,14 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
     .finally(() => {
       snapshotReports.complete();
       outcomes.complete();
+      freshness.complete();
     });
 
   return {
     serverId,
     snapshots: snapshotReports.asObservable(),
     outcomes: outcomes.asObservable(),
+    freshness: freshness.asObservable(),
     stop: () => stop$.next(),
     done,
   };

@@ -31,8 +31,8 @@ export class ShardState {
   private steps = 0;
   private readonly optimizer: Optimizer;
   private readonly appliedOffsets = new Map<string, { topic: string; partition: number; offset: number }>();
-  /** Appended-at times of the updates taken in since the last snapshot, for freshness. */
-  private oldestPendingAppend = Number.POSITIVE_INFINITY;
+  /** Appended-at times (the oldest sample of each) of the updates taken in since the last snapshot, for freshness. */
+  private pendingAppendTimes: number[] = [];
 
   private constructor(
     readonly namespace: string,
@@ -97,7 +97,7 @@ export class ShardState {
       const known = this.appliedOffsets.get(key);
       if (!known || range.lastOffset > known.offset) this.appliedOffsets.set(key, { topic: range.topic, partition: range.partition, offset: range.lastOffset });
     }
-    if (update.firstAppendTime > 0) this.oldestPendingAppend = Math.min(this.oldestPendingAppend, update.firstAppendTime);
+    if (update.firstAppendTime > 0) this.pendingAppendTimes.push(update.firstAppendTime);
     if (update.sampleCount === 0 || update.tensors.length === 0) return 'counted';
     if (stale > staleness.bound && staleness.policy === 'drop') {
       this.updatesDroppedStale += 1;
@@ -127,10 +127,17 @@ export class ShardState {
     return 'applied';
   }
 
-  /** The snapshot of the shard as it is now; resets the freshness window. */
-  snapshot(now: number, shardCount: number): ModelSnapshot {
-    const freshnessMs = Number.isFinite(this.oldestPendingAppend) ? Math.max(0, now - this.oldestPendingAppend) : 0;
-    this.oldestPendingAppend = Number.POSITIVE_INFINITY;
+  /** The append times of the updates taken in since the last snapshot, and a fresh window. */
+  takeAppendTimes(): number[] {
+    const times = this.pendingAppendTimes;
+    this.pendingAppendTimes = [];
+    return times;
+  }
+
+  /** The snapshot of the shard as it is now. `appendTimes`: those it is the first to include (for freshnessMs). */
+  snapshot(now: number, shardCount: number, appendTimes: readonly number[]): ModelSnapshot {
+    const oldest = appendTimes.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
+    const freshnessMs = Number.isFinite(oldest) ? Math.max(0, now - oldest) : 0;
     const optimizerState = [...this.slots].flatMap(([name, slots]) => Object.entries(slots).map(([slot, values]) => encodeTensor(`${name}:${slot}`, this.variables.get(name)!.shape, values, 'FP32')));
     optimizerState.push(encodeTensor(':steps', [], Float32Array.of(this.steps), 'FP32'));
     return {

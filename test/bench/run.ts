@@ -5,6 +5,7 @@ import { measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureStepRate } from './stepRate.js';
 import { measureWorkerRate } from './workerRate.js';
+import { measureFreshness, measurePsApplyRate } from './serverRates.js';
 
 /**
  * `npm run bench [-- --quick]`: runs the benchmarks in one process against one
@@ -20,6 +21,8 @@ console.error('decode + validation, one core …');
 Object.assign(results, measureDecodeRate({ quick }));
 console.error('gradient steps, 16-64-64-1 MLP, batch 256, default backend …');
 Object.assign(results, await measureStepRate({ quick }));
+console.error('updates applied by one server shard (Adam), no Kafka …');
+Object.assign(results, measurePsApplyRate({ quick }));
 
 const broker = await acquireTestBroker();
 try {
@@ -28,6 +31,9 @@ try {
   console.error('one worker on a pre-filled topic …');
   Object.assign(results, await measureWorkerRate(broker.brokers, { quick }));
   results.workerRatio = Number(results.workerRate) / Math.min(Number(results.stepRate), Number(results.rawConsumeRate));
+  const freshnessAt = Math.round(Number(results.workerRate) / 2);
+  console.error(`freshness at half the worker rate (${freshnessAt} samples/s), one worker, one server …`);
+  Object.assign(results, await measureFreshness(broker.brokers, freshnessAt, { quick }));
 } finally {
   await broker.stop();
 }
@@ -52,4 +58,6 @@ console.log(`| sourceDecodeRate (records/s, fromKafka → decode → count) | ${
 console.log(`| sourceDecodeRate / rawConsumeRate | ${Number(results.sourceDecodeRatio).toFixed(2)} | ≥ 0.85 |`);
 console.log(`| workerRate (samples/s, one worker, exactly-once, no server) | ${fmt(results.workerRate)} | |`);
 console.log(`| workerRate / min(stepRate, rawConsumeRate) | ${Number(results.workerRatio).toFixed(2)} | ≥ 0.8 |`);
+console.log(`| psApplyRate (updates/s, one shard, 16-64-64-1 MLP, Adam, no Kafka) | ${fmt(results.psApplyRate)} | |`);
+console.log(`| freshnessP50Ms / freshnessP99Ms (at ${fmt(results.freshnessRate)} samples/s) | ${fmt(results.freshnessP50Ms)} / ${fmt(results.freshnessP99Ms)} | p99 ≤ 1,000 |`);
 console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${report.setup}. Full results: bench-results/latest.json`);

@@ -1,9 +1,9 @@
+import { percentile } from '../../pipeline/percentile.js';
+
 /** The median of some measurements: what the benchmarks report, since single runs on a shared machine are noisy. */
 export function median(values: readonly number[]): number {
   if (values.length === 0) throw new RangeError('median of no values');
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  return percentile(values, 50);
 }
 
 /** Runs `body` `runs` times and returns each run's rate in items per second. */
