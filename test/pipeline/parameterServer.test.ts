@@ -59,6 +59,7 @@ describe('parameter server', () => {
     console.error(`[ps] w=${[...kernel].map((v) => v.toFixed(3)).join(',')} b=${bias.toFixed(3)}; versions ${[...latest.values()].map((s) => s.version).join('/')}`);
     truth.w.forEach((w, k) => expect(Math.abs(kernel[k]! - w) / Math.abs(w), `w${k}`).toBeLessThan(0.02));
     expect(Math.abs(bias - truth.b) / truth.b).toBeLessThan(0.02);
+    expect((await kafka.readCommitted(topics.deadLetters)).length).toBe(bad.size);
     for (const snapshot of latest.values()) {
       expect(snapshot.deadLettered).toBe(bad.size);
       expect(snapshot.samplesApplied).toBe(total - bad.size);

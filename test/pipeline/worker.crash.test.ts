@@ -2,10 +2,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
+import { parseWorkerConfig } from '../../pipeline/config.js';
+import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest as test } from '../support/kafka.js';
+import { latestSnapshots } from '../support/snapshots.js';
 
 const cli = new URL('../../pipeline/cli.ts', import.meta.url);
 
@@ -21,16 +24,18 @@ describe('worker process', () => {
     }));
     const bad = Array.from({ length: total }, (_, i) => i).filter((i) => i % 10_007 === 5).length;
     const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-worker-')), 'config.json');
-    writeFileSync(configFile, JSON.stringify({
+    const experiment = {
       brokers: kafka.brokers,
       namespace,
       inputTopic: input,
       model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 32 }] },
       batchSize: 32,
       checkpointIntervalMs: 200,
-      // No parameter server here: nothing would ever reflect the updates.
-      maxInFlightUpdates: 1_000_000,
-    }));
+      maxInFlightUpdates: 64,
+      server: { snapshotEveryUpdates: 50, snapshotIntervalMs: 100 },
+    };
+    writeFileSync(configFile, JSON.stringify(experiment));
+    const server = await startParameterServer(parseWorkerConfig(experiment), { log: () => {} });
     const topics = topicsOf(namespace);
     const committed = () => kafka.committedTotal(topics.workerGroup, input);
 
@@ -44,6 +49,13 @@ describe('worker process', () => {
     await waitFor('the second worker to commit every record', async () => (await committed()) === total, 180_000, 250);
     second.process.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+    // The server's counters, from its committed snapshots: each record exactly once.
+    await waitFor('the server to account for every record', async () => {
+      const latest = await latestSnapshots(kafka, topics.model);
+      return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total - bad && latest.get(shard)?.deadLettered === bad);
+    }, 120_000, 300);
+    server.stop();
+    await server.done;
 
     // Every input record is in exactly one committed update of each shard: as a sample or as a dead letter.
     const updates = codecFor('ParameterUpdate');

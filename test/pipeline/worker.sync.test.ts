@@ -1,15 +1,16 @@
 import { describe, expect } from 'vitest';
 import { parseWorkerConfig } from '../../pipeline/config.js';
-import { Replica } from '../../pipeline/replica.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { waitFor } from '../support/childProcess.js';
-import { startTestFold } from '../support/foldUpdates.js';
+import { latestSnapshots } from '../support/snapshots.js';
+import { startParameterServer } from '../../pipeline/parameterServer.js';
+import { decodeTensor } from '../../schemas/index.js';
 import { kafkaTest as test } from '../support/kafka.js';
 
 describe('worker in sync mode', () => {
-  test('computes every update from the snapshot of the one before, and two runs give bit-identical models', async ({ kafka }) => {
+  test('computes every update from the snapshot of the one before, and two runs through the parameter server give bit-identical models', async ({ kafka }) => {
     const total = 4_000;
     const input = await kafka.createTopic({ partitions: 1, prefix: 'telemetry' });
     const samples = codecFor('TrainingSample');
@@ -26,19 +27,20 @@ describe('worker in sync mode', () => {
         model: { kind: 'mlp', features: 3, shards: 2, seed: 5, layers: [{ units: 8, activation: 'tanh' }] },
         batchSize: 50,
         sync: true,
+        server: { snapshotEveryUpdates: 1 },
       });
+      const server = await startParameterServer(config, { log: () => {} });
       const worker = await startWorker(config, { log: () => {} });
-      const replica = new Replica(config.model);
-      const fold = await startTestFold({ brokers: kafka.brokers, namespace, replica, learningRate: 0.05 });
       const topics = topicsOf(namespace);
       try {
-        await waitFor('every record committed', async () => (await kafka.committedTotal(topics.workerGroup, input)) === total, 120_000, 200);
-        await waitFor('every update folded', () => fold.applied() === (total / 50) * 2, 60_000);
+        await waitFor('every record applied in both shards', async () => {
+          const latest = await latestSnapshots(kafka, topics.model);
+          return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
+        }, 120_000, 200);
       } finally {
         worker.stop();
-        await worker.done;
-        await fold.stop();
-        replica.dispose();
+        server.stop();
+        await Promise.all([worker.done, server.done]);
       }
       const updates = codecFor('ParameterUpdate');
       const baseVersions = (await kafka.readCommittedValues(topics.updates)).map((bytes) => {
@@ -46,7 +48,9 @@ describe('worker in sync mode', () => {
         if (!decoded.ok) throw decoded.error;
         return [decoded.value.shard, decoded.value.baseVersion] as const;
       });
-      return { weights: fold.weights(), baseVersions };
+      const latest = await latestSnapshots(kafka, topics.model);
+      const weights = new Map([...latest.values()].flatMap((snapshot) => snapshot.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
+      return { weights, baseVersions };
     };
 
     const first = await run(`sync-a-${input}`);
