@@ -43,6 +43,7 @@ describe('parameter servers', () => {
     const worker = await startWorker(config, { log: () => {} });
     await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, topics.model)).size === 2, 120_000, 200);
     const survivor = await startParameterServer(config, { log: () => {} });
+    survivor.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const shardsOfSurvivor = new Set<number>();
     survivor.snapshots.subscribe((report) => shardsOfSurvivor.add(report.shard));
     try {
@@ -90,6 +91,7 @@ describe('parameter servers', () => {
       server: { snapshotEveryUpdates: 5, snapshotIntervalMs: 50, staleness: { policy: 'drop', bound: 0 } },
     });
     const server = await startParameterServer(config, { log: () => {} });
+    server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const worker = await startWorker(config, { log: () => {} });
     const topics = topicsOf(namespace);
     try {

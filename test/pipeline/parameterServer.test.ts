@@ -37,6 +37,7 @@ describe('parameter server', () => {
       server: { snapshotEveryUpdates: 10, snapshotIntervalMs: 100, staleness: { policy: 'scale', bound: 2 } },
     });
     const server = await startParameterServer(config, { log: () => {} });
+    server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const workers = [await startWorker({ ...config, workerId: 'w1' }, { log: () => {} }), await startWorker({ ...config, workerId: 'w2' }, { log: () => {} })];
     const topics = topicsOf(namespace);
     try {

@@ -36,6 +36,7 @@ describe('worker process', () => {
     };
     writeFileSync(configFile, JSON.stringify(experiment));
     const server = await startParameterServer(parseWorkerConfig(experiment), { log: () => {} });
+    server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const topics = topicsOf(namespace);
     const committed = () => kafka.committedTotal(topics.workerGroup, input);
 
@@ -50,10 +51,14 @@ describe('worker process', () => {
     second.process.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     // The server's counters, from its committed snapshots: each record exactly once.
+    let counters = '';
     await waitFor('the server to account for every record', async () => {
       const latest = await latestSnapshots(kafka, topics.model);
+      counters = [...latest.values()].map((s) => `shard ${s.shard}: v${s.version} samples ${s.samplesApplied} dead ${s.deadLettered} dropped ${s.samplesDroppedStale}`).join('; ');
       return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total - bad && latest.get(shard)?.deadLettered === bad);
-    }, 120_000, 300);
+    }, 120_000, 300).catch((error: Error) => {
+      throw new Error(`${error.message}; last counters: ${counters}`);
+    });
     server.stop();
     await server.done;
 

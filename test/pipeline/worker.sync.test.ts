@@ -30,6 +30,7 @@ describe('worker in sync mode', () => {
         server: { snapshotEveryUpdates: 1 },
       });
       const server = await startParameterServer(config, { log: () => {} });
+      server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
       const worker = await startWorker(config, { log: () => {} });
       const topics = topicsOf(namespace);
       try {
