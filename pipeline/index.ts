@@ -8,3 +8,8 @@ export { Replica, SnapshotMismatchError } from './replica.js';
 export { assignShards } from './shards.js';
 export { ensureNamespaceTopics, topicsOf, type NamespaceTopics } from './topics.js';
 export { startWorker, type Worker } from './worker.js';
+export { createServerMetrics, type ServerMetrics } from './metrics.js';
+export { startParameterServer, type ParameterServer, type SnapshotReport } from './parameterServer.js';
+export { percentile } from './percentile.js';
+export { ShardState, type StalenessPolicy, type UpdateOutcome } from './shardState.js';
+export { createOptimizer, type Optimizer, type OptimizerSpec } from './optimizers.js';

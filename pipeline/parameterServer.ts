@@ -8,6 +8,7 @@ import type { ModelSnapshot } from '../schemas/types.js';
 import type { WorkerConfig } from './config.js';
 import { createKafka } from './kafkaClient.js';
 import { Replica } from './replica.js';
+import { createServerMetrics, type ServerMetrics } from './metrics.js';
 import { ShardState, type UpdateOutcome } from './shardState.js';
 import { ensureNamespaceTopics } from './topics.js';
 import { selectBackend } from './backend.js';
@@ -29,6 +30,8 @@ export interface ParameterServer {
   readonly outcomes: Observable<UpdateOutcome>;
   /** Per update, ms from its oldest sample's append to Kafka until the commit of the first snapshot that includes it. */
   readonly freshness: Observable<number>;
+  /** Freshness and staleness histograms and update counters, for Prometheus. */
+  readonly metrics: ServerMetrics;
   stop(): void;
   readonly done: Promise<void>;
 }
@@ -62,6 +65,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
   const snapshotReports = new Subject<SnapshotReport>();
   const outcomes = new Subject<UpdateOutcome>();
   const freshness = new Subject<number>();
+  const metrics = createServerMetrics(config.namespace);
 
   /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
   const loadShard = async (lane: Lane): Promise<ShardState> => {
@@ -109,7 +113,12 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
           next: (record) => {
             const update = updates.decode(record.value, record);
             // An update no server can read is accounted for (its offset is covered) and reported, never retried forever.
-            if (update.ok) outcomes.next(state!.take(update.value, staleness, clipNorm));
+            if (update.ok) {
+              metrics.staleness.observe({ shard }, state!.stalenessOf(update.value));
+              const outcome = state!.take(update.value, staleness, clipNorm);
+              metrics.updates.inc({ shard, outcome });
+              outcomes.next(outcome);
+            }
             else log(`[ps ${serverId}] skipping ${update.error.message}`);
             covers.push(spanOf(record));
             if (covers.length >= snapshotEveryUpdates) publish();
@@ -130,7 +139,10 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
       tap((report) => {
         const now = Date.now();
         while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < report.offset) {
-          for (const appended of awaitingCommit.shift()!.appendTimes) freshness.next(now - appended);
+          for (const appended of awaitingCommit.shift()!.appendTimes) {
+            metrics.freshness.observe({ shard }, now - appended);
+            freshness.next(now - appended);
+          }
         }
       }),
     );
@@ -159,6 +171,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
     snapshots: snapshotReports.asObservable(),
     outcomes: outcomes.asObservable(),
     freshness: freshness.asObservable(),
+    metrics,
     stop: () => stop$.next(),
     done,
   };

@@ -89,7 +89,7 @@ export class ShardState {
    * update raises the version by one.
    */
   take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined): UpdateOutcome {
-    const stale = Math.max(0, this.version - update.baseVersion);
+    const stale = this.stalenessOf(update);
     this.version += 1;
     this.deadLettered += update.deadLettered;
     for (const range of update.offsets) {
@@ -132,6 +132,11 @@ export class ShardState {
     const times = this.pendingAppendTimes;
     this.pendingAppendTimes = [];
     return times;
+  }
+
+  /** How many versions behind the shard an update was computed: the server's version minus its base version. */
+  stalenessOf(update: ParameterUpdate): number {
+    return Math.max(0, this.version - update.baseVersion);
   }
 
   /** The snapshot of the shard as it is now. `appendTimes`: those it is the first to include (for freshnessMs). */

@@ -61,6 +61,12 @@ describe('parameter server', () => {
     truth.w.forEach((w, k) => expect(Math.abs(kernel[k]! - w) / Math.abs(w), `w${k}`).toBeLessThan(0.02));
     expect(Math.abs(bias - truth.b) / truth.b).toBeLessThan(0.02);
     expect((await kafka.readCommitted(topics.deadLetters)).length).toBe(bad.size);
+    // Freshness and staleness are exported as Prometheus histograms, one observation per update.
+    const exported = await server.metrics.registry.metrics();
+    const applied = [...latest.values()].reduce((sum, s) => sum + s.version, 0);
+    expect(exported).toMatch(/streamgrad_freshness_ms_count\{[^}]*shard="0"[^}]*\} \d+/);
+    const stalenessCount = [...exported.matchAll(/streamgrad_update_staleness_count\{[^}]*\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(stalenessCount).toBe(applied);
     for (const snapshot of latest.values()) {
       expect(snapshot.deadLettered).toBe(bad.size);
       expect(snapshot.samplesApplied).toBe(total - bad.size);
