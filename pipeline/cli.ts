@@ -9,40 +9,41 @@ import { percentile } from './percentile.js';
 import { startParameterServer } from './parameterServer.js';
 import { startWorker } from './worker.js';
 
-/** Runs a worker until SIGTERM or SIGINT, then drains it: the open checkpoints commit and it leaves the group. */
-async function runWorkerCommand(options: { config: string }): Promise<void> {
-  const config = loadWorkerConfig(options.config);
-  const worker = await startWorker(config);
+/** A long-running process: stopped gracefully on SIGTERM or SIGINT, done once it has drained. */
+interface Service {
+  stop(): void;
+  readonly done: Promise<void>;
+}
+
+/** Runs `service` until SIGTERM or SIGINT, then lets it finish what it holds (`draining`), and waits for it. */
+async function runUntilSignal(name: string, service: Service, draining: string): Promise<void> {
   const stop = (signal: string) => {
-    console.error(`[worker ${worker.workerId}] ${signal}: finishing the open checkpoints`);
-    worker.stop();
+    console.error(`[${name}] ${signal}: ${draining}`);
+    service.stop();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  let samples = 0;
+  await service.done;
+  console.error(`[${name}] stopped`);
+}
+
+/** Runs a worker until SIGTERM or SIGINT, then drains it: the open checkpoints commit and it leaves the group. */
+async function runWorkerCommand(options: { config: string }): Promise<void> {
+  const worker = await startWorker(loadWorkerConfig(options.config));
+  let messages = 0;
   let last = Date.now();
   worker.checkpoints.subscribe((report) => {
-    samples += report.messages;
-    const now = Date.now();
-    if (now - last >= 5_000) {
-      console.error(`[worker ${worker.workerId}] ${report.topic}[${report.partition}] committed up to ${report.offset}; ${samples} messages written so far`);
-      last = now;
-    }
+    messages += report.messages;
+    if (Date.now() - last < 5_000) return;
+    last = Date.now();
+    console.error(`[worker ${worker.workerId}] ${report.topic}[${report.partition}] committed up to ${report.offset}; ${messages} messages written so far`);
   });
-  await worker.done;
-  console.error(`[worker ${worker.workerId}] stopped`);
+  await runUntilSignal(`worker ${worker.workerId}`, worker, 'finishing the open checkpoints');
 }
 
 /** Runs a parameter server until SIGTERM or SIGINT, then commits its last snapshots and leaves the group. */
 async function runServerCommand(options: { config: string }): Promise<void> {
-  const config = loadWorkerConfig(options.config);
-  const server = await startParameterServer(config);
-  const stop = (signal: string) => {
-    console.error(`[ps ${server.serverId}] ${signal}: committing the last snapshots`);
-    server.stop();
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  const server = await startParameterServer(loadWorkerConfig(options.config));
   let last = 0;
   let freshness: number[] = [];
   server.freshness.subscribe((ms) => freshness.push(ms));
@@ -54,8 +55,7 @@ async function runServerCommand(options: { config: string }): Promise<void> {
     freshness = [];
     console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${report.samplesApplied} samples applied, freshness p50 ${p50} ms p99 ${p99} ms`);
   });
-  await server.done;
-  console.error(`[ps ${server.serverId}] stopped`);
+  await runUntilSignal(`ps ${server.serverId}`, server, 'committing the last snapshots');
 }
 
 /** The `streamgrad` command line. */

@@ -116,6 +116,10 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
             if (update.ok) {
               metrics.staleness.observe({ shard }, state!.stalenessOf(update.value));
               const outcome = state!.take(update.value, staleness, clipNorm);
+              if (outcome === 'duplicate') {
+                const ranges = update.value.offsets.map((r) => `${r.topic}[${r.partition}]@${r.firstOffset}-${r.lastOffset}`).join(', ');
+                log(`[ps ${serverId}] shard ${shard}: refused a repeated update from ${update.value.workerId} for ${ranges} at ${topics.updates}[${shard}]@${record.offset}`);
+              }
               metrics.updates.inc({ shard, outcome });
               outcomes.next(outcome);
             }

@@ -12,7 +12,7 @@ export interface StalenessPolicy {
 }
 
 /** What became of one update. */
-export type UpdateOutcome = 'applied' | 'dropped' | 'counted';
+export type UpdateOutcome = 'applied' | 'dropped' | 'counted' | 'duplicate';
 
 /**
  * One parameter-server shard: its variables, its optimizer slots, its version
@@ -31,6 +31,12 @@ export class ShardState {
   private steps = 0;
   private readonly optimizer: Optimizer;
   private readonly appliedOffsets = new Map<string, { topic: string; partition: number; offset: number }>();
+  /**
+   * Per input partition and kind (gradients or dead-letter counts), the last offset taken in this
+   * shard's life since its last restore. Each lane sends its updates in offset order, each offset
+   * once, so a range at or below it is a repeat: refused, whatever upstream let it through.
+   */
+  private readonly lastTaken = new Map<string, number>();
   /** Appended-at times (the oldest sample of each) of the updates taken in since the last snapshot, for freshness. */
   private pendingAppendTimes: number[] = [];
 
@@ -89,6 +95,12 @@ export class ShardState {
    * update raises the version by one.
    */
   take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined): UpdateOutcome {
+    const kind = update.sampleCount > 0 ? 'samples' : 'dead';
+    for (const range of update.offsets) {
+      const last = this.lastTaken.get(`${kind}:${range.topic}:${range.partition}`);
+      if (last !== undefined && range.firstOffset <= last) return 'duplicate';
+    }
+    for (const range of update.offsets) this.lastTaken.set(`${kind}:${range.topic}:${range.partition}`, range.lastOffset);
     const stale = this.stalenessOf(update);
     this.version += 1;
     this.deadLettered += update.deadLettered;

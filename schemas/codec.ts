@@ -135,7 +135,7 @@ class GuardedMapType extends avro.types.MapType {
 const minLong = -(2 ** 52);
 
 class GuardedLongType extends avro.types.LongType {
-  _check(value: unknown, flags: unknown, hook?: (value: unknown, type: avro.Type) => void): boolean {
+  _check(value: unknown, _flags: unknown, hook?: (value: unknown, type: avro.Type) => void): boolean {
     const valid = typeof value === 'number' && Number.isSafeInteger(value) && value >= minLong;
     if (!valid && hook) hook(value, this);
     return valid;

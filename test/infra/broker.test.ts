@@ -104,3 +104,38 @@ describe('the test broker', () => {
     expect(new Set(readUncommitted)).toEqual(new Set([...committed, ...aborted]));
   });
 });
+
+describe('kafkajs read_committed filtering (patched in patches/kafkajs+2.2.4.patch)', () => {
+  test('a fetch that starts inside two aborted transactions skips both', async ({ kafka }) => {
+    const topic = await kafka.createTopic({ partitions: 1 });
+    const first = await kafka.producer({ transactionalId: `tx-a-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    const second = await kafka.producer({ transactionalId: `tx-b-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    const a = await first.transaction();
+    const b = await second.transaction();
+    // Offsets: a1 0, b1 1, a2 2, b2 3, then the two abort markers, then a committed record.
+    await a.send({ topic, messages: [{ value: 'a1' }] });
+    await b.send({ topic, messages: [{ value: 'b1' }] });
+    await a.send({ topic, messages: [{ value: 'a2' }] });
+    await b.send({ topic, messages: [{ value: 'b2' }] });
+    await a.abort();
+    await b.abort();
+    const committed = await first.transaction();
+    await committed.send({ topic, messages: [{ value: 'kept' }] });
+    await committed.commit();
+
+    // Start at b2: both aborted transactions began before it, the second one's record comes first.
+    const consumer = await kafka.consumer({ readUncommitted: false });
+    await consumer.subscribe({ topic });
+    const seen: string[] = [];
+    await new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          seen.push(message.value?.toString() ?? '');
+          if (seen.includes('kept')) resolve();
+        },
+      });
+      consumer.seek({ topic, partition: 0, offset: '3' });
+    });
+    expect(seen).toEqual(['kept']);
+  });
+});

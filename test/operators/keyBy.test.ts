@@ -1,5 +1,5 @@
 import { mergeMap, toArray, map } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { keyBy } from '../../operators/index.js';
 import { marbleScheduler as scheduler } from '../support/marbles.js';
 

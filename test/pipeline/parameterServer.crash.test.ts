@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { parseWorkerConfig } from '../../pipeline/config.js';
 import { topicsOf } from '../../pipeline/topics.js';
@@ -8,7 +5,7 @@ import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest as test } from '../support/kafka.js';
-import { latestSnapshots } from '../support/snapshots.js';
+import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
 const cli = new URL('../../pipeline/cli.ts', import.meta.url);
 
@@ -34,8 +31,7 @@ describe('parameter server process', () => {
       maxInFlightUpdates: 64,
       server: { snapshotEveryUpdates: 25, snapshotIntervalMs: 100, staleness: { policy: 'apply', bound: 1_000 } },
     };
-    const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-ps-')), 'experiment.json');
-    writeFileSync(configFile, JSON.stringify(experiment));
+    const configFile = writeExperimentFile(experiment);
     const topics = topicsOf(namespace);
 
     const firstServer = spawnTs(cli, ['ps', '--config', configFile]);
@@ -51,13 +47,7 @@ describe('parameter server process', () => {
       expect(await firstServer.exited).toBe('SIGKILL');
 
       const secondServer = spawnTs(cli, ['ps', '--config', configFile]);
-      await waitFor('every record accounted for in both shards', async () => {
-        const latest = await latestSnapshots(kafka, topics.model);
-        return [0, 1].every((shard) => {
-          const s = latest.get(shard);
-          return s !== undefined && s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total;
-        });
-      }, 180_000, 500);
+      await waitForShards(kafka, topics.model, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total);
       secondServer.process.kill('SIGTERM');
       expect(await secondServer.exited).toBe(0);
     } finally {
@@ -67,12 +57,7 @@ describe('parameter server process', () => {
     }
 
     // Built from counters and offsets, not timing: each record once, as a sample or a dead letter.
-    const codec = codecFor('ModelSnapshot');
-    const all = (await kafka.readCommittedValues(topics.model)).map((bytes) => {
-      const decoded = codec.decode(bytes);
-      if (!decoded.ok) throw decoded.error;
-      return decoded.value;
-    });
+    const all = await committedSnapshots(kafka, topics.model);
     for (const shard of [0, 1]) {
       const history = all.filter((s) => s.shard === shard);
       const last = history.at(-1)!;

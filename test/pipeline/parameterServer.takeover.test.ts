@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { parseWorkerConfig } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
@@ -9,7 +6,7 @@ import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest as test } from '../support/kafka.js';
-import { latestSnapshots } from '../support/snapshots.js';
+import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
 const cli = new URL('../../pipeline/cli.ts', import.meta.url);
 
@@ -34,8 +31,7 @@ describe('parameter servers', () => {
       sessionTimeoutMs: 6_000,
       server: { snapshotEveryUpdates: 25, snapshotIntervalMs: 100, staleness: { policy: 'apply', bound: 1_000 } },
     };
-    const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-takeover-')), 'experiment.json');
-    writeFileSync(configFile, JSON.stringify(experiment));
+    const configFile = writeExperimentFile(experiment);
     const topics = topicsOf(namespace);
     const config = parseWorkerConfig(experiment);
 
@@ -60,12 +56,7 @@ describe('parameter servers', () => {
       await Promise.all([worker.done, survivor.done]);
       victim.process.kill('SIGKILL');
     }
-    const codec = codecFor('ModelSnapshot');
-    const all = (await kafka.readCommittedValues(topics.model)).map((bytes) => {
-      const decoded = codec.decode(bytes);
-      if (!decoded.ok) throw decoded.error;
-      return decoded.value;
-    });
+    const all = await committedSnapshots(kafka, topics.model);
     for (const shard of [0, 1]) {
       const history = all.filter((s) => s.shard === shard);
       expect(history.at(-1)!.samplesApplied).toBe(total);
@@ -95,10 +86,7 @@ describe('parameter servers', () => {
     const worker = await startWorker(config, { log: () => {} });
     const topics = topicsOf(namespace);
     try {
-      await waitFor('every record accounted for', async () => {
-        const s = (await latestSnapshots(kafka, topics.model)).get(0);
-        return s !== undefined && s.samplesApplied + s.samplesDroppedStale === total;
-      }, 120_000, 300);
+      await waitForShards(kafka, topics.model, 1, 'every record accounted for', (s) => s.samplesApplied + s.samplesDroppedStale === total, 120_000);
     } finally {
       worker.stop();
       server.stop();

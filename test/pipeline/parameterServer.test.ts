@@ -4,9 +4,8 @@ import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor, decodeTensor } from '../../schemas/index.js';
-import { waitFor } from '../support/childProcess.js';
 import { kafkaTest as test } from '../support/kafka.js';
-import { latestSnapshots } from '../support/snapshots.js';
+import { latestSnapshots, waitForShards } from '../support/snapshots.js';
 
 const truth = { w: [1.5, -2, 0.5, 3], b: 0.7 };
 
@@ -36,22 +35,27 @@ describe('parameter server', () => {
       // Four lanes with up to 4 updates in flight each: scaling stale updates keeps asynchronous SGD stable.
       server: { snapshotEveryUpdates: 10, snapshotIntervalMs: 100, staleness: { policy: 'scale', bound: 2 } },
     });
-    const server = await startParameterServer(config, { log: () => {} });
+    const server = await startParameterServer(config, { log: (line) => line.includes('refused') && console.error(line) });
     server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const workers = [await startWorker({ ...config, workerId: 'w1' }, { log: () => {} }), await startWorker({ ...config, workerId: 'w2' }, { log: () => {} })];
     const topics = topicsOf(namespace);
     try {
-      await waitFor('every record accounted for in both shards', async () => {
-        const latest = await latestSnapshots(kafka, topics.model);
-        return [0, 1].every((shard) => {
-          const s = latest.get(shard);
-          return s !== undefined && s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total;
-        });
-      }, 180_000, 500);
+      await waitForShards(kafka, topics.model, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale >= total);
     } finally {
       for (const worker of workers) worker.stop();
       server.stop();
       await Promise.all([...workers.map((w) => w.done), server.done]);
+    }
+    // The workers' side first: the committed updates of each shard cover every input offset once.
+    const updateCodec = codecFor('ParameterUpdate');
+    const committedUpdates = (await kafka.readCommittedValues(topics.updates)).map((bytes) => {
+      const decoded = updateCodec.decode(bytes);
+      if (!decoded.ok) throw decoded.error;
+      return decoded.value;
+    });
+    for (const shard of [0, 1]) {
+      const mine = committedUpdates.filter((u) => u.shard === shard);
+      expect(mine.reduce((sum, u) => sum + u.sampleCount + u.deadLettered, 0), `committed updates of shard ${shard}`).toBe(total);
     }
     const latest = await latestSnapshots(kafka, topics.model);
     const tensors = new Map([...latest.values()].flatMap((s) => s.tensors.map((t) => [t.name, decodeTensor(t)] as const)));

@@ -27,8 +27,8 @@ describe('ShardState', () => {
 
   it('momentum accumulates velocity', () => {
     const state = shard({ kind: 'momentum', learningRate: 0.1, momentum: 0.5 });
-    state.take(update([1, 0], 1), apply, undefined);
-    state.take(update([1, 0], 1), apply, undefined);
+    state.take(update([1, 0], 1, 0, 0), apply, undefined);
+    state.take(update([1, 0], 1, 0, 1), apply, undefined);
     // v1 = 1, v2 = 0.5 + 1 = 1.5; w = 1 − 0.1 − 0.15
     expect(valuesOf(state)[0]).toBeCloseTo(0.75, 6);
   });
@@ -66,7 +66,7 @@ describe('ShardState', () => {
     const dropping = shard({ kind: 'sgd', learningRate: 1 });
     dropping.version = 2;
     expect(dropping.take(update([1, 0], 8, 0), { policy: 'drop', bound: 1 }, undefined)).toBe('dropped');
-    expect(dropping.take(update([1, 0], 8, 2), { policy: 'drop', bound: 1 }, undefined)).toBe('applied');
+    expect(dropping.take(update([1, 0], 8, 2, 8), { policy: 'drop', bound: 1 }, undefined)).toBe('applied');
     expect({ version: dropping.version, updatesDroppedStale: dropping.updatesDroppedStale, samplesDroppedStale: dropping.samplesDroppedStale, samplesApplied: dropping.samplesApplied }).toEqual({
       version: 4, updatesDroppedStale: 1, samplesDroppedStale: 8, samplesApplied: 8,
     });
@@ -82,5 +82,14 @@ describe('ShardState', () => {
     expect(valuesOf(restored)).toEqual(valuesOf(state));
     expect(restored.snapshot(20, 1, [])).toMatchObject({ version: 2, samplesApplied: 3, updatesApplied: 2, appliedOffsets: [{ topic: 'in', partition: 0, offset: 2 }] });
     expect(decodeTensor(snapshot.optimizerState.find((t) => t.name === ':steps')!)[0]).toBe(1);
+  });
+
+  it('refuses an update whose input offsets it has already taken in, and counts nothing for it', () => {
+    const state = shard({ kind: 'sgd', learningRate: 1 });
+    expect(state.take(update([1, 0], 4, 0, 0), apply, undefined)).toBe('applied');
+    expect(state.take(update([1, 0], 4, 1, 0), apply, undefined)).toBe('duplicate');
+    expect(state.take(update([1, 0], 4, 1, 2), apply, undefined)).toBe('duplicate');
+    expect(state.take(update([1, 0], 4, 1, 4), apply, undefined)).toBe('applied');
+    expect({ version: state.version, samplesApplied: state.samplesApplied }).toEqual({ version: 2, samplesApplied: 8 });
   });
 });

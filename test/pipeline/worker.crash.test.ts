@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { parseWorkerConfig } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
@@ -8,7 +5,7 @@ import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest as test } from '../support/kafka.js';
-import { latestSnapshots } from '../support/snapshots.js';
+import { waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
 const cli = new URL('../../pipeline/cli.ts', import.meta.url);
 
@@ -23,7 +20,6 @@ describe('worker process', () => {
       value: i % 10_007 === 5 ? Buffer.from('corrupt') : samples.encode({ deviceId: `d${i % 11}`, eventTime: i, features: [Math.sin(i), Math.cos(i), 1, 0].map(Math.fround), label: Math.fround(Math.sin(i)), labels: [], weight: 1, attributes: {} }),
     }));
     const bad = Array.from({ length: total }, (_, i) => i).filter((i) => i % 10_007 === 5).length;
-    const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-worker-')), 'config.json');
     const experiment = {
       brokers: kafka.brokers,
       namespace,
@@ -34,7 +30,7 @@ describe('worker process', () => {
       maxInFlightUpdates: 64,
       server: { snapshotEveryUpdates: 50, snapshotIntervalMs: 100 },
     };
-    writeFileSync(configFile, JSON.stringify(experiment));
+    const configFile = writeExperimentFile(experiment);
     const server = await startParameterServer(parseWorkerConfig(experiment), { log: () => {} });
     server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const topics = topicsOf(namespace);
@@ -51,14 +47,7 @@ describe('worker process', () => {
     second.process.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     // The server's counters, from its committed snapshots: each record exactly once.
-    let counters = '';
-    await waitFor('the server to account for every record', async () => {
-      const latest = await latestSnapshots(kafka, topics.model);
-      counters = [...latest.values()].map((s) => `shard ${s.shard}: v${s.version} samples ${s.samplesApplied} dead ${s.deadLettered} dropped ${s.samplesDroppedStale}`).join('; ');
-      return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total - bad && latest.get(shard)?.deadLettered === bad);
-    }, 120_000, 300).catch((error: Error) => {
-      throw new Error(`${error.message}; last counters: ${counters}`);
-    });
+    await waitForShards(kafka, topics.model, 2, 'the server to account for every record', (s) => s.samplesApplied === total - bad && s.deadLettered === bad, 120_000);
     server.stop();
     await server.done;
 
