@@ -156,10 +156,11 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       void shutDown().then(() => subscriber.complete(), fail);
     };
 
-    const closeLane = (lane: Lane) => {
+    /** Disconnects the lane's transactional producer, once; resolves when it is closed. */
+    const closeLane = async (lane: Lane): Promise<void> => {
       const producer = lane.producer;
       lane.producer = undefined;
-      if (producer) void producer.disconnect().catch(() => {});
+      await producer?.disconnect().catch(() => {});
     };
 
     const startOffset = async (topic: string, partition: number): Promise<number> => {
@@ -203,7 +204,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       }
       const offset = await withRetry(() => startOffset(lane.topic, lane.partition));
       if (lanes.get(key) !== lane) {
-        closeLane(lane);
+        await closeLane(lane);
         return;
       }
       lane.startAt(offset);
@@ -229,7 +230,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
           lanes.delete(key);
           ready.delete(key);
           lane.revoke();
-          closeLane(lane);
+          void closeLane(lane);
         }
       }
       for (const key of assigned) {
@@ -341,9 +342,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         for (const remove of listeners) remove();
         const producers = [...lanes.values()].map((lane) => {
           lane.complete();
-          const producer = lane.producer;
-          lane.producer = undefined;
-          return producer?.disconnect();
+          return closeLane(lane);
         });
         lanes.clear();
         await Promise.allSettled([consumer.disconnect(), admin.disconnect(), ...producers]);
