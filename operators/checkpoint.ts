@@ -191,8 +191,9 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
         }
         committing = commitOnce()
           .catch((error: unknown) => {
-            if (isFenced(error)) {
-              // Another member owns the partition now and reads it from the last committed offset.
+            if (isFenced(error) || lane.revoked) {
+              // Another member owns the partition now and reads it from the last committed offset; a commit
+              // that failed because the lane was taken away (its producer closed mid-transaction) is that too.
               pending = [];
               return;
             }
