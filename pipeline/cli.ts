@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { StreamgradError } from '../schemas/errors.js';
 import { loadWorkerConfig } from './config.js';
+import { runDemo } from './demo.js';
 import { packageInfo } from './packageInfo.js';
 import { percentile } from './percentile.js';
 import { startParameterServer } from './parameterServer.js';
@@ -78,6 +79,17 @@ export function buildCli(): Command {
     .requiredOption('-c, --config <file>', 'experiment configuration, JSON or YAML (the same file as the workers)')
     .addHelpText('after', '\nExample:\n  KAFKA_BROKERS=127.0.0.1:19092 streamgrad ps --config examples/linear.json\n\nSIGTERM or Ctrl-C commits the last snapshots, leaves the group and exits 0.')
     .action(runServerCommand);
+  program
+    .command('demo')
+    .description('the main job in one command: a local broker, simulated IoT telemetry, a parameter server and workers training, with live progress')
+    .option('--duration <seconds>', 'how long to run', (v) => Number(v), 60)
+    .option('--rate <samples/s>', 'simulated telemetry rate', (v) => Number(v), 5_000)
+    .option('--devices <n>', 'simulated devices', (v) => Number(v), 200)
+    .option('--workers <n>', 'worker count', (v) => Number(v), 2)
+    .addHelpText('after', '\nExample:\n  streamgrad demo --duration 30 --rate 10000\n\nUses KAFKA_BROKERS when set, else starts infra/kafka (Java 17+ and Maven). Ctrl-C stops it cleanly.')
+    .action((options: { duration: number; rate: number; devices: number; workers: number }) =>
+      runDemo({ durationSeconds: options.duration, ratePerSecond: options.rate, devices: options.devices, workers: options.workers }),
+    );
   return program;
 }
 

@@ -18,6 +18,8 @@ export interface SnapshotReport {
   readonly shard: number;
   readonly version: number;
   readonly samplesApplied: number;
+  /** The sum of the reported losses over samplesApplied. */
+  readonly lossSum: number;
   readonly freshnessMs: number;
 }
 
@@ -102,7 +104,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
         const appendTimes = state.takeAppendTimes();
         awaitingCommit.push({ lastOffset: covers[covers.length - 1]!.last, appendTimes });
         const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes);
-        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, freshnessMs: snapshot.freshnessMs });
+        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, freshnessMs: snapshot.freshnessMs });
         subscriber.next({ messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }], covers });
         covers = [];
       };
