@@ -1,9 +1,16 @@
+import type { Message } from 'kafkajs';
 import { map, type OperatorFunction } from 'rxjs';
-import { codecFor, type CodecOptions } from '../schemas/codec.js';
+import { codecFor, type AvroCodec, type CodecOptions } from '../schemas/codec.js';
 import { deadLetterFor } from '../schemas/deadLetter.js';
+import type { DeadLetter } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Rejected } from './decode.js';
 import { spanOf } from './lane.js';
+
+/** The dead-letter topic's message for one rejected record: keyed like the source, its value a `DeadLetter`. */
+export function deadLetterMessage({ record, error }: Rejected, codec: AvroCodec<DeadLetter>, deadLetteredAt: number): Message {
+  return { key: record.key, value: codec.encode(deadLetterFor(record, error, deadLetteredAt)) };
+}
 
 /**
  * Turns rejected records into `DeadLetter` messages for the dead-letter topic,
@@ -17,8 +24,8 @@ import { spanOf } from './lane.js';
 export function deadLetter(sink: { readonly topic: string; readonly codec?: CodecOptions; readonly now?: () => number }): OperatorFunction<Rejected, Outputs> {
   const codec = codecFor('DeadLetter', sink.codec);
   const now = sink.now ?? Date.now;
-  return map(({ record, error }) => ({
-    messages: [{ topic: sink.topic, messages: [{ key: record.key, value: codec.encode(deadLetterFor(record, error, now())) }] }],
-    covers: [spanOf(record)],
+  return map((rejected) => ({
+    messages: [{ topic: sink.topic, messages: [deadLetterMessage(rejected, codec, now())] }],
+    covers: [spanOf(rejected.record)],
   }));
 }

@@ -3,12 +3,12 @@ import type { Message } from 'kafkajs';
 import { bufferCount, concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { countWindow } from '../operators/countWindow.js';
+import { deadLetterMessage } from '../operators/deadLetter.js';
 import { decode, type Rejected } from '../operators/decode.js';
 import { fromKafka } from '../operators/fromKafka.js';
 import { gradientStep } from '../operators/gradientStep.js';
 import type { Lane } from '../operators/lane.js';
 import { codecFor } from '../schemas/codec.js';
-import { deadLetterFor } from '../schemas/deadLetter.js';
 import { SampleDecoder } from '../schemas/sampleDecoder.js';
 import type { OffsetRange, ParameterUpdate } from '../schemas/types.js';
 import { selectBackend, type BackendName } from './backend.js';
@@ -30,6 +30,10 @@ export interface Worker {
   readonly done: Promise<void>;
 }
 
+// Codecs are built once: dead-letter batches come from every lane.
+const deadLetterCodec = codecFor('DeadLetter');
+const updateCodec = codecFor('ParameterUpdate');
+
 /**
  * The dead letters of a stretch of a lane, and, for every shard, an update with
  * no gradients that counts them: both commit in the lane's checkpoint, so each
@@ -37,8 +41,6 @@ export interface Worker {
  * exactly once.
  */
 function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, topics: NamespaceTopics, workerId: string, replica: Replica): Outputs {
-  const letters = codecFor('DeadLetter');
-  const updates = codecFor('ParameterUpdate');
   const now = Date.now();
   const byPartition = new Map<string, OffsetRange>();
   for (const { record } of rejected) {
@@ -62,11 +64,11 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, 
       createdAt: now,
       tensors: [],
     };
-    return { key: String(shard), partition: shard, value: updates.encode(update) };
+    return { key: String(shard), partition: shard, value: updateCodec.encode(update) };
   });
   return {
     messages: [
-      { topic: topics.deadLetters, messages: rejected.map(({ record, error }) => ({ key: record.key, value: letters.encode(deadLetterFor(record, error, now)) })) },
+      { topic: topics.deadLetters, messages: rejected.map((one) => deadLetterMessage(one, deadLetterCodec, now)) },
       { topic: topics.updates, messages: counts },
     ],
     covers: rejected.map(({ record }) => ({ first: Number(record.offset), last: Number(record.offset) })),

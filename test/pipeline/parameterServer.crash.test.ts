@@ -4,6 +4,7 @@ import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
+import { sineReading } from '../support/arbitraries.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
@@ -18,7 +19,7 @@ describe('parameter server process', () => {
     const isBad = (i: number) => i % 7_919 === 3;
     await kafka.produce(input, total, (i) => ({
       key: `d${i % 7}`,
-      value: isBad(i) ? Buffer.from('bad') : samples.encode({ deviceId: `d${i % 7}`, eventTime: i, features: [Math.sin(i), Math.cos(i)].map(Math.fround), label: Math.fround(Math.sin(i) - Math.cos(i)), labels: [], weight: 1, attributes: {} }),
+      value: isBad(i) ? Buffer.from('bad') : samples.encode(sineReading(i, { devices: 7, label: (n) => Math.sin(n) - Math.cos(n) })),
     }));
     const bad = Array.from({ length: total }, (_, i) => i).filter(isBad).length;
     const experiment = {

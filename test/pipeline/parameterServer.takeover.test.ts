@@ -5,6 +5,7 @@ import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
+import { sineReading } from '../support/arbitraries.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
@@ -18,7 +19,7 @@ describe('parameter servers', () => {
     const samples = codecFor('TrainingSample');
     await kafka.produce(input, total, (i) => ({
       key: `d${i % 5}`,
-      value: samples.encode({ deviceId: `d${i % 5}`, eventTime: i, features: [Math.sin(i), Math.cos(i)].map(Math.fround), label: Math.fround(Math.sin(i)), labels: [], weight: 1, attributes: {} }),
+      value: samples.encode(sineReading(i, { devices: 5, label: Math.sin })),
     }));
     const experiment = {
       brokers: kafka.brokers,

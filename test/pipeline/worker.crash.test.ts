@@ -4,6 +4,7 @@ import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
+import { sineReading } from '../support/arbitraries.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { waitForShards, writeExperimentFile } from '../support/snapshots.js';
 
@@ -17,7 +18,7 @@ describe('worker process', () => {
     const samples = codecFor('TrainingSample');
     await kafka.produce(input, total, (i) => ({
       key: `d${i % 11}`,
-      value: i % 10_007 === 5 ? Buffer.from('corrupt') : samples.encode({ deviceId: `d${i % 11}`, eventTime: i, features: [Math.sin(i), Math.cos(i), 1, 0].map(Math.fround), label: Math.fround(Math.sin(i)), labels: [], weight: 1, attributes: {} }),
+      value: i % 10_007 === 5 ? Buffer.from('corrupt') : samples.encode(sineReading(i, { devices: 11, label: Math.sin, extra: [1, 0] })),
     }));
     const bad = Array.from({ length: total }, (_, i) => i).filter((i) => i % 10_007 === 5).length;
     const experiment = {

@@ -92,3 +92,20 @@ export function sample16(overrides: Partial<TrainingSample> = {}): TrainingSampl
     ...overrides,
   };
 }
+
+/**
+ * Reading `i` of a deterministic stream: device `d<i mod devices>`, features
+ * `[sin i, cos i, …extra]`, labelled by `label(i)`. The process-kill tests
+ * train on it; what they check is the accounting, not the model.
+ */
+export function sineReading(i: number, options: { devices: number; label: (i: number) => number; extra?: readonly number[] }): TrainingSample {
+  return {
+    deviceId: `d${i % options.devices}`,
+    eventTime: i,
+    features: [Math.sin(i), Math.cos(i), ...(options.extra ?? [])].map(Math.fround),
+    label: Math.fround(options.label(i)),
+    labels: [],
+    weight: 1,
+    attributes: {},
+  };
+}
