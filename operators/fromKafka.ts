@@ -15,6 +15,13 @@ import { validateOptions } from './validateOptions.js';
  */
 export type StartPosition = 'earliest' | 'latest' | { readonly timestamp: number } | { readonly offsets: Readonly<Record<string, number>> };
 
+/**
+ * Where a bounded read ends (exclusive), captured at the start: the end of each
+ * partition (`true`), the first record at or after a time, or explicit offsets
+ * keyed `topic:partition` (a partition missing from them ends at its end).
+ */
+export type EndPosition = true | { readonly timestamp: number } | { readonly offsets: Readonly<Record<string, number>> };
+
 /** Options of {@link fromKafka}. */
 export interface FromKafkaOptions {
   /** The kafkajs client to read with. */
@@ -28,8 +35,8 @@ export interface FromKafkaOptions {
   readonly start?: StartPosition;
   /** Start from `start` even where the group has committed offsets. Default false. */
   readonly ignoreCommitted?: boolean;
-  /** Capture the end offsets at start and complete once every lane reaches them. Default false. */
-  readonly bounded?: boolean;
+  /** Capture the end offsets at start (see {@link EndPosition}) and complete once every lane reaches them. Default false. */
+  readonly bounded?: boolean | EndPosition;
   /** The most records one lane holds before its partition is paused. Default 10,000. */
   readonly maxInFlight?: number;
   /** One transactional producer per input partition (transactionalId `<prefix>.<topic>.<partition>`), for `checkpoint`'s exactly-once mode. */
@@ -56,7 +63,13 @@ const optionsSchema = z.object({
     ])
     .default('earliest'),
   ignoreCommitted: z.boolean().default(false),
-  bounded: z.boolean().default(false),
+  bounded: z
+    .union([
+      z.boolean(),
+      z.object({ timestamp: z.number().int().nonnegative() }),
+      z.object({ offsets: z.record(z.string().regex(/^.+:\d+$/, 'keys are topic:partition'), z.number().int().nonnegative()) }),
+    ])
+    .default(false),
   maxInFlight: z.number().int().positive().default(10_000),
   exactlyOnce: z.object({ transactionalIdPrefix: z.string().min(1), transactionTimeoutMs: z.number().int().positive().default(60_000) }).optional(),
   until: z.custom<ObservableType<unknown>>((value) => value instanceof Observable, 'must be an Observable').optional(),
@@ -149,7 +162,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
 
     let finishing = false;
     const finishIfDrained = () => {
-      if (closed || finishing || !(draining || (config.bounded && assignedOnce))) return;
+      if (closed || finishing || !(draining || (config.bounded !== false && assignedOnce))) return;
       for (const lane of lanes.values()) if (!lane.isDrained) return;
       // Leave the group and close the producers before completing, so a process can exit right after.
       finishing = true;
@@ -263,6 +276,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         return;
       }
       const end = endOffsets.get(key);
+      lane.highWatermark = Number(batch.highWatermark);
       if (!isRunning() || isStale()) return;
       // Resolving (a Long parse in kafkajs) once per batch, for the last record emitted, is enough:
       // the next fetch starts after it.
@@ -294,9 +308,16 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
 
     const start = async () => {
       await admin.connect();
-      if (config.bounded) {
+      const bounded = config.bounded;
+      if (bounded !== false) {
         for (const topic of topics) {
-          for (const { partition, high } of await admin.fetchTopicOffsets(topic)) endOffsets.set(laneKey(topic, partition), Number(high));
+          const byTime = typeof bounded === 'object' && 'timestamp' in bounded ? await admin.fetchTopicOffsetsByTimestamp(topic, bounded.timestamp) : [];
+          for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+            const key = laneKey(topic, partition);
+            const atTime = Number(byTime.find((p) => p.partition === partition)?.offset ?? -1);
+            const explicit = typeof bounded === 'object' && 'offsets' in bounded ? bounded.offsets[key] : undefined;
+            endOffsets.set(key, Math.min(Number(high), explicit ?? (atTime >= 0 ? atTime : Number(high))));
+          }
         }
       }
       const { GROUP_JOIN, REBALANCING, CRASH, END_BATCH_PROCESS } = consumer.events;

@@ -106,6 +106,14 @@ export class Lane {
     return this.revokedFlag;
   }
 
+  /** The partition's high watermark at the last fetch, or -1 before the first. */
+  highWatermark = -1;
+
+  /** Records of the partition not yet made into an output: the high watermark minus the processed frontier (0 before the first fetch). */
+  get lag(): number {
+    return this.highWatermark < 0 ? 0 : Math.max(0, this.highWatermark - this.processedFrontier());
+  }
+
   /** The next offset the lane expects, or -1 before the first. */
   get position(): number {
     return this.nextOffset;

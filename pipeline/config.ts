@@ -7,16 +7,19 @@ import { backendNames } from './backend.js';
 import { modelSpecSchema } from './model.js';
 
 /**
- * The configuration of a worker, validated when it starts. Times in ms, sizes in records.
- * One file (JSON or YAML) configures a whole experiment.
+ * One experiment: what the workers, the parameter server, the simulator and every
+ * CLI command read, from one file (JSON or YAML), validated when a process starts.
+ * Times in ms, sizes in records.
  */
-export const workerConfigSchema = z.object({
+export const experimentSchema = z.object({
   /** Kafka bootstrap servers; KAFKA_BROKERS overrides them. */
   brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:19092']),
   /** The experiment namespace: topics `<ns>.updates`, `<ns>.model`, `<ns>.dlq`. */
   namespace: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores only'),
   /** The topic of TrainingSamples. */
   inputTopic: z.string().min(1),
+  /** The input topic's partitions when `streamgrad run` or `simulate` creates it (`scale` grows it later). */
+  inputPartitions: z.number().int().positive().default(4),
   input: z
     .object({
       framing: z.enum(['raw', 'confluent']).default('raw'),
@@ -58,22 +61,38 @@ export const workerConfigSchema = z.object({
       clipNorm: z.number().positive().optional(),
     })
     .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 } }),
+  /** The IoT telemetry simulator of `streamgrad simulate` and `run --simulate`. */
+  simulator: z
+    .object({
+      devices: z.number().int().positive().default(200),
+      ratePerSecond: z.number().positive().default(5_000),
+      seed: z.number().int().default(7),
+      /** A simulated day lasts this long, so daily cycles show in a short run. */
+      dayMs: z.number().int().positive().default(60_000),
+      /** From this many ms after the start, the label function changes (concept drift). */
+      driftAfterMs: z.number().int().nonnegative().optional(),
+      /** Share of readings with one sensor dropped out (NaN): they end in `<ns>.dlq`. */
+      dropoutRate: z.number().min(0).max(1).default(0.001),
+    })
+    .default({ devices: 200, ratePerSecond: 5_000, seed: 7, dayMs: 60_000, dropoutRate: 0.001 }),
+  /** Serve Prometheus metrics on this port at /metrics (0: any free port). Off when absent. */
+  metricsPort: z.number().int().min(0).max(65_535).optional(),
   workerId: z.string().min(1).optional(),
   /** A process that stops heartbeating loses its partitions after this long; the group then hands them to the others. */
   sessionTimeoutMs: z.number().int().min(6_000).default(10_000),
 });
 
-export type WorkerConfig = z.output<typeof workerConfigSchema>;
+export type ExperimentConfig = z.output<typeof experimentSchema>;
 
-/** Validates a worker configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
-export function parseWorkerConfig(input: unknown): WorkerConfig {
-  const config = validateOptions('config', workerConfigSchema, input);
+/** Validates an experiment configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
+export function parseExperiment(input: unknown): ExperimentConfig {
+  const config = validateOptions('config', experimentSchema, input);
   const brokers = process.env.KAFKA_BROKERS?.trim();
   return brokers ? { ...config, brokers: brokers.split(',') } : config;
 }
 
 /** Reads and validates a JSON or YAML configuration file. */
-export function loadWorkerConfig(path: string): WorkerConfig {
+export function loadExperiment(path: string): ExperimentConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -86,5 +105,9 @@ export function loadWorkerConfig(path: string): WorkerConfig {
   } catch (cause) {
     throw new ConfigError('file', `${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(cause as Error).message}`, cause);
   }
-  return parseWorkerConfig(parsed);
+  try {
+    return parseExperiment(parsed);
+  } catch (error) {
+    throw error instanceof ConfigError ? new ConfigError(error.field, `${error.detail} (in ${path})`, error) : error;
+  }
 }

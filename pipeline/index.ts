@@ -1,7 +1,7 @@
 export { buildCli } from './cli.js';
 export { packageInfo, type PackageInfo } from './packageInfo.js';
 export { selectBackend, BackendError, backendNames, type BackendName } from './backend.js';
-export { loadWorkerConfig, parseWorkerConfig, workerConfigSchema, type WorkerConfig } from './config.js';
+export { loadExperiment, parseExperiment, experimentSchema, type ExperimentConfig } from './config.js';
 export { createKafka } from './kafkaClient.js';
 export { buildModel, inputShapeOf, lossOf, modelSpecSchema, parseModelSpec, sampleLengthOf, trainableVariables, type ModelSpec, type ModelSpecInput } from './model.js';
 export { Replica, SnapshotMismatchError } from './replica.js';

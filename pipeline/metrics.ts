@@ -1,6 +1,8 @@
-import { Counter, Histogram, Registry } from 'prom-client';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-/** A parameter server's Prometheus metrics, in a registry of its own (served over HTTP by the CLI's metrics option). */
+/** A parameter server's Prometheus metrics, in a registry of its own. */
 export interface ServerMetrics {
   readonly registry: Registry;
   /** ms from a sample's append to Kafka until the commit of the first snapshot that includes its gradient (per update, its oldest sample). */
@@ -8,11 +10,34 @@ export interface ServerMetrics {
   /** Server version minus an update's base version, when the update arrives. */
   readonly staleness: Histogram<'shard'>;
   readonly updates: Counter<'shard' | 'outcome'>;
+  /** Samples taken in by outcome: applied, or dropped for staleness. */
+  readonly samples: Counter<'shard' | 'outcome'>;
+  readonly deadLetters: Counter<'shard'>;
 }
 
-export function createServerMetrics(namespace: string): ServerMetrics {
+/** A worker's Prometheus metrics, in a registry of its own. */
+export interface WorkerMetrics {
+  readonly registry: Registry;
+  /** Samples that went into a gradient step. */
+  readonly samples: Counter;
+  /** Input records sent to `<ns>.dlq`. */
+  readonly deadLetters: Counter;
+  /** Seconds of one gradient step (forward, backward, gradients copied out). */
+  readonly stepSeconds: Histogram;
+  /** Records of the partition not yet made into an output: high watermark minus processed frontier. */
+  readonly lag: Gauge<'topic' | 'partition'>;
+}
+
+function registryOf(labels: Record<string, string>, backend: string, role: string): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ namespace });
+  registry.setDefaultLabels(labels);
+  const info = new Gauge({ name: 'streamgrad_backend_info', help: `The TensorFlow.js backend of this ${role} (value 1, backend as a label)`, labelNames: ['backend'], registers: [registry] });
+  info.set({ backend }, 1);
+  return registry;
+}
+
+export function createServerMetrics(namespace: string, backend: string): ServerMetrics {
+  const registry = registryOf({ namespace, role: 'ps' }, backend, 'parameter server');
   return {
     registry,
     freshness: new Histogram({
@@ -29,6 +54,66 @@ export function createServerMetrics(namespace: string): ServerMetrics {
       buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128],
       registers: [registry],
     }),
-    updates: new Counter({ name: 'streamgrad_updates_total', help: 'Updates taken in, by outcome (applied, dropped, counted)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    updates: new Counter({ name: 'streamgrad_updates_total', help: 'Updates taken in, by outcome (applied, dropped, counted, duplicate)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    samples: new Counter({ name: 'streamgrad_server_samples_total', help: 'Samples whose gradients were taken in, by outcome (applied, dropped)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    deadLetters: new Counter({ name: 'streamgrad_server_dead_letters_total', help: 'Dead-lettered input records accounted for in snapshots', labelNames: ['shard'], registers: [registry] }),
+  };
+}
+
+/** `lag()` is read at each scrape: the lag of every partition the worker owns. */
+export function createWorkerMetrics(namespace: string, workerId: string, backend: string, lag: () => Iterable<{ topic: string; partition: number; lag: number }>): WorkerMetrics {
+  const registry = registryOf({ namespace, role: 'worker', worker: workerId }, backend, 'worker');
+  const lagGauge: Gauge<'topic' | 'partition'> = new Gauge({
+    name: 'streamgrad_consumer_lag',
+    help: 'Records of an owned input partition not yet trained on: high watermark minus the processed frontier',
+    labelNames: ['topic', 'partition'],
+    registers: [registry],
+    collect() {
+      lagGauge.reset();
+      for (const one of lag()) lagGauge.set({ topic: one.topic, partition: String(one.partition) }, one.lag);
+    },
+  });
+  return {
+    registry,
+    samples: new Counter({ name: 'streamgrad_samples_total', help: 'Samples that went into a gradient step', registers: [registry] }),
+    deadLetters: new Counter({ name: 'streamgrad_dead_letters_total', help: 'Input records sent to the dead-letter topic', registers: [registry] }),
+    stepSeconds: new Histogram({
+      name: 'streamgrad_step_seconds',
+      help: 'Duration of one gradient step on a micro-batch, in seconds',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+      registers: [registry],
+    }),
+    lag: lagGauge,
+  };
+}
+
+/** A running `/metrics` endpoint. */
+export interface MetricsEndpoint {
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Serves `registry` in the Prometheus text format at `http://127.0.0.1:<port>/metrics` (port 0: any free port). */
+export async function serveMetrics(registry: Registry, port: number, host = '127.0.0.1'): Promise<MetricsEndpoint> {
+  const server: Server = createServer((request, response) => {
+    if (request.url?.split('?')[0] !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${error.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    port: bound,
+    url: `http://${host}:${bound}/metrics`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

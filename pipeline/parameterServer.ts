@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
-import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap, toArray } from 'rxjs';
+import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { fromKafka } from '../operators/fromKafka.js';
 import { spanOf, type Lane, type OffsetSpan } from '../operators/lane.js';
 import { codecFor } from '../schemas/codec.js';
-import type { ModelSnapshot } from '../schemas/types.js';
-import type { WorkerConfig } from './config.js';
+import type { ExperimentConfig } from './config.js';
 import { createKafka } from './kafkaClient.js';
+import { latestSnapshots } from './modelStore.js';
 import { Replica } from './replica.js';
 import { createServerMetrics, type ServerMetrics } from './metrics.js';
 import { ShardState, type UpdateOutcome } from './shardState.js';
@@ -20,6 +20,8 @@ export interface SnapshotReport {
   readonly samplesApplied: number;
   /** The sum of the reported losses over samplesApplied. */
   readonly lossSum: number;
+  readonly samplesDroppedStale: number;
+  readonly deadLettered: number;
   readonly freshnessMs: number;
 }
 
@@ -47,7 +49,7 @@ export interface ParameterServer {
  * `ModelSnapshot`, committed in one transaction with the `updates` offsets it
  * accounts for: a restarted or new owner resumes exactly where it left off.
  */
-export async function startParameterServer(config: WorkerConfig, options: { log?: (line: string) => void } = {}): Promise<ParameterServer> {
+export async function startParameterServer(config: ExperimentConfig, options: { log?: (line: string) => void } = {}): Promise<ParameterServer> {
   const log = options.log ?? ((line: string) => console.error(line));
   const serverId = `${hostname()}-${process.pid}`;
   const kafka = createKafka({ clientId: `streamgrad-ps-${serverId}`, brokers: config.brokers });
@@ -55,7 +57,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
   // The seeded initial weights come from the same model builder as the workers'.
-  await selectBackend({ backend: config.backend });
+  const backend = await selectBackend({ backend: config.backend });
   const initial = new Replica(config.model);
   const initialWeights = initial.weights().map((w) => ({ ...w, shard: initial.shardOf(w.name) }));
   initial.dispose();
@@ -67,22 +69,12 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
   const snapshotReports = new Subject<SnapshotReport>();
   const outcomes = new Subject<UpdateOutcome>();
   const freshness = new Subject<number>();
-  const metrics = createServerMetrics(config.namespace);
+  const metrics = createServerMetrics(config.namespace, backend);
 
   /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
   const loadShard = async (lane: Lane): Promise<ShardState> => {
     await lane.started;
-    const stored = await lastValueFrom(
-      fromKafka({ kafka, topics: [topics.model], partitions: [lane.partition], bounded: true }).pipe(
-        mergeMap((modelLane) => modelLane.records.pipe(tap((record) => modelLane.ack(record.offset)))),
-        toArray(),
-      ),
-    );
-    let latest: ModelSnapshot | undefined;
-    for (const record of stored) {
-      const decoded = snapshots.decode(record.value, record);
-      if (decoded.ok && decoded.value.namespace === config.namespace && decoded.value.shard === lane.partition) latest = decoded.value;
-    }
+    const latest = (await latestSnapshots(kafka, config.namespace, [lane.partition])).get(lane.partition);
     if (latest) {
       log(`[ps ${serverId}] shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${topics.updates}[${lane.partition}]@${lane.startOffset}`);
       return ShardState.fromSnapshot(latest, config.model);
@@ -104,7 +96,7 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
         const appendTimes = state.takeAppendTimes();
         awaitingCommit.push({ lastOffset: covers[covers.length - 1]!.last, appendTimes });
         const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes);
-        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, freshnessMs: snapshot.freshnessMs });
+        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, samplesDroppedStale: snapshot.samplesDroppedStale, deadLettered: snapshot.deadLettered, freshnessMs: snapshot.freshnessMs });
         subscriber.next({ messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }], covers });
         covers = [];
       };
@@ -123,6 +115,8 @@ export async function startParameterServer(config: WorkerConfig, options: { log?
                 log(`[ps ${serverId}] shard ${shard}: refused a repeated update from ${update.value.workerId} for ${ranges} at ${topics.updates}[${shard}]@${record.offset}`);
               }
               metrics.updates.inc({ shard, outcome });
+              if (outcome === 'applied' || outcome === 'dropped') metrics.samples.inc({ shard, outcome }, update.value.sampleCount);
+              if (outcome !== 'duplicate') metrics.deadLetters.inc({ shard }, update.value.deadLettered);
               outcomes.next(outcome);
             }
             else log(`[ps ${serverId}] skipping ${update.error.message}`);

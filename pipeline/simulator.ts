@@ -79,7 +79,8 @@ export interface Simulator {
 export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions): Simulator {
   const codec = codecFor('TrainingSample');
   const random = seededRandom(options.seed);
-  const producer = kafka.producer({ idempotent: true });
+  // metadataMaxAge: partitions added by `streamgrad scale` get records within seconds.
+  const producer = kafka.producer({ idempotent: true, metadataMaxAge: 5_000 });
   let sent = 0;
   let stopped = false;
   const tickMs = 50;

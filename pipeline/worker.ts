@@ -5,15 +5,16 @@ import { checkpoint, type CheckpointReport, type Outputs } from '../operators/ch
 import { countWindow } from '../operators/countWindow.js';
 import { deadLetterMessage } from '../operators/deadLetter.js';
 import { decode, type Rejected } from '../operators/decode.js';
-import { fromKafka } from '../operators/fromKafka.js';
-import { gradientStep } from '../operators/gradientStep.js';
+import { fromKafka, type EndPosition, type StartPosition } from '../operators/fromKafka.js';
+import { gradientStep, type GradientModel } from '../operators/gradientStep.js';
 import type { Lane } from '../operators/lane.js';
 import { codecFor } from '../schemas/codec.js';
 import { SampleDecoder } from '../schemas/sampleDecoder.js';
-import type { OffsetRange, ParameterUpdate } from '../schemas/types.js';
+import type { OffsetRange, ParameterUpdate, TrainingSample } from '../schemas/types.js';
 import { selectBackend, type BackendName } from './backend.js';
-import type { WorkerConfig } from './config.js';
+import type { ExperimentConfig } from './config.js';
 import { createKafka } from './kafkaClient.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { Replica } from './replica.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from './topics.js';
 
@@ -22,6 +23,10 @@ export interface Worker {
   readonly workerId: string;
   readonly backend: BackendName;
   readonly replica: Replica;
+  /** Samples, dead letters, step times and lag, for Prometheus. */
+  readonly metrics: WorkerMetrics;
+  /** Samples stepped on and records dead-lettered so far (made into outputs; committed once `done` resolves). */
+  trained(): { readonly samples: number; readonly deadLettered: number };
   /** Every committed checkpoint of every lane. */
   readonly checkpoints: Observable<CheckpointReport>;
   /** Finish the open checkpoints, commit, leave the group; `done` resolves after. */
@@ -40,7 +45,7 @@ const updateCodec = codecFor('ParameterUpdate');
  * rejected record is in the dead-letter topic and in the snapshots' counters
  * exactly once.
  */
-function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, topics: NamespaceTopics, workerId: string, replica: Replica): Outputs {
+function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConfig, topics: NamespaceTopics, workerId: string, replica: Replica): Outputs {
   const now = Date.now();
   const byPartition = new Map<string, OffsetRange>();
   for (const { record } of rejected) {
@@ -75,6 +80,20 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, 
   };
 }
 
+/** A bounded read of the input, for replays: these partitions, one after another, from `start` to `end`. */
+export interface WorkerRange {
+  readonly partitions: readonly number[];
+  readonly start: StartPosition;
+  readonly end: EndPosition;
+}
+
+/** Options of {@link startWorker}. */
+export interface WorkerOptions {
+  readonly log?: (line: string) => void;
+  /** Read this range and stop (no consumer group), instead of joining `<ns>.workers` on the whole topic. */
+  readonly range?: WorkerRange;
+}
+
 /**
  * Starts a worker: one member of `<ns>.workers` on the input topic. Per lane it
  * decodes and checks samples (bad ones to `<ns>.dlq`), cuts micro-batches,
@@ -83,7 +102,7 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: WorkerConfig, 
  * to keep the replica fresh, and holds a lane back while more than
  * `maxInFlightUpdates` of its updates are not yet in a snapshot it has seen.
  */
-export async function startWorker(config: WorkerConfig, options: { log?: (line: string) => void } = {}): Promise<Worker> {
+export async function startWorker(config: ExperimentConfig, options: WorkerOptions = {}): Promise<Worker> {
   const log = options.log ?? ((line: string) => console.error(line));
   const workerId = config.workerId ?? `${hostname()}-${process.pid}`;
   const backend = await selectBackend({ backend: config.backend });
@@ -94,6 +113,24 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
   const replica = new Replica(config.model);
+  const lanes = new Set<Lane>();
+  const metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })));
+  let samplesTrained = 0;
+  let deadLettered = 0;
+  // The replica, with each gradient step timed and counted.
+  const timedModel: GradientModel<TrainingSample> = {
+    shardCount: replica.shardCount,
+    shardOf: (name) => replica.shardOf(name),
+    baseVersion: (shard) => replica.baseVersion(shard),
+    gradients: (batch) => {
+      const endTimer = metrics.stepSeconds.startTimer();
+      const result = replica.gradients(batch);
+      endTimer();
+      samplesTrained += batch.length;
+      metrics.samples.inc(batch.length);
+      return result;
+    },
+  };
   const stop$ = new Subject<void>();
   const checkpoints = new Subject<CheckpointReport>();
   const maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
@@ -127,6 +164,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
   };
 
   const lanePipeline = (lane: Lane) => {
+    lanes.add(lane);
     const rejected = new Subject<Rejected>();
     const pending: number[] = [];
     const updates = lane.records.pipe(
@@ -134,35 +172,50 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
       // Sync mode cuts batches by count alone, so two runs over the same records cut them the same way.
       config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
       concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
-      gradientStep({ model: replica, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
+      gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
       tap((outputs) => pending.push(outputs.covers[0]!.last)),
-      finalize(() => rejected.complete()),
+      finalize(() => {
+        rejected.complete();
+        lanes.delete(lane);
+      }),
     );
     const deadLetters = rejected.pipe(
       countWindow(256, config.batchMaxWaitMs),
-      map((batch) => deadLetterOutputs(batch, config, topics, workerId, replica)),
+      map((batch) => {
+        deadLettered += batch.length;
+        metrics.deadLetters.inc(batch.length);
+        return deadLetterOutputs(batch, config, topics, workerId, replica);
+      }),
     );
     return merge(updates, deadLetters).pipe(
       checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: config.sync ? 1 : 1_000 }),
     );
   };
 
-  const training = lastValueFrom(
-    fromKafka({
-      kafka,
-      topics: [config.inputTopic],
-      groupId: topics.workerGroup,
-      exactlyOnce: { transactionalIdPrefix: topics.workerTransactions },
-      maxInFlight: config.maxInFlight,
-      until: stop$,
-      consumer: { sessionTimeout: config.sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)) },
-    }).pipe(
-      mergeMap(lanePipeline),
-      tap((report) => checkpoints.next(report)),
-      filter(() => false),
-    ),
-    { defaultValue: undefined },
-  );
+  const consumer = { sessionTimeout: config.sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)), metadataMaxAge: 5_000 };
+  const exactlyOnce = { transactionalIdPrefix: topics.workerTransactions };
+  const train = (source: Observable<Lane>) =>
+    lastValueFrom(
+      source.pipe(
+        mergeMap(lanePipeline),
+        tap((report) => checkpoints.next(report)),
+        filter(() => false),
+      ),
+      { defaultValue: undefined },
+    );
+  const range = options.range;
+  const training = range
+    ? (async () => {
+        // One partition after another: with sync mode, a replay is then a deterministic function of its range.
+        for (const partition of range.partitions) {
+          if (stopping) return;
+          await train(fromKafka({ kafka, topics: [config.inputTopic], partitions: [partition], start: range.start, bounded: range.end, exactlyOnce, maxInFlight: config.maxInFlight, until: stop$, consumer }));
+        }
+      })()
+    : train(
+        // metadataMaxAge: a partition added to the input topic is seen, and assigned, within seconds.
+        fromKafka({ kafka, topics: [config.inputTopic], groupId: topics.workerGroup, exactlyOnce, maxInFlight: config.maxInFlight, until: stop$, consumer }),
+      );
 
   const done = training
     .finally(() => {
@@ -181,6 +234,8 @@ export async function startWorker(config: WorkerConfig, options: { log?: (line: 
     workerId,
     backend,
     replica,
+    metrics,
+    trained: () => ({ samples: samplesTrained, deadLettered }),
     checkpoints: checkpoints.asObservable(),
     stop: () => {
       if (stopping) return;

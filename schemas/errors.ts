@@ -81,8 +81,22 @@ export class TensorError extends StreamgradError {
 
 /** Invalid configuration, found when the pipeline is built. `field` is the path of the bad setting. */
 export class ConfigError extends StreamgradError {
-  constructor(readonly field: string, detail: string, cause?: unknown) {
+  constructor(readonly field: string, readonly detail: string, cause?: unknown) {
     super('CONFIG', `invalid configuration: ${field}: ${detail}`, { retriable: false, cause });
+  }
+}
+
+/** A command names an experiment namespace that has no topics on the broker. */
+export class NamespaceError extends StreamgradError {
+  constructor(readonly namespace: string, detail: string) {
+    super('NAMESPACE', `unknown namespace '${namespace}': ${detail}`, { retriable: false });
+  }
+}
+
+/** No broker answers at the configured bootstrap addresses. */
+export class BrokerUnreachableError extends StreamgradError {
+  constructor(readonly brokers: readonly string[], detail: string, cause?: unknown) {
+    super('BROKER', `cannot reach Kafka at ${brokers.join(',')} (config brokers or KAFKA_BROKERS): ${detail}`, { retriable: true, cause });
   }
 }
 

@@ -3,6 +3,8 @@ export { deadLetterFor, type SourceRecord } from './deadLetter.js';
 export {
   BadRecordError,
   ConfigError,
+  NamespaceError,
+  BrokerUnreachableError,
   EncodeError,
   StreamgradError,
   TensorError,

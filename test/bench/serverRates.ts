@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { parseModelSpec } from '../../pipeline/model.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { percentile } from '../../pipeline/percentile.js';
@@ -46,7 +46,7 @@ export async function measureFreshness(brokers: string, rate: number, options: {
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2 }] });
-  const config = parseWorkerConfig({
+  const config = parseExperiment({
     brokers: brokers.split(','),
     namespace: `bench-fresh-${randomUUID().slice(0, 8)}`,
     inputTopic: topic,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { fillTopic } from './consumeRate.js';
 
@@ -23,7 +23,7 @@ export async function measureWorkerRate(brokers: string, options: { quick: boole
   console.error(`  filling ${topic} with ${total.toLocaleString('en-US')} Avro samples …`);
   await fillTopic(kafka, topic, total);
   const worker = await startWorker(
-    parseWorkerConfig({
+    parseExperiment({
       brokers: brokers.split(','),
       namespace: `bench-${randomUUID().slice(0, 8)}`,
       inputTopic: topic,

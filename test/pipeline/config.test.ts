@@ -2,26 +2,26 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadWorkerConfig, parseWorkerConfig } from '../../pipeline/config.js';
+import { loadExperiment, parseExperiment } from '../../pipeline/config.js';
 
 describe('worker configuration', () => {
   it('loads the shipped examples, JSON and YAML', () => {
-    const linear = loadWorkerConfig(new URL('../../examples/linear.json', import.meta.url).pathname);
+    const linear = loadExperiment(new URL('../../examples/linear.json', import.meta.url).pathname);
     expect(linear).toMatchObject({ namespace: 'demo', model: { kind: 'linear', features: 16, shards: 2 }, batchSize: 256 });
-    const mlp = loadWorkerConfig(new URL('../../examples/mlp.yaml', import.meta.url).pathname);
+    const mlp = loadExperiment(new URL('../../examples/mlp.yaml', import.meta.url).pathname);
     expect(mlp).toMatchObject({ encoding: 'INT8', model: { kind: 'mlp', layers: [{ units: 64 }, { units: 64, dropout: 0.1 }] } });
   });
 
   it('names the bad field and the allowed values', () => {
-    expect(() => parseWorkerConfig({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, encoding: 'INT4' })).toThrow(/config\.encoding: .*FP32.*FP16.*INT8/);
-    expect(() => parseWorkerConfig({ namespace: 'has space', inputTopic: 't', model: { kind: 'linear', features: 4 } })).toThrow('config.namespace: letters, digits');
-    expect(() => parseWorkerConfig({ namespace: 'n', inputTopic: 't', model: { kind: 'mlp', features: 4, layers: [] } })).toThrow('config.model.layers');
+    expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, encoding: 'INT4' })).toThrow(/config\.encoding: .*FP32.*FP16.*INT8/);
+    expect(() => parseExperiment({ namespace: 'has space', inputTopic: 't', model: { kind: 'linear', features: 4 } })).toThrow('config.namespace: letters, digits');
+    expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'mlp', features: 4, layers: [] } })).toThrow('config.model.layers');
   });
 
   it('says which file is unreadable or malformed', () => {
     const dir = mkdtempSync(join(tmpdir(), 'streamgrad-config-'));
     writeFileSync(join(dir, 'bad.yaml'), 'model: [unclosed');
-    expect(() => loadWorkerConfig(join(dir, 'bad.yaml'))).toThrow(/bad\.yaml is not valid YAML/);
-    expect(() => loadWorkerConfig(join(dir, 'missing.json'))).toThrow(/cannot read .*missing\.json/);
+    expect(() => loadExperiment(join(dir, 'bad.yaml'))).toThrow(/bad\.yaml is not valid YAML/);
+    expect(() => loadExperiment(join(dir, 'missing.json'))).toThrow(/cannot read .*missing\.json/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
@@ -36,7 +36,7 @@ describe('parameter server process', () => {
     const topics = topicsOf(namespace);
 
     const firstServer = spawnTs(cli, ['ps', '--config', configFile]);
-    const worker = await startWorker(parseWorkerConfig(experiment), { log: () => {} });
+    const worker = await startWorker(parseExperiment(experiment), { log: () => {} });
     let killedAt = 0;
     try {
       await waitFor('the first server to publish some snapshots', async () => {

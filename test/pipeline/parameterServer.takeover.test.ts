@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
@@ -34,7 +34,7 @@ describe('parameter servers', () => {
     };
     const configFile = writeExperimentFile(experiment);
     const topics = topicsOf(namespace);
-    const config = parseWorkerConfig(experiment);
+    const config = parseExperiment(experiment);
 
     const victim = spawnTs(cli, ['ps', '--config', configFile]);
     const worker = await startWorker(config, { log: () => {} });
@@ -71,7 +71,7 @@ describe('parameter servers', () => {
     const namespace = `drop-${input}`;
     const samples = codecFor('TrainingSample');
     await kafka.produce(input, total, (i) => ({ value: samples.encode({ deviceId: 'd', eventTime: i, features: [Math.sin(i), 1].map(Math.fround), label: 0.5, labels: [], weight: 1, attributes: {} }) }));
-    const config = parseWorkerConfig({
+    const config = parseExperiment({
       brokers: kafka.brokers,
       namespace,
       inputTopic: input,

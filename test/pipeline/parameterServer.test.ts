@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
@@ -24,7 +24,7 @@ describe('parameter server', () => {
       const label = Math.fround(features.reduce((sum, x, k) => sum + x * truth.w[k]!, truth.b) + 0.01 * random());
       return { key: `d${i % 13}`, value: samples.encode({ deviceId: `d${i % 13}`, eventTime: i, features, label, labels: [], weight: 1, attributes: {} }) };
     });
-    const config = parseWorkerConfig({
+    const config = parseExperiment({
       brokers: kafka.brokers,
       namespace,
       inputTopic: input,

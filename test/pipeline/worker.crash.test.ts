@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
@@ -32,7 +32,7 @@ describe('worker process', () => {
       server: { snapshotEveryUpdates: 50, snapshotIntervalMs: 100 },
     };
     const configFile = writeExperimentFile(experiment);
-    const server = await startParameterServer(parseWorkerConfig(experiment), { log: () => {} });
+    const server = await startParameterServer(parseExperiment(experiment), { log: () => {} });
     server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const topics = topicsOf(namespace);
     const committed = () => kafka.committedTotal(topics.workerGroup, input);

@@ -1,5 +1,5 @@
 import { describe, expect } from 'vitest';
-import { parseWorkerConfig } from '../../pipeline/config.js';
+import { parseExperiment } from '../../pipeline/config.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
@@ -20,7 +20,7 @@ describe('worker in sync mode', () => {
     });
 
     const run = async (namespace: string) => {
-      const config = parseWorkerConfig({
+      const config = parseExperiment({
         brokers: kafka.brokers,
         namespace,
         inputTopic: input,

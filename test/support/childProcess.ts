@@ -1,27 +1,45 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-/** A TypeScript program run as its own Node process (through tsx), with its stdout lines collected. */
+/** A TypeScript program run as its own Node process (through tsx), with its stdout and stderr lines collected. */
 export interface TsChild {
   readonly process: ChildProcess;
   readonly lines: string[];
+  /** stderr, line by line (also passed through to this process's stderr). */
+  readonly errors: string[];
   /** Resolves with the exit code (or the signal's name) once the process has ended. */
   readonly exited: Promise<number | string>;
 }
 
-export function spawnTs(file: URL, args: readonly string[]): TsChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(file), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnTs(file: URL, args: readonly string[], options: { env?: Record<string, string>; quiet?: boolean } = {}): TsChild {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(file), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const collect = (stream: NodeJS.ReadableStream, into: string[], forward?: (chunk: Buffer) => void) => {
+    let partial = '';
+    stream.on('data', (chunk: Buffer) => {
+      forward?.(chunk);
+      const parts = (partial + chunk.toString()).split('\n');
+      partial = parts.pop() ?? '';
+      into.push(...parts.filter((line) => line.length > 0));
+    });
+    stream.on('end', () => partial && into.push(partial));
+  };
   const lines: string[] = [];
-  let partial = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    const text = partial + chunk.toString();
-    const parts = text.split('\n');
-    partial = parts.pop() ?? '';
-    lines.push(...parts.filter((line) => line.length > 0));
-  });
-  child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  return { process: child, lines, exited };
+  const errors: string[] = [];
+  collect(child.stdout, lines);
+  collect(child.stderr, errors, options.quiet ? undefined : (chunk) => process.stderr.write(chunk));
+  // 'close' (not 'exit'): every line of output has been read by then.
+  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)));
+  return { process: child, lines, errors, exited };
+}
+
+/** The `streamgrad` CLI, run from the sources as a user runs it. */
+export const cliPath = new URL('../../pipeline/cli.ts', import.meta.url);
+
+/** Runs `streamgrad <args>` to its end. */
+export async function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | string; stdout: string[]; stderr: string[] }> {
+  const child = spawnTs(cliPath, args, { env, quiet: true });
+  const code = await child.exited;
+  return { code, stdout: child.lines, stderr: child.errors };
 }
 
 /** Polls `condition` every `everyMs` until it holds, or fails after `timeoutMs` with `what`. */

@@ -1,0 +1,32 @@
+/**
+ * Log lines and one live progress line on stderr. On a terminal the progress
+ * line is redrawn in place, below the log lines; elsewhere (CI, pipes) each
+ * progress update is a line of its own.
+ */
+export class ConsoleDisplay {
+  private live = '';
+  private readonly tty = process.stderr.isTTY === true;
+
+  constructor(private readonly prefix: string) {}
+
+  log(line: string): void {
+    if (this.tty && this.live) process.stderr.write('\r\x1b[2K');
+    process.stderr.write(`${this.prefix} ${line}\n`);
+    if (this.tty && this.live) process.stderr.write(this.live);
+  }
+
+  progress(line: string): void {
+    if (!this.tty) {
+      process.stderr.write(`${this.prefix} ${line}\n`);
+      return;
+    }
+    this.live = `${this.prefix} ${line}`;
+    process.stderr.write(`\r\x1b[2K${this.live}`);
+  }
+
+  /** Ends the live line, so what follows starts on a line of its own. */
+  done(): void {
+    if (this.tty && this.live) process.stderr.write('\n');
+    this.live = '';
+  }
+}
