@@ -136,7 +136,7 @@ async function simulateCommand(options: SimulateOptions): Promise<void> {
   const config = loadExperiment(options.config);
   await assertReachable(config.brokers);
   const kafka = createKafka({ clientId: `streamgrad-simulate-${process.pid}`, brokers: config.brokers });
-  await ensureExperimentTopics(kafka, config);
+  await ensureExperimentTopics(kafka, config, true);
   const settings = {
     ...config.simulator,
     ...(options.devices ? { devices: options.devices } : {}),
@@ -238,8 +238,15 @@ async function scaleCommand(options: { config: string; partitions?: number; work
   }
 }
 
-async function statusCommand(options: { config: string; watch?: boolean; interval: number; json?: boolean }): Promise<void> {
-  const config = loadExperiment(options.config);
+/** The experiment of `file`, in another namespace when `namespace` is given (a replay's, say). */
+function experimentIn(file: string, namespace: string | undefined): ExperimentConfig {
+  const config = loadExperiment(file);
+  if (namespace !== undefined && !/^[A-Za-z0-9._-]+$/.test(namespace)) throw new ConfigError('--namespace', `'${namespace}': letters, digits, dots, dashes and underscores only`);
+  return namespace === undefined ? config : { ...config, namespace };
+}
+
+async function statusCommand(options: { config: string; namespace?: string; watch?: boolean; interval: number; json?: boolean }): Promise<void> {
+  const config = experimentIn(options.config, options.namespace);
   await assertReachable(config.brokers);
   const reader = new StatusReader(createKafka({ clientId: `streamgrad-status-${process.pid}`, brokers: config.brokers }), config);
   await reader.start();
@@ -268,8 +275,8 @@ async function statusCommand(options: { config: string; watch?: boolean; interva
   }
 }
 
-async function exportCommand(options: { config: string; out: string; quantize?: Quantization }): Promise<void> {
-  const config: ExperimentConfig = loadExperiment(options.config);
+async function exportCommand(options: { config: string; namespace?: string; out: string; quantize?: Quantization }): Promise<void> {
+  const config = experimentIn(options.config, options.namespace);
   await assertReachable(config.brokers);
   const kafka = createKafka({ clientId: `streamgrad-export-${process.pid}`, brokers: config.brokers });
   const admin = kafka.admin();
@@ -365,6 +372,7 @@ export function buildCli(): Command {
     .command('status')
     .description('per partition: lag, rate and owning worker; per shard: version, samples applied, dropped stale updates, freshness; loss and dead letters. Reads Kafka only, so it works from any machine')
     .addOption(configOption())
+    .option('--namespace <ns>', 'another namespace than the config\'s (a replay\'s, say)')
     .option('--watch', 'refresh until Ctrl-C')
     .option('--interval <seconds>', 'refresh interval with --watch', positive('--interval'), 2)
     .option('--json', 'print JSON')
@@ -375,6 +383,7 @@ export function buildCli(): Command {
     .description('write the current model from <namespace>.model as a TensorFlow.js LayersModel directory (model.json + weights.bin), optionally with quantized weights; prints the model.json path')
     .addOption(configOption())
     .requiredOption('-o, --out <dir>', 'output directory')
+    .option('--namespace <ns>', 'another namespace than the config\'s (a replay\'s, say)')
     .addOption(new Option('--quantize <dtype>', 'quantized weights for edge devices (uint8: 1/4 of the size, error ≤ (max−min)/510 per tensor; float16: 1/2, relative error ≤ 2^-11)').choices(['uint8', 'float16']))
     .addHelpText('after', example('  streamgrad export --config examples/iot.yaml --out model/ --quantize uint8\n  # then, in any TF.js program: await tf.loadLayersModel(\'file://model/model.json\')'))
     .action(exportCommand);

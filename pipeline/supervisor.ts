@@ -60,8 +60,8 @@ function cliCommand(): string[] {
   return [...process.execArgv.filter((arg) => !arg.startsWith('--inspect')), cli];
 }
 
-/** Creates the input topic (with `inputPartitions`) and the namespace's topics where missing. */
-export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentConfig): Promise<void> {
+/** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics, where missing. */
+export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentConfig, inputOnly = false): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -72,7 +72,7 @@ export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentCon
           if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
         });
     }
-    await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
+    if (!inputOnly) await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
   } finally {
     await admin.disconnect();
   }

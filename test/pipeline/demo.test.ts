@@ -1,23 +1,26 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { cliPath, spawnTs } from '../support/childProcess.js';
 import { testBrokers } from '../support/kafka.js';
 
 describe('streamgrad demo', () => {
-  it('streams simulated telemetry through the broker, trains, shows progress and stops cleanly', async () => {
-    const cli = fileURLToPath(new URL('../../pipeline/cli.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'demo', '--duration', '12', '--rate', '2000', '--devices', '50', '--workers', '1'], {
-      env: { ...process.env, KAFKA_BROKERS: testBrokers().join(',') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  it('streams simulated telemetry through the broker, trains with live progress, stops cleanly, prints a summary and exports the model', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'streamgrad-demo-test-')), 'model');
+    const demo = spawnTs(cliPath, ['demo', '--duration', '15', '--rate', '2000', '--devices', '50', '--workers', '1', '--out', out], { env: { KAFKA_BROKERS: testBrokers().join(',') }, quiet: true });
+    const code = await demo.exited;
+    const output = demo.errors.join('\n');
     expect(code, output).toBe(0);
     const applied = [...output.matchAll(/applied ([\d,]+)/g)].map((m) => Number(m[1]!.replace(/,/g, '')));
     expect(Math.max(...applied)).toBeGreaterThan(5_000);
-    const losses = [...output.matchAll(/loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
-    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
-    expect(output).toMatch(/\[demo\] done: [\d,]+ samples sent/);
-  }, 90_000);
+    const losses = [...output.matchAll(/\| loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
+    expect(losses.length).toBeGreaterThan(3);
+    expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]!);
+    const summary = demo.lines.join('\n');
+    expect(summary).toMatch(/streamgrad demo summary/);
+    expect(summary).toMatch(/samples applied +[\d,]+/);
+    expect(summary).toMatch(/exported model +\S+model\.json/);
+    expect(existsSync(join(out, 'model.json')) && existsSync(join(out, 'weights.bin'))).toBe(true);
+  }, 120_000);
 });
