@@ -93,7 +93,7 @@ async function predictInFreshProcess(modelJson: string, inputs: number[][]): Pro
 async function serverModel(kafka: KafkaFixture, namespace: string, spec: object): Promise<Replica> {
   await selectBackend({ backend: 'wasm' });
   const replica = new Replica(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model);
-  for (const snapshot of (await latestSnapshots(kafka, `${namespace}.model`)).values()) replica.applySnapshot(snapshot);
+  for (const snapshot of (await latestSnapshots(kafka, namespace)).values()) replica.applySnapshot(snapshot);
   return replica;
 }
 
@@ -115,7 +115,7 @@ describe('streamgrad export', () => {
     const inputs = Array.from({ length: 32 }, (_, row) => Array.from({ length: 16 }, (_, col) => random(row * 16 + col + 1)));
     const replica = await serverModel(kafka, namespace, spec);
     const expected = Array.from((replica.model.predict(tf.tensor2d(inputs)) as tf.Tensor).dataSync());
-    const snapshots = await latestSnapshots(kafka, `${namespace}.model`);
+    const snapshots = await latestSnapshots(kafka, namespace);
     const serverWeights = new Map([...snapshots.values()].flatMap((s) => s.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
     replica.dispose();
 

@@ -32,7 +32,7 @@ describe('streamgrad run', () => {
     const total = 16_000;
     const run = spawnTs(cliPath, ['run', '--config', writeExperimentFile(config), '--workers', '2', '--count', String(total)], { env: env() });
     try {
-      await waitForShards(kafka, `${config.namespace}.model`, 2, `all ${total} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total, 120_000);
+      await waitForShards(kafka, config.namespace, 2, `all ${total} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total, 120_000);
 
       const endpoints = run.errors.map((line) => /^\[run\] (\S+): .*Prometheus metrics at (http:\S+)/.exec(line)).filter((m) => m !== null);
       expect(endpoints.map((m) => m[1]).sort()).toEqual(['ps', 'worker-1', 'worker-2']);
@@ -60,7 +60,7 @@ describe('streamgrad run', () => {
     expect(await run.exited).toBe(0);
     expect(run.lines.join('\n')).toMatch(/partition +end +committed +lag/);
 
-    const history = (await committedSnapshots(kafka, `${config.namespace}.model`)).filter((s) => s.shard === 0);
+    const history = (await committedSnapshots(kafka, config.namespace)).filter((s) => s.shard === 0);
     const last = history.at(-1)!;
     expect(last.samplesApplied + last.samplesDroppedStale + last.deadLettered).toBe(total);
     expect(last.deadLettered).toBeGreaterThan(0);
@@ -75,12 +75,12 @@ describe('streamgrad run', () => {
     const file = writeExperimentFile(config);
     const run = spawnTs(cliPath, ['run', '--config', file, '--workers', '2', '--count', String(total)], { env: env() });
     try {
-      await waitForShards(kafka, `${config.namespace}.model`, 2, 'the first 2,000 samples', (s) => s.samplesApplied >= 2_000, 60_000);
+      await waitForShards(kafka, config.namespace, 2, 'the first 2,000 samples', (s) => s.samplesApplied >= 2_000, 60_000);
       const scaled = await runCli(['scale', '--config', file, '--partitions', '4', '--workers', '1'], env());
       expect(scaled.code, scaled.stderr.join('\n')).toBe(0);
       expect(scaled.stderr.join('\n')).toMatch(/2 → 4 partitions[\s\S]*added worker-3/);
 
-      await waitForShards(kafka, `${config.namespace}.model`, 2, `all ${total} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total, 120_000);
+      await waitForShards(kafka, config.namespace, 2, `all ${total} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total, 120_000);
       let status: StatusReport | undefined;
       await waitFor('4 partitions owned and trained on', async () => {
         const read = await runCli(['status', '--config', file, '--json'], env());
@@ -94,7 +94,7 @@ describe('streamgrad run', () => {
       run.process.kill('SIGINT');
     }
     expect(await run.exited).toBe(0);
-    const last = (await committedSnapshots(kafka, `${config.namespace}.model`)).filter((s) => s.shard === 1).at(-1)!;
+    const last = (await committedSnapshots(kafka, config.namespace)).filter((s) => s.shard === 1).at(-1)!;
     expect(last.samplesApplied + last.samplesDroppedStale + last.deadLettered).toBe(total);
   }, 240_000);
 });

@@ -10,6 +10,10 @@ describe('worker configuration', () => {
     expect(linear).toMatchObject({ namespace: 'demo', model: { kind: 'linear', features: 16, shards: 2 }, batchSize: 256 });
     const mlp = loadExperiment(new URL('../../examples/mlp.yaml', import.meta.url).pathname);
     expect(mlp).toMatchObject({ encoding: 'INT8', model: { kind: 'mlp', layers: [{ units: 64 }, { units: 64, dropout: 0.1 }] } });
+    const iot = loadExperiment(new URL('../../examples/iot.yaml', import.meta.url).pathname);
+    expect(iot).toMatchObject({ namespace: 'iot', inputPartitions: 4, simulator: { devices: 200, ratePerSecond: 5_000 }, metricsPort: 9464 });
+    const replay = loadExperiment(new URL('../../examples/iot-replay-lr0.003.yaml', import.meta.url).pathname);
+    expect(replay).toMatchObject({ inputTopic: iot.inputTopic, model: { optimizer: { learningRate: 0.003 } } });
   });
 
   it('names the bad field and the allowed values', () => {

@@ -1,6 +1,5 @@
 import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../pipeline/config.js';
-import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
@@ -33,14 +32,13 @@ describe('parameter server process', () => {
       server: { snapshotEveryUpdates: 25, snapshotIntervalMs: 100, staleness: { policy: 'apply', bound: 1_000 } },
     };
     const configFile = writeExperimentFile(experiment);
-    const topics = topicsOf(namespace);
 
     const firstServer = spawnTs(cli, ['ps', '--config', configFile]);
     const worker = await startWorker(parseExperiment(experiment), { log: () => {} });
     let killedAt = 0;
     try {
       await waitFor('the first server to publish some snapshots', async () => {
-        const latest = await latestSnapshots(kafka, topics.model);
+        const latest = await latestSnapshots(kafka, namespace);
         killedAt = Math.min(...[0, 1].map((shard) => latest.get(shard)?.samplesApplied ?? 0));
         return killedAt >= 5_000;
       }, 120_000, 200);
@@ -48,7 +46,7 @@ describe('parameter server process', () => {
       expect(await firstServer.exited).toBe('SIGKILL');
 
       const secondServer = spawnTs(cli, ['ps', '--config', configFile]);
-      await waitForShards(kafka, topics.model, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total);
+      await waitForShards(kafka, namespace, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total);
       secondServer.process.kill('SIGTERM');
       expect(await secondServer.exited).toBe(0);
     } finally {
@@ -58,7 +56,7 @@ describe('parameter server process', () => {
     }
 
     // Built from counters and offsets, not timing: each record once, as a sample or a dead letter.
-    const all = await committedSnapshots(kafka, topics.model);
+    const all = await committedSnapshots(kafka, namespace);
     for (const shard of [0, 1]) {
       const history = all.filter((s) => s.shard === shard);
       const last = history.at(-1)!;

@@ -1,7 +1,6 @@
 import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../pipeline/config.js';
 import { startParameterServer } from '../../pipeline/parameterServer.js';
-import { topicsOf } from '../../pipeline/topics.js';
 import { startWorker } from '../../pipeline/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
@@ -33,12 +32,11 @@ describe('parameter servers', () => {
       server: { snapshotEveryUpdates: 25, snapshotIntervalMs: 100, staleness: { policy: 'apply', bound: 1_000 } },
     };
     const configFile = writeExperimentFile(experiment);
-    const topics = topicsOf(namespace);
     const config = parseExperiment(experiment);
 
     const victim = spawnTs(cli, ['ps', '--config', configFile]);
     const worker = await startWorker(config, { log: () => {} });
-    await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, topics.model)).size === 2, 120_000, 200);
+    await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, namespace)).size === 2, 120_000, 200);
     const survivor = await startParameterServer(config, { log: () => {} });
     survivor.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const shardsOfSurvivor = new Set<number>();
@@ -48,7 +46,7 @@ describe('parameter servers', () => {
       victim.process.kill('SIGKILL');
       expect(await victim.exited).toBe('SIGKILL');
       await waitFor('the survivor to take over the other shard and account for every record', async () => {
-        const latest = await latestSnapshots(kafka, topics.model);
+        const latest = await latestSnapshots(kafka, namespace);
         return shardsOfSurvivor.size === 2 && [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
       }, 180_000, 500);
     } finally {
@@ -57,7 +55,7 @@ describe('parameter servers', () => {
       await Promise.all([worker.done, survivor.done]);
       victim.process.kill('SIGKILL');
     }
-    const all = await committedSnapshots(kafka, topics.model);
+    const all = await committedSnapshots(kafka, namespace);
     for (const shard of [0, 1]) {
       const history = all.filter((s) => s.shard === shard);
       expect(history.at(-1)!.samplesApplied).toBe(total);
@@ -85,15 +83,14 @@ describe('parameter servers', () => {
     const server = await startParameterServer(config, { log: () => {} });
     server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const worker = await startWorker(config, { log: () => {} });
-    const topics = topicsOf(namespace);
     try {
-      await waitForShards(kafka, topics.model, 1, 'every record accounted for', (s) => s.samplesApplied + s.samplesDroppedStale === total, 120_000);
+      await waitForShards(kafka, namespace, 1, 'every record accounted for', (s) => s.samplesApplied + s.samplesDroppedStale === total, 120_000);
     } finally {
       worker.stop();
       server.stop();
       await Promise.all([worker.done, server.done]);
     }
-    const snapshot = (await latestSnapshots(kafka, topics.model)).get(0)!;
+    const snapshot = (await latestSnapshots(kafka, namespace)).get(0)!;
     expect(snapshot.updatesDroppedStale).toBeGreaterThan(0);
     expect(snapshot.samplesDroppedStale).toBeGreaterThan(0);
     expect(snapshot.samplesApplied + snapshot.samplesDroppedStale).toBe(total);

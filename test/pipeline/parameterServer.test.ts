@@ -40,7 +40,7 @@ describe('parameter server', () => {
     const workers = [await startWorker({ ...config, workerId: 'w1' }, { log: () => {} }), await startWorker({ ...config, workerId: 'w2' }, { log: () => {} })];
     const topics = topicsOf(namespace);
     try {
-      await waitForShards(kafka, topics.model, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale >= total);
+      await waitForShards(kafka, namespace, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale >= total);
     } finally {
       for (const worker of workers) worker.stop();
       server.stop();
@@ -57,7 +57,7 @@ describe('parameter server', () => {
       const mine = committedUpdates.filter((u) => u.shard === shard);
       expect(mine.reduce((sum, u) => sum + u.sampleCount + u.deadLettered, 0), `committed updates of shard ${shard}`).toBe(total);
     }
-    const latest = await latestSnapshots(kafka, topics.model);
+    const latest = await latestSnapshots(kafka, namespace);
     const tensors = new Map([...latest.values()].flatMap((s) => s.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
     const kernel = tensors.get('linear/kernel')!;
     const bias = tensors.get('linear/bias')![0]!;

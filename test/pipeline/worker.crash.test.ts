@@ -48,7 +48,7 @@ describe('worker process', () => {
     second.process.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     // The server's counters, from its committed snapshots: each record exactly once.
-    await waitForShards(kafka, topics.model, 2, 'the server to account for every record', (s) => s.samplesApplied === total - bad && s.deadLettered === bad, 120_000);
+    await waitForShards(kafka, namespace, 2, 'the server to account for every record', (s) => s.samplesApplied === total - bad && s.deadLettered === bad, 120_000);
     server.stop();
     await server.done;
 

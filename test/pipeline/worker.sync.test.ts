@@ -35,7 +35,7 @@ describe('worker in sync mode', () => {
       const topics = topicsOf(namespace);
       try {
         await waitFor('every record applied in both shards', async () => {
-          const latest = await latestSnapshots(kafka, topics.model);
+          const latest = await latestSnapshots(kafka, namespace);
           return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
         }, 120_000, 200);
       } finally {
@@ -49,7 +49,7 @@ describe('worker in sync mode', () => {
         if (!decoded.ok) throw decoded.error;
         return [decoded.value.shard, decoded.value.baseVersion] as const;
       });
-      const latest = await latestSnapshots(kafka, topics.model);
+      const latest = await latestSnapshots(kafka, namespace);
       const weights = new Map([...latest.values()].flatMap((snapshot) => snapshot.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
       return { weights, baseVersions };
     };
