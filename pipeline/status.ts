@@ -2,6 +2,7 @@ import { AssignerProtocol, type Admin, type Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, Subject, tap } from 'rxjs';
 import { fromKafka } from '../operators/fromKafka.js';
 import type { Lane } from '../operators/lane.js';
+import { withRetry } from '../operators/retry.js';
 import { codecFor } from '../schemas/codec.js';
 import { ConfigError, NamespaceError } from '../schemas/errors.js';
 import type { ModelSnapshot } from '../schemas/types.js';
@@ -131,7 +132,7 @@ export class StatusReader {
     const topics = topicsOf(this.config.namespace);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const [ends, committed] = await Promise.all([this.admin.fetchTopicOffsets(topics.updates), this.admin.fetchOffsets({ groupId: topics.serverGroup, topics: [topics.updates] })]);
+      const [ends, committed] = await withRetry(() => Promise.all([this.admin.fetchTopicOffsets(topics.updates), this.admin.fetchOffsets({ groupId: topics.serverGroup, topics: [topics.updates] })]));
       const at = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
       const behind = ends.filter(({ partition, high }) => Number(high) > 0 && (at.get(partition) ?? -1) < Number(high) - 1);
       if (behind.length === 0) return;
@@ -143,11 +144,14 @@ export class StatusReader {
   async read(): Promise<StatusReport> {
     const { namespace, inputTopic } = this.config;
     const topics = topicsOf(namespace);
-    const [ends, committedTopics, groups] = await Promise.all([
-      this.admin.fetchTopicOffsets(inputTopic),
-      this.admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic] }),
-      this.admin.describeGroups([topics.workerGroup]),
-    ]);
+    // A coordinator that is still loading or moving answers with a retriable error.
+    const [ends, committedTopics, groups] = await withRetry(() =>
+      Promise.all([
+        this.admin.fetchTopicOffsets(inputTopic),
+        this.admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic] }),
+        this.admin.describeGroups([topics.workerGroup]),
+      ]),
+    );
     const owners = new Map<number, string>();
     for (const member of groups.groups[0]?.members ?? []) {
       if (member.memberAssignment.length === 0) continue;

@@ -150,6 +150,10 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
     return entry;
   };
 
+  // If this process dies without stopping them, the children still get SIGTERM and drain by themselves.
+  const orphanGuard = () => children.forEach((child) => child.process.exitCode === null && child.process.kill('SIGTERM'));
+  process.on('exit', orphanGuard);
+
   let workerCount = 0;
   const addWorkers = (count: number): string[] =>
     Array.from({ length: count }, () => {
@@ -190,19 +194,28 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   writeFileSync(handleFile(config.namespace), JSON.stringify({ pid: process.pid, control: `http://127.0.0.1:${(control.address() as AddressInfo).port}` } satisfies RunHandle));
 
   const status = new StatusReader(kafka, config);
-  await status.start();
   const startedAt = Date.now();
-  let last = await status.read();
-  const progress = setInterval(() => {
-    status.read().then(
-      (report) => {
-        last = report;
-        const elapsed = Math.round((Date.now() - startedAt) / 1000);
-        display.progress(`${elapsed}s | ${progressLine(report)}${simulator ? ` | sent ${simulator.sent().toLocaleString('en-US')}` : ''}`);
-      },
-      (error: Error) => display.log(`status: ${error.message}`),
-    );
-  }, 1_000);
+  let last: StatusReport | undefined;
+  let progress: ReturnType<typeof setInterval> | undefined;
+  // Any failure from here on stops the run the same way Ctrl-C does: the children are never left behind.
+  status.start().then(
+    () => {
+      progress = setInterval(() => {
+        status.read().then(
+          (report) => {
+            last = report;
+            const elapsed = Math.round((Date.now() - startedAt) / 1000);
+            display.progress(`${elapsed}s | ${progressLine(report)}${simulator ? ` | sent ${simulator.sent().toLocaleString('en-US')}` : ''}`);
+          },
+          (error: Error) => display.log(`status: ${error.message}`),
+        );
+      }, 1_000);
+    },
+    (error: Error) => {
+      failure ??= error;
+      requestStop();
+    },
+  );
 
   const onSignal = (signal: string) => {
     display.log(`${signal}: stopping the simulator, the workers (committing their checkpoints) and the parameter server …`);
@@ -231,15 +244,19 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   };
   await stopChildren(children.filter((child) => child !== server));
   // The workers' last updates are committed: let the server take them into a snapshot before it stops.
-  await status.serverCaughtUp(15_000).catch((error: Error) => display.log(error.message));
+  if (!failure) await status.serverCaughtUp(15_000).catch((error: Error) => display.log(error.message));
   await stopChildren([server]);
   clearInterval(progress);
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
-  await status.catchUp().catch(() => {});
-  last = await status.read().catch(() => last);
-  await status.stop();
+  if (!failure) {
+    await status.catchUp().catch(() => {});
+    last = await status.read().catch(() => last);
+  }
+  await status.stop().catch(() => {});
+  process.off('exit', orphanGuard);
   display.done();
   if (failure) throw failure;
+  if (!last) throw new Error(`no status of ${config.namespace} could be read`);
   return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount };
 }

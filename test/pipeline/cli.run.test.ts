@@ -8,14 +8,14 @@ import { committedSnapshots, waitForShards, writeExperimentFile } from '../suppo
 
 const env = () => ({ KAFKA_BROKERS: testBrokers().join(',') });
 
-function experiment(partitions: number, ratePerSecond: number) {
+function experiment(partitions: number, ratePerSecond: number, training: object = {}) {
   const id = randomUUID().slice(0, 8);
   return {
     namespace: `run-${id}`,
     inputTopic: `run-${id}.telemetry`,
     inputPartitions: partitions,
-    model: { kind: 'linear', features: 16, shards: 2, optimizer: { kind: 'adam', learningRate: 0.05 } },
-    batchSize: 64,
+    model: { kind: 'linear', features: 16, shards: 2, optimizer: { kind: 'adam', learningRate: 0.03 } },
+    ...training,
     server: { staleness: { policy: 'scale', bound: 4 } },
     simulator: { devices: 40, ratePerSecond, seed: 11, dropoutRate: 0.002 },
     metricsPort: 0,
@@ -28,7 +28,8 @@ const lossBetween = (from: ModelSnapshot | undefined, to: ModelSnapshot) => (to.
 
 describe('streamgrad run', () => {
   kafkaTest('2 workers train on every simulated record, the loss falls, and each process serves /metrics', async ({ kafka }) => {
-    const config = experiment(4, 4_000);
+    // Small batches and little staleness: many steps in a short test, and a steady descent.
+    const config = experiment(4, 2_000, { batchSize: 64, maxInFlightUpdates: 4 });
     const total = 16_000;
     const run = spawnTs(cliPath, ['run', '--config', writeExperimentFile(config), '--workers', '2', '--count', String(total)], { env: env() });
     try {
