@@ -104,7 +104,9 @@ export class ShardState {
     const stale = this.stalenessOf(update);
     this.version += 1;
     this.deadLettered += update.deadLettered;
-    for (const range of update.offsets) {
+    // Only gradient updates advance the applied offsets: a dead-letter count may run ahead of the batches before it,
+    // and a worker waiting for its update to show in a snapshot must not be released by it.
+    for (const range of kind === 'samples' ? update.offsets : []) {
       const key = `${range.topic}:${range.partition}`;
       const known = this.appliedOffsets.get(key);
       if (!known || range.lastOffset > known.offset) this.appliedOffsets.set(key, { topic: range.topic, partition: range.partition, offset: range.lastOffset });

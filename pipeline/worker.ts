@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Message } from 'kafkajs';
-import { bufferCount, concatMap, defer, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
+import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { countWindow } from '../operators/countWindow.js';
 import { deadLetterMessage } from '../operators/deadLetter.js';
@@ -154,11 +154,11 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   );
 
   /** Waits while too many of this lane's updates are not yet reflected in the snapshots. */
-  const waitForStaleness = async (lane: Lane, pending: number[]) => {
+  const waitForStaleness = async (lane: Lane, pending: number[], allowed = maxInFlightUpdates) => {
     for (;;) {
       const reflected = replica.reflectedOffset(lane.topic, lane.partition);
       while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
-      if (pending.length <= maxInFlightUpdates || stopping || lane.revoked) return;
+      if (pending.length <= allowed || stopping || lane.revoked) return;
       await firstValueFrom(race(replica.snapshots, stop$), { defaultValue: undefined });
     }
   };
@@ -174,6 +174,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
       gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
       tap((outputs) => pending.push(outputs.covers[0]!.last)),
+      // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
+      // partition) then starts from weights that include it.
+      config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
       finalize(() => {
         rejected.complete();
         lanes.delete(lane);

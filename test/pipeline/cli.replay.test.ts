@@ -25,7 +25,7 @@ interface Summary {
 }
 
 function experiment(inputTopic: string, model: object = { kind: 'linear', features: 16, shards: 2, optimizer: { kind: 'adam', learningRate: 0.05 } }) {
-  return { namespace: `live-${randomUUID().slice(0, 8)}`, inputTopic, inputPartitions: 2, model, batchSize: 128, simulator: { devices: 30, ratePerSecond: 20_000, seed: 5, dropoutRate: 0.003 } };
+  return { namespace: `live-${randomUUID().slice(0, 8)}`, inputTopic, inputPartitions: 4, model, batchSize: 128, simulator: { devices: 30, ratePerSecond: 20_000, seed: 5, dropoutRate: 0.01 } };
 }
 
 async function cli(args: string[]): Promise<string[]> {
@@ -39,7 +39,10 @@ const replay = async (file: string, ...args: string[]): Promise<Summary> => JSON
 describe('streamgrad replay', () => {
   kafkaTest('sync replays of a range give identical hashes; another learning rate another; the live namespace is untouched; ranges by time and offsets', async ({ kafka }) => {
     const inputTopic = `replay-input-${randomUUID().slice(0, 8)}`;
-    const live = experiment(inputTopic);
+    // An MLP and 256-sample batches, as in examples/iot.yaml: slow enough steps that a lane which did not wait for
+    // its last update would hand the next partition weights without it.
+    const mlp = (learningRate: number) => ({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 32, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate } });
+    const live = { ...experiment(inputTopic, mlp(0.01)), batchSize: 256 };
     const file = writeExperimentFile(live);
     await cli(['simulate', '--config', file, '--count', '3000']);
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -61,7 +64,7 @@ describe('streamgrad replay', () => {
     expect(second.versions).toEqual(first.versions);
     expect(first.finalLoss).toBeLessThan(0.5);
 
-    const slower = writeExperimentFile({ ...live, model: { kind: 'linear', features: 16, shards: 2, optimizer: { kind: 'adam', learningRate: 0.02 } } });
+    const slower = writeExperimentFile({ ...live, model: mlp(0.003) });
     const other = await replay(slower, '--sync');
     expect(other.samples).toBe(first.samples);
     expect(other.hash).not.toBe(first.hash);
@@ -70,7 +73,7 @@ describe('streamgrad replay', () => {
     expect(byTime.samples + byTime.deadLettered).toBe(3_000);
     const byTimeEnd = await replay(file, '--to', String(middle));
     expect(byTimeEnd.samples + byTimeEnd.deadLettered).toBe(3_000);
-    const byOffsets = await replay(file, '--from-offsets', '0:100', '--to-offsets', '0:1100,1:400');
+    const byOffsets = await replay(file, '--from-offsets', '0:100', '--to-offsets', '0:1100,1:400,2:0,3:0');
     expect(byOffsets.samples + byOffsets.deadLettered).toBe(1_000 + 400);
 
     expect(await kafka.admin.fetchTopicOffsets(`${live.namespace}.model`)).toEqual(liveEnds);
