@@ -7,7 +7,11 @@ export class ConsoleDisplay {
   private live = '';
   private readonly tty = process.stderr.isTTY === true;
 
-  constructor(private readonly prefix: string) {}
+  /** `quiet`: progress lines are not shown (log lines are). */
+  constructor(
+    private readonly prefix: string,
+    private readonly quiet = false,
+  ) {}
 
   log(line: string): void {
     if (this.tty && this.live) process.stderr.write('\r\x1b[2K');
@@ -16,6 +20,7 @@ export class ConsoleDisplay {
   }
 
   progress(line: string): void {
+    if (this.quiet) return;
     if (!this.tty) {
       process.stderr.write(`${this.prefix} ${line}\n`);
       return;

@@ -24,6 +24,11 @@ export interface RunOptions {
   readonly simulate?: { readonly count?: number; readonly ratePerSecond?: number; readonly devices?: number };
   /** Stop after this long (default: on Ctrl-C or SIGTERM only). */
   readonly durationSeconds?: number;
+  /** Stop when this settles, too. */
+  readonly until?: Promise<unknown>;
+  /** Called with every status reading (every `progressIntervalMs`, default 1 s). */
+  readonly onReport?: (report: StatusReport) => void;
+  readonly progressIntervalMs?: number;
   readonly display: ConsoleDisplay;
 }
 
@@ -33,6 +38,18 @@ export interface RunSummary {
   readonly seconds: number;
   readonly status: StatusReport;
   readonly workers: number;
+  /** Peak resident memory of each child (`ps`, `worker-1`, …) in MB, where the OS reports it (Linux). */
+  readonly peakRssMb: Readonly<Record<string, number>>;
+}
+
+/** A process's peak resident set size (VmHWM) in MB, on Linux; undefined elsewhere or once it has exited. */
+function peakRssMb(pid: number | undefined): number | undefined {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where a running `streamgrad run` can be reached on this machine, for `streamgrad scale --workers`. */
@@ -204,12 +221,13 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
         status.read().then(
           (report) => {
             last = report;
+            options.onReport?.(report);
             const elapsed = Math.round((Date.now() - startedAt) / 1000);
             display.progress(`${elapsed}s | ${progressLine(report)}${simulator ? ` | sent ${simulator.sent().toLocaleString('en-US')}` : ''}`);
           },
           (error: Error) => display.log(`status: ${error.message}`),
         );
-      }, 1_000);
+      }, options.progressIntervalMs ?? 1_000);
     },
     (error: Error) => {
       failure ??= error;
@@ -226,6 +244,7 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   const timer = options.durationSeconds === undefined ? undefined : setTimeout(requestStop, options.durationSeconds * 1_000);
+  void options.until?.then(requestStop, requestStop);
 
   await stopRequested;
   stopping = true;
@@ -236,8 +255,13 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
     simulator.stop();
     await simulator.done;
   }
+  const peaks: Record<string, number> = {};
   const stopChildren = async (which: Child[]) => {
-    for (const child of which) child.process.kill('SIGTERM');
+    for (const child of which) {
+      const peak = peakRssMb(child.process.pid);
+      if (peak !== undefined) peaks[child.name] = peak;
+      child.process.kill('SIGTERM');
+    }
     const killer = setTimeout(() => which.forEach((child) => child.process.kill('SIGKILL')), 60_000);
     await Promise.all(which.map((child) => child.exited));
     clearTimeout(killer);
@@ -258,5 +282,5 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   display.done();
   if (failure) throw failure;
   if (!last) throw new Error(`no status of ${config.namespace} could be read`);
-  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount };
+  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount, peakRssMb: peaks };
 }

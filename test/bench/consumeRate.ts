@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { mergeMap, tap } from 'rxjs';
 import { decode, fromKafka, type Rejected } from '../../operators/index.js';
 import { codecFor, SampleDecoder } from '../../schemas/index.js';
@@ -14,12 +14,13 @@ export interface ConsumeRates {
   readonly consumeRuns: { raw: number[]; pipeline: number[] };
 }
 
-const partitions = 6;
+/** The benchmark topic's partitions: enough for two workers to share. */
+export const benchPartitions = 6;
 
 export async function fillTopic(kafka: Kafka, topic: string, total: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] });
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: benchPartitions }] });
   await admin.disconnect();
   const codec = codecFor('TrainingSample', { framing: 'confluent', schemaId: 1 });
   const producer = kafka.producer({ idempotent: true });
@@ -99,24 +100,14 @@ export async function pipelineConsume(kafka: Kafka, topic: string, total: number
  * `fromKafka` → `decode` → a counting sink, against a raw kafkajs `eachBatch`
  * loop that does nothing, on the same topic of Avro samples, alternating runs.
  */
-export async function measureConsumeRates(brokers: string, options: { quick: boolean }): Promise<ConsumeRates> {
-  const total = options.quick ? 200_000 : 1_000_000;
-  const runs = options.quick ? 2 : 3;
-  const kafka = new Kafka({ clientId: 'streamgrad-bench', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const topic = `bench-consume-${randomUUID().slice(0, 8)}`;
-  console.error(`  filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${partitions} partitions …`);
-  await fillTopic(kafka, topic, total);
+export async function measureConsumeRates(kafka: Kafka, topic: string, total: number, runs: number): Promise<ConsumeRates> {
   const raw: number[] = [];
   const pipeline: number[] = [];
   for (let run = 0; run < runs; run++) {
     raw.push(await rawConsume(kafka, topic, total));
     pipeline.push(await pipelineConsume(kafka, topic, total));
-    console.error(`  run ${run + 1}/${runs}: raw ${Math.round(raw.at(-1)!)} rec/s, pipeline ${Math.round(pipeline.at(-1)!)} rec/s`);
+    console.error(`  run ${run + 1}/${runs}: raw ${Math.round(raw.at(-1)!)} rec/s, fromKafka → decode ${Math.round(pipeline.at(-1)!)} rec/s`);
   }
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [topic] });
-  await admin.disconnect();
   const rawConsumeRate = median(raw);
   const sourceDecodeRate = median(pipeline);
   return { rawConsumeRate, sourceDecodeRate, sourceDecodeRatio: sourceDecodeRate / rawConsumeRate, consumeRecords: total, consumeRuns: { raw, pipeline } };

@@ -1,63 +1,124 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
+import { createKafka } from '../../pipeline/kafkaClient.js';
 import { acquireTestBroker } from '../support/broker.js';
-import { measureConsumeRates } from './consumeRate.js';
+import { benchPartitions, fillTopic, measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
+import { measureFreshness, measurePipelineRate, measureUpdateBytes } from './pipelineRate.js';
+import { measurePsApplyRate } from './serverRates.js';
+import { median } from './stats.js';
 import { measureStepRate } from './stepRate.js';
-import { measureWorkerRate } from './workerRate.js';
-import { measureFreshness, measurePsApplyRate } from './serverRates.js';
 
 /**
- * `npm run bench [-- --quick]`: runs the benchmarks in one process against one
- * broker (KAFKA_BROKERS, else the infra/ broker, started and stopped here),
- * prints a Markdown table of medians, and writes bench-results/latest.json.
+ * `npm run bench [-- --quick]`: every rate of streamgrad against its own limits,
+ * in one run against one broker (KAFKA_BROKERS, else the infra/ broker, started
+ * and stopped here). Prints a Markdown table of medians and the goal ratios, and
+ * writes bench-results/latest.json.
  */
 const quick = process.argv.includes('--quick');
 const started = new Date();
-const results: Record<string, unknown> = {};
+const total = quick ? 200_000 : 1_000_000;
+const runs = quick ? 1 : 3;
+const log = (line: string) => console.error(`[bench] ${line}`);
 
-console.error(`streamgrad bench (${quick ? 'quick' : 'full'})`);
-console.error('decode + validation, one core …');
-Object.assign(results, measureDecodeRate({ quick }));
-console.error('gradient steps, 16-64-64-1 MLP, batch 256, default backend …');
-Object.assign(results, await measureStepRate({ quick }));
-console.error('updates applied by one server shard (Adam), no Kafka …');
-Object.assign(results, measurePsApplyRate({ quick }));
+log(`${quick ? 'quick' : 'full'} run: ${total.toLocaleString('en-US')} samples, ${runs} run(s) of each end-to-end rate`);
+log('decode + validation, one core …');
+const decode = measureDecodeRate({ quick });
+log('gradient steps, 16-64-64-1 MLP, batch 256, default backend …');
+const step = await measureStepRate({ quick });
+log('updates applied by one server shard (decode + Adam), no Kafka …');
+const { psApplyRate } = measurePsApplyRate({ quick });
+log('update bytes per sample (FP32, FP16, INT8) …');
+const updateBytesPerSample = await measureUpdateBytes();
 
 const broker = await acquireTestBroker();
+const brokers = broker.brokers.split(',');
+const kafka = createKafka({ clientId: 'streamgrad-bench', brokers });
+const results: Record<string, unknown> = {};
 try {
-  console.error(`fromKafka → decode vs raw kafkajs consume (broker ${broker.brokers}, from ${broker.source}) …`);
-  Object.assign(results, await measureConsumeRates(broker.brokers, { quick }));
-  console.error('one worker on a pre-filled topic …');
-  Object.assign(results, await measureWorkerRate(broker.brokers, { quick }));
-  results.workerRatio = Number(results.workerRate) / Math.min(Number(results.stepRate), Number(results.rawConsumeRate));
-  const freshnessAt = Math.round(Number(results.workerRate) / 2);
-  console.error(`freshness at half the worker rate (${freshnessAt} samples/s), one worker, one server …`);
-  Object.assign(results, await measureFreshness(broker.brokers, freshnessAt, { quick }));
+  const topic = `bench-${randomUUID().slice(0, 8)}`;
+  log(`filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${benchPartitions} partitions (broker ${broker.brokers}, ${broker.source}) …`);
+  await fillTopic(kafka, topic, total);
+  log('raw kafkajs consume vs fromKafka → decode, alternating …');
+  Object.assign(results, await measureConsumeRates(kafka, topic, total, quick ? 2 : 3));
+  const one: number[] = [];
+  const two: number[] = [];
+  const rss: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    log(`end to end, 1 server + 1 worker process (run ${run + 1}/${runs}) …`);
+    const first = await measurePipelineRate(kafka, brokers, topic, total, 1);
+    one.push(first.rate);
+    rss.push(first.peakRssMb['worker-1'] ?? Number.NaN);
+    log(`  ${Math.round(first.rate)} samples/s; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
+    log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
+    const second = await measurePipelineRate(kafka, brokers, topic, total, 2);
+    two.push(second.rate);
+    log(`  ${Math.round(second.rate)} samples/s`);
+  }
+  Object.assign(results, { pipelineRate1: median(one), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, two } });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+  await admin.disconnect();
+  const half = Math.round(median(one) / 2);
+  log(`freshness at half of pipelineRate1 (${half} samples/s), simulator + 1 server + 1 worker process …`);
+  Object.assign(results, await measureFreshness(kafka, brokers, half, quick ? 20 : 45));
 } finally {
   await broker.stop();
 }
 
-const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` };
+const rawConsumeRate = Number(results.rawConsumeRate);
+const { stepRate, backend } = step;
+const pipelineRate1 = Number(results.pipelineRate1);
+const pipelineRate2 = Number(results.pipelineRate2);
+const ratios = {
+  pipeline1OverLimit: pipelineRate1 / Math.min(rawConsumeRate, stepRate),
+  pipeline2OverPipeline1: pipelineRate2 / pipelineRate1,
+  int8OverFp32Bytes: updateBytesPerSample.int8 / updateBytesPerSample.fp32,
+  sourceDecodeOverRaw: Number(results.sourceDecodeRatio),
+};
+const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform}-${process.arch}` };
 const report = {
   timestamp: started.toISOString(),
-  quick,
+  command: quick ? 'npm run bench -- --quick' : 'npm run bench',
   machine,
-  setup: 'one process; the Kafka broker runs on the same machine and shares its cores',
-  results,
+  setup: `one machine: the Kafka broker (${broker.source}), the bench process (producer, status tail), the parameter server and the worker processes share its ${machine.cores} cores`,
+  rawConsumeRate,
+  decodeRate: decode.decodeRate,
+  stepRate,
+  pipelineRate1,
+  pipelineRate2,
+  psApplyRate,
+  freshnessP50Ms: results.freshnessP50Ms,
+  freshnessP99Ms: results.freshnessP99Ms,
+  workerRssPeakMb: results.workerRssPeakMb,
+  updateBytesPerSample,
+  backend,
+  ratios,
+  details: { samples: total, runs, ...results, stepRateRuns: step.stepRateRuns, decodeRateRuns: decode },
 };
 mkdirSync('bench-results', { recursive: true });
 writeFileSync('bench-results/latest.json', `${JSON.stringify(report, null, 2)}\n`);
 
-const fmt = (n: unknown) => Math.round(Number(n)).toLocaleString('en-US');
-console.log(`\n| key | median | goal |\n| --- | ---: | --- |`);
-console.log(`| decodeRate (samples/s, 1 core, no Kafka) | ${fmt(results.decodeRate)} | ≥ 1,000,000 |`);
-console.log(`| stepRate (samples/s, ${String(results.backend)} backend, no Kafka) | ${fmt(results.stepRate)} | |`);
-console.log(`| rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${fmt(results.rawConsumeRate)} | |`);
-console.log(`| sourceDecodeRate (records/s, fromKafka → decode → count) | ${fmt(results.sourceDecodeRate)} | |`);
-console.log(`| sourceDecodeRate / rawConsumeRate | ${Number(results.sourceDecodeRatio).toFixed(2)} | ≥ 0.85 |`);
-console.log(`| workerRate (samples/s, one worker, exactly-once, no server) | ${fmt(results.workerRate)} | |`);
-console.log(`| workerRate / min(stepRate, rawConsumeRate) | ${Number(results.workerRatio).toFixed(2)} | ≥ 0.8 |`);
-console.log(`| psApplyRate (updates/s, one shard, 16-64-64-1 MLP, Adam, no Kafka) | ${fmt(results.psApplyRate)} | |`);
-console.log(`| freshnessP50Ms / freshnessP99Ms (at ${fmt(results.freshnessRate)} samples/s) | ${fmt(results.freshnessP50Ms)} / ${fmt(results.freshnessP99Ms)} | p99 ≤ 1,000 |`);
-console.log(`\n${machine.cpu}, ${machine.cores} cores, Node ${machine.node}; ${report.setup}. Full results: bench-results/latest.json`);
+const n = (value: unknown) => Math.round(Number(value)).toLocaleString('en-US');
+const r = (value: number) => value.toFixed(2);
+const met = (ok: boolean) => (ok ? 'met' : 'missed');
+console.log(`
+| key | value | goal |
+| --- | ---: | --- |
+| rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${n(rawConsumeRate)} | |
+| decodeRate (samples/s, decode + validation, 1 core) | ${n(decode.decodeRate)} | |
+| stepRate (samples/s, 16-64-64-1 MLP, batch 256, ${backend}) | ${n(stepRate)} | |
+| pipelineRate1 (samples/s, 1 server + 1 worker process) | ${n(pipelineRate1)} | |
+| pipelineRate2 (samples/s, 1 server + 2 worker processes, ${benchPartitions} partitions) | ${n(pipelineRate2)} | |
+| psApplyRate (updates/s, one shard, Adam) | ${n(psApplyRate)} | |
+| freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
+| workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
+| updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
+| backend | ${backend} | |
+| pipelineRate1 / min(rawConsumeRate, stepRate) | ${r(ratios.pipeline1OverLimit)} | ≥ 0.8: ${met(ratios.pipeline1OverLimit >= 0.8)} |
+| pipelineRate2 / pipelineRate1 | ${r(ratios.pipeline2OverPipeline1)} | ≥ 1.6: ${met(ratios.pipeline2OverPipeline1 >= 1.6)} |
+| fromKafka → decode / rawConsumeRate | ${r(ratios.sourceDecodeOverRaw)} | |
+
+${report.command}, ${report.timestamp}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}. ${report.setup}. Medians of ${runs} run(s) for the end-to-end rates. JSON: bench-results/latest.json`);

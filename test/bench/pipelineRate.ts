@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { lastValueFrom, mergeMap, of, Subject, tap, toArray } from 'rxjs';
+import { fromKafka, gradientStep, type Decoded } from '../../operators/index.js';
+import { parseExperiment, type ExperimentConfig } from '../../pipeline/config.js';
+import { ConsoleDisplay } from '../../pipeline/console.js';
+import { readSnapshots } from '../../pipeline/modelStore.js';
+import { parseModelSpec } from '../../pipeline/model.js';
+import { percentile } from '../../pipeline/percentile.js';
+import { Replica } from '../../pipeline/replica.js';
+import { ensureExperimentTopics, runExperiment } from '../../pipeline/supervisor.js';
+import { topicsOf } from '../../pipeline/topics.js';
+import { codecFor, type TrainingSample } from '../../schemas/index.js';
+
+/** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */
+const model = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
+
+function experiment(brokers: string[], inputTopic: string, extra: object = {}): { config: ExperimentConfig; file: string } {
+  const input = { brokers, namespace: `bench-${randomUUID().slice(0, 8)}`, inputTopic, model, batchSize: 256, ...extra };
+  const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-bench-')), 'experiment.json');
+  writeFileSync(file, JSON.stringify(input));
+  return { config: parseExperiment(input), file };
+}
+
+/** Resolves once every shard's newest snapshot accounts for `total` records. */
+function accountedFor(total: number, shards: number): { until: Promise<void>; onReport: (report: { shards: readonly { samplesApplied: number; samplesDroppedStale: number; deadLettered: number }[] }) => void } {
+  let resolve: () => void = () => {};
+  const until = new Promise<void>((r) => (resolve = r));
+  return {
+    until,
+    onReport: (report) => {
+      if (report.shards.length === shards && report.shards.every((s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered >= total)) resolve();
+    },
+  };
+}
+
+/**
+ * `streamgrad run` with 1 server and `workers` worker processes on a topic
+ * pre-filled with `total` confluent-framed samples: samples/s applied by the
+ * server between 10% and 90% of the topic (from the snapshots' own times, so
+ * process start-up does not count), and the children's peak memory.
+ */
+export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number): Promise<{ rate: number; peakRssMb: Readonly<Record<string, number>> }> {
+  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 } });
+  const done = accountedFor(total, 2);
+  const summary = await runExperiment({ configFile: file, config, workers, display: new ConsoleDisplay('[bench]', true), until: done.until, onReport: done.onReport, progressIntervalMs: 250 });
+  const history = (await readSnapshots(kafka, config.namespace)).filter((s) => s.shard === 0);
+  const from = history.find((s) => s.samplesApplied >= total * 0.1);
+  const to = history.find((s) => s.samplesApplied >= total * 0.9);
+  if (!from || !to || to.createdAt <= from.createdAt) throw new Error(`the snapshots of ${config.namespace} do not cover 10%–90% of ${total} samples`);
+  await deleteNamespace(kafka, config.namespace);
+  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb };
+}
+
+async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const { updates, model: modelTopic, deadLetters } = topicsOf(namespace);
+  await admin.deleteTopics({ topics: [updates, modelTopic, deadLetters] }).catch(() => {});
+  await admin.disconnect();
+}
+
+/**
+ * Freshness as a model consumer sees it: the simulator produces at `rate`
+ * samples/s for `seconds` into `streamgrad run` (1 server, 1 worker process);
+ * this process tails `<ns>.model` (read_committed) and, for every sample, takes
+ * the time from its append to the arrival of the first snapshots of all shards
+ * that include it. The first quarter of the samples is warm-up and not counted.
+ */
+export async function measureFreshness(kafka: Kafka, brokers: string[], rate: number, seconds: number): Promise<{ freshnessP50Ms: number; freshnessP99Ms: number; freshnessRate: number; freshnessSamples: number }> {
+  const inputTopic = `bench-fresh-${randomUUID().slice(0, 8)}`;
+  const { config, file } = experiment(brokers, inputTopic, { inputPartitions: 2, simulator: { devices: 200, ratePerSecond: rate, seed: 3, dropoutRate: 0 } });
+  await ensureExperimentTopics(kafka, config);
+  const codec = codecFor('ModelSnapshot');
+  const arrivals: Array<{ shard: number; at: number; applied: Map<number, number> }> = [];
+  const stopTail = new Subject<void>();
+  const tail = lastValueFrom(
+    fromKafka({ kafka, topics: [topicsOf(config.namespace).model], until: stopTail }).pipe(
+      mergeMap((lane) =>
+        lane.records.pipe(
+          tap((record) => {
+            lane.ack(record.offset);
+            const decoded = codec.decode(record.value, record);
+            if (decoded.ok) arrivals.push({ shard: decoded.value.shard, at: Date.now(), applied: new Map(decoded.value.appliedOffsets.map((o) => [o.partition, o.offset])) });
+          }),
+        ),
+      ),
+    ),
+    { defaultValue: undefined },
+  );
+  const count = Math.round(rate * seconds);
+  const done = accountedFor(count, 2);
+  const summary = await runExperiment({ configFile: file, config, workers: 1, simulate: { count }, display: new ConsoleDisplay('[bench]', true), until: done.until, onReport: done.onReport, progressIntervalMs: 250 });
+  stopTail.next();
+  await tail;
+  const records = await lastValueFrom(
+    fromKafka({ kafka, topics: [inputTopic], bounded: true }).pipe(
+      mergeMap((lane) => lane.records.pipe(tap((record) => lane.ack(record.offset)))),
+      toArray(),
+    ),
+  );
+  const appended = records.map((r) => ({ partition: r.partition, offset: Number(r.offset), at: Number(r.timestamp) })).sort((a, b) => a.at - b.at);
+  // Per shard and input partition, the snapshots in arrival order: their applied offsets only grow.
+  const timeline = (shard: number, partition: number) => arrivals.filter((a) => a.shard === shard).map((a) => ({ at: a.at, offset: a.applied.get(partition) ?? -1 }));
+  const timelines = new Map<string, Array<{ at: number; offset: number }>>();
+  const firstArrival = (shard: number, partition: number, offset: number): number => {
+    const key = `${shard}:${partition}`;
+    if (!timelines.has(key)) timelines.set(key, timeline(shard, partition));
+    const line = timelines.get(key)!;
+    let low = 0;
+    let high = line.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (line[mid]!.offset >= offset) high = mid;
+      else low = mid + 1;
+    }
+    return low < line.length ? line[low]!.at : Infinity;
+  };
+  const freshness: number[] = [];
+  for (const sample of appended.slice(Math.floor(appended.length / 4))) {
+    const seen = Math.max(firstArrival(0, sample.partition, sample.offset), firstArrival(1, sample.partition, sample.offset));
+    if (Number.isFinite(seen)) freshness.push(seen - sample.at);
+  }
+  await deleteNamespace(kafka, config.namespace);
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [inputTopic] }).catch(() => {});
+  await admin.disconnect();
+  return { freshnessP50Ms: percentile(freshness, 50), freshnessP99Ms: percentile(freshness, 99), freshnessRate: summary.sent / summary.seconds, freshnessSamples: freshness.length };
+}
+
+/** Bytes of the ParameterUpdate records (all shards) of one batch of 256, per sample, for each encoding. */
+export async function measureUpdateBytes(): Promise<{ fp32: number; fp16: number; int8: number }> {
+  const replica = new Replica(parseModelSpec(model));
+  const batch: Decoded<TrainingSample>[] = Array.from({ length: 256 }, (_, i) => ({
+    value: { deviceId: `d${i}`, eventTime: i, features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))), label: Math.fround(Math.cos(i)), labels: [], weight: 1, attributes: {} },
+    record: { topic: 'bench', partition: 0, offset: String(i), key: null, value: null, timestamp: String(Date.now()), headers: {} },
+  }));
+  const bytes = async (encoding: 'FP32' | 'FP16' | 'INT8') => {
+    const [outputs] = await lastValueFrom(of(batch).pipe(gradientStep({ model: replica, namespace: 'bench', workerId: 'bench', updatesTopic: 'bench.updates', encoding }), toArray()));
+    const messages = outputs!.messages.flatMap((m) => m.messages);
+    return messages.reduce((sum, m) => sum + (m.value as Buffer).length, 0) / batch.length;
+  };
+  const result = { fp32: await bytes('FP32'), fp16: await bytes('FP16'), int8: await bytes('INT8') };
+  replica.dispose();
+  return result;
+}
