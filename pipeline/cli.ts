@@ -76,7 +76,9 @@ async function workerCommand(options: { config: string; workerId?: string; metri
     if (Date.now() - last < 5_000) return;
     last = Date.now();
     const { samples, deadLettered } = worker.trained();
-    console.error(`[worker ${worker.workerId}] ${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far`);
+    const memory = process.memoryUsage();
+    const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
+    console.error(`[worker ${worker.workerId}] ${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far; memory: rss ${mb(memory.rss)}, JS heap ${mb(memory.heapUsed)} of ${mb(memory.heapTotal)}, buffers ${mb(memory.arrayBuffers)}`);
   });
   await runUntilSignal(`worker ${worker.workerId}`, worker, 'finishing the open checkpoints');
 }

@@ -18,9 +18,13 @@ const quietLogCreator: logCreator = () => ({ namespace, level, log }: LogEntry) 
   else console.warn(line);
 };
 
-/** The Kafka client every streamgrad process uses: one place for client ids and logging. */
+/**
+ * The Kafka client every streamgrad process uses: one place for client ids, logging and retries. Retries start at
+ * 20 ms (kafkajs: 300 ms), since the commonest one is a transaction's CONCURRENT_TRANSACTIONS right after the
+ * previous commit, which clears within milliseconds; ten of them still span several seconds for real outages.
+ */
 export function createKafka(options: { clientId: string; brokers: readonly string[] }): Kafka {
-  return new Kafka({ clientId: options.clientId, brokers: [...options.brokers], logLevel: logLevel.WARN, logCreator: quietLogCreator });
+  return new Kafka({ clientId: options.clientId, brokers: [...options.brokers], logLevel: logLevel.WARN, logCreator: quietLogCreator, retry: { initialRetryTime: 20, maxRetryTime: 5_000, retries: 10 } });
 }
 
 /**

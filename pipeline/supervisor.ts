@@ -40,6 +40,19 @@ export interface RunSummary {
   readonly workers: number;
   /** Peak resident memory of each child (`ps`, `worker-1`, …) in MB, where the OS reports it (Linux). */
   readonly peakRssMb: Readonly<Record<string, number>>;
+  /** CPU seconds (user + system) each child used, where the OS reports it (Linux). */
+  readonly cpuSeconds: Readonly<Record<string, number>>;
+}
+
+/** CPU seconds (user + system) a process has used so far, on Linux; undefined elsewhere. */
+export function cpuSecondsOf(pid: number | undefined): number | undefined {
+  try {
+    // Fields 14 and 15 of /proc/<pid>/stat, after the command name in parentheses, in clock ticks (100/s on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A process's peak resident set size (VmHWM) in MB, on Linux; undefined elsewhere or once it has exited. */
@@ -71,10 +84,16 @@ export function findRun(namespace: string): RunHandle | undefined {
   }
 }
 
-/** `node <this CLI>`, from sources (through the same loader, e.g. tsx) or from `dist/`. */
+/**
+ * `node <this CLI>`: from sources (through the same loader, e.g. tsx) or from `dist/`;
+ * STREAMGRAD_CLI names a compiled `cli.js` to start instead (the benchmarks use `dist/`,
+ * whose processes do not carry a TypeScript loader).
+ */
 function cliCommand(): string[] {
-  const cli = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './cli.ts' : './cli.js', import.meta.url));
-  return [...process.execArgv.filter((arg) => !arg.startsWith('--inspect')), cli];
+  const flags = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
+  const override = process.env.STREAMGRAD_CLI;
+  if (override) return [...flags.filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import'), override];
+  return [...flags, fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './cli.ts' : './cli.js', import.meta.url))];
 }
 
 /** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics, where missing. */
@@ -256,10 +275,13 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
     await simulator.done;
   }
   const peaks: Record<string, number> = {};
+  const cpuSeconds: Record<string, number> = {};
   const stopChildren = async (which: Child[]) => {
     for (const child of which) {
       const peak = peakRssMb(child.process.pid);
       if (peak !== undefined) peaks[child.name] = peak;
+      const cpu = cpuSecondsOf(child.process.pid);
+      if (cpu !== undefined) cpuSeconds[child.name] = cpu;
       child.process.kill('SIGTERM');
     }
     const killer = setTimeout(() => which.forEach((child) => child.process.kill('SIGKILL')), 60_000);
@@ -282,5 +304,5 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   display.done();
   if (failure) throw failure;
   if (!last) throw new Error(`no status of ${config.namespace} could be read`);
-  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount, peakRssMb: peaks };
+  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount, peakRssMb: peaks, cpuSeconds };
 }

@@ -11,7 +11,7 @@ import { readSnapshots } from '../../pipeline/modelStore.js';
 import { parseModelSpec } from '../../pipeline/model.js';
 import { percentile } from '../../pipeline/percentile.js';
 import { Replica } from '../../pipeline/replica.js';
-import { ensureExperimentTopics, runExperiment } from '../../pipeline/supervisor.js';
+import { cpuSecondsOf, ensureExperimentTopics, runExperiment } from '../../pipeline/supervisor.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 
@@ -43,16 +43,35 @@ function accountedFor(total: number, shards: number): { until: Promise<void>; on
  * server between 10% and 90% of the topic (from the snapshots' own times, so
  * process start-up does not count), and the children's peak memory.
  */
-export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number): Promise<{ rate: number; peakRssMb: Readonly<Record<string, number>> }> {
-  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 } });
+export interface PipelineRate {
+  readonly rate: number;
+  readonly peakRssMb: Readonly<Record<string, number>>;
+  /** Cores each process kept busy over the run (CPU seconds / wall seconds): the children, `bench` (this process) and `broker`. */
+  readonly coresUsed: Readonly<Record<string, number>>;
+}
+
+/** The tuned settings of the end-to-end runs (see BENCHMARKS.md): a lane may have 64 updates not yet in a snapshot. */
+export const pipelineSettings = { maxInFlightUpdates: 64 } as const;
+
+export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number): Promise<PipelineRate> {
+  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, ...pipelineSettings });
   const done = accountedFor(total, 2);
+  const startedAt = Date.now();
+  const benchCpu = process.cpuUsage();
+  const brokerCpu = cpuSecondsOf(brokerPid);
   const summary = await runExperiment({ configFile: file, config, workers, display: new ConsoleDisplay('[bench]', true), until: done.until, onReport: done.onReport, progressIntervalMs: 250 });
+  const wall = (Date.now() - startedAt) / 1000;
+  const bench = process.cpuUsage(benchCpu);
+  const coresUsed: Record<string, number> = { bench: (bench.user + bench.system) / 1e6 / wall };
+  for (const [name, seconds] of Object.entries(summary.cpuSeconds)) coresUsed[name] = seconds / wall;
+  const brokerAfter = cpuSecondsOf(brokerPid);
+  if (brokerCpu !== undefined && brokerAfter !== undefined) coresUsed.broker = (brokerAfter - brokerCpu) / wall;
   const history = (await readSnapshots(kafka, config.namespace)).filter((s) => s.shard === 0);
   const from = history.find((s) => s.samplesApplied >= total * 0.1);
   const to = history.find((s) => s.samplesApplied >= total * 0.9);
   if (!from || !to || to.createdAt <= from.createdAt) throw new Error(`the snapshots of ${config.namespace} do not cover 10%–90% of ${total} samples`);
   await deleteNamespace(kafka, config.namespace);
-  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb };
+  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed };
 }
 
 async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {
@@ -72,7 +91,7 @@ async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {
  */
 export async function measureFreshness(kafka: Kafka, brokers: string[], rate: number, seconds: number): Promise<{ freshnessP50Ms: number; freshnessP99Ms: number; freshnessRate: number; freshnessSamples: number }> {
   const inputTopic = `bench-fresh-${randomUUID().slice(0, 8)}`;
-  const { config, file } = experiment(brokers, inputTopic, { inputPartitions: 2, simulator: { devices: 200, ratePerSecond: rate, seed: 3, dropoutRate: 0 } });
+  const { config, file } = experiment(brokers, inputTopic, { ...pipelineSettings, inputPartitions: 2, simulator: { devices: 200, ratePerSecond: rate, seed: 3, dropoutRate: 0 } });
   await ensureExperimentTopics(kafka, config);
   const codec = codecFor('ModelSnapshot');
   const arrivals: Array<{ shard: number; at: number; applied: Map<number, number> }> = [];

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createKafka } from '../../pipeline/kafkaClient.js';
-import { acquireTestBroker } from '../support/broker.js';
+import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, fillTopic, measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
-import { measureFreshness, measurePipelineRate, measureUpdateBytes } from './pipelineRate.js';
+import { measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings } from './pipelineRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
 import { measureStepRate } from './stepRate.js';
@@ -36,6 +36,8 @@ const broker = await acquireTestBroker();
 const brokers = broker.brokers.split(',');
 const kafka = createKafka({ clientId: 'streamgrad-bench', brokers });
 const results: Record<string, unknown> = {};
+// The broker's process, for its CPU share (the infra/ broker only).
+const brokerPid = broker.source === 'infra' ? Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim()) : undefined;
 try {
   const topic = `bench-${randomUUID().slice(0, 8)}`;
   log(`filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${benchPartitions} partitions (broker ${broker.brokers}, ${broker.source}) …`);
@@ -45,18 +47,22 @@ try {
   const one: number[] = [];
   const two: number[] = [];
   const rss: number[] = [];
+  const cores: Array<Readonly<Record<string, number>>> = [];
   for (let run = 0; run < runs; run++) {
     log(`end to end, 1 server + 1 worker process (run ${run + 1}/${runs}) …`);
-    const first = await measurePipelineRate(kafka, brokers, topic, total, 1);
+    const first = await measurePipelineRate(kafka, brokers, topic, total, 1, brokerPid);
+    cores.push(first.coresUsed);
     one.push(first.rate);
     rss.push(first.peakRssMb['worker-1'] ?? Number.NaN);
+    log(`  cores used: ${Object.entries(first.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     log(`  ${Math.round(first.rate)} samples/s; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
     log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
-    const second = await measurePipelineRate(kafka, brokers, topic, total, 2);
+    const second = await measurePipelineRate(kafka, brokers, topic, total, 2, brokerPid);
     two.push(second.rate);
+    cores.push(second.coresUsed);
     log(`  ${Math.round(second.rate)} samples/s`);
   }
-  Object.assign(results, { pipelineRate1: median(one), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, two } });
+  Object.assign(results, { pipelineRate1: median(one), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, two }, coresUsed: { pipelineRate1: cores[cores.length - 2], pipelineRate2: cores[cores.length - 1] } });
   const admin = kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic] }).catch(() => {});
@@ -83,7 +89,7 @@ const report = {
   timestamp: started.toISOString(),
   command: quick ? 'npm run bench -- --quick' : 'npm run bench',
   machine,
-  setup: `one machine: the Kafka broker (${broker.source}), the bench process (producer, status tail), the parameter server and the worker processes share its ${machine.cores} cores`,
+  setup: `one machine: the Kafka broker (${broker.source}), the bench process (producer, status tail), the parameter server and the worker processes share its ${machine.cores} cores; 16-64-64-1 MLP, 2 shards, batch 256, FP32, ${JSON.stringify(pipelineSettings)}`,
   rawConsumeRate,
   decodeRate: decode.decodeRate,
   stepRate,
@@ -101,6 +107,10 @@ const report = {
 mkdirSync('bench-results', { recursive: true });
 writeFileSync('bench-results/latest.json', `${JSON.stringify(report, null, 2)}\n`);
 
+const coresLine = (all: unknown, key: string) =>
+  Object.entries((all as Record<string, Record<string, number>> | undefined)?.[key] ?? {})
+    .map(([name, used]) => `${name} ${used.toFixed(2)}`)
+    .join(', ');
 const n = (value: unknown) => Math.round(Number(value)).toLocaleString('en-US');
 const r = (value: number) => value.toFixed(2);
 const met = (ok: boolean) => (ok ? 'met' : 'missed');
@@ -120,5 +130,7 @@ console.log(`
 | pipelineRate1 / min(rawConsumeRate, stepRate) | ${r(ratios.pipeline1OverLimit)} | ≥ 0.8: ${met(ratios.pipeline1OverLimit >= 0.8)} |
 | pipelineRate2 / pipelineRate1 | ${r(ratios.pipeline2OverPipeline1)} | ≥ 1.6: ${met(ratios.pipeline2OverPipeline1 >= 1.6)} |
 | fromKafka → decode / rawConsumeRate | ${r(ratios.sourceDecodeOverRaw)} | |
+
+Cores used during the last runs (CPU seconds / wall seconds): pipelineRate1: ${coresLine(results.coresUsed, 'pipelineRate1')}; pipelineRate2: ${coresLine(results.coresUsed, 'pipelineRate2')}.
 
 ${report.command}, ${report.timestamp}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}. ${report.setup}. Medians of ${runs} run(s) for the end-to-end rates. JSON: bench-results/latest.json`);

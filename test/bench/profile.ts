@@ -1,0 +1,23 @@
+import { randomUUID } from 'node:crypto';
+import { createKafka } from '../../pipeline/kafkaClient.js';
+import { acquireTestBroker } from '../support/broker.js';
+import { fillTopic } from './consumeRate.js';
+import { measurePipelineRate } from './pipelineRate.js';
+
+/**
+ * `npm run bench:profile [-- <workers>]`: one end-to-end run (200,000 samples) under
+ * `node --cpu-prof`, which `streamgrad run` passes on to its children: every process
+ * writes a CPU profile to bench-results/profiles/.
+ */
+const workers = Number(process.argv[2] ?? 1);
+const broker = await acquireTestBroker();
+try {
+  const brokers = broker.brokers.split(',');
+  const kafka = createKafka({ clientId: 'streamgrad-profile', brokers });
+  const topic = `profile-${randomUUID().slice(0, 8)}`;
+  await fillTopic(kafka, topic, 200_000);
+  const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, 200_000, workers);
+  console.log(`${Math.round(rate)} samples/s with ${workers} worker(s); peak RSS ${JSON.stringify(peakRssMb)}; cores ${JSON.stringify(coresUsed)}; profiles in bench-results/profiles/`);
+} finally {
+  await broker.stop();
+}
