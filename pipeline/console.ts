@@ -7,13 +7,14 @@ export class ConsoleDisplay {
   private live = '';
   private readonly tty = process.stderr.isTTY === true;
 
-  /** `quiet`: progress lines are not shown (log lines are). */
+  /** `quiet`: no progress lines, and only the log lines that report an error. */
   constructor(
     private readonly prefix: string,
     private readonly quiet = false,
   ) {}
 
   log(line: string): void {
+    if (this.quiet && !/error|exited|fail/i.test(line)) return;
     if (this.tty && this.live) process.stderr.write('\r\x1b[2K');
     process.stderr.write(`${this.prefix} ${line}\n`);
     if (this.tty && this.live) process.stderr.write(this.live);

@@ -68,6 +68,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ['loss, last reading', status.loss === undefined ? '-' : status.loss.toFixed(4)],
       ['model versions (per shard)', status.shards.map((s) => s.version).join('/') || '-'],
       ['freshness of the last snapshot', `${Math.max(0, ...status.shards.map((s) => s.freshnessMs))} ms`],
+      ['peak memory (RSS)', Object.entries(summary.peakRssMb).map(([name, mb]) => `${name} ${Math.round(mb)} MB`).join(', ') || '-'],
       ['exported model', exported],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));

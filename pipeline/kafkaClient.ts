@@ -19,12 +19,12 @@ const quietLogCreator: logCreator = () => ({ namespace, level, log }: LogEntry) 
 };
 
 /**
- * The Kafka client every streamgrad process uses: one place for client ids, logging and retries. Retries start at
- * 20 ms (kafkajs: 300 ms), since the commonest one is a transaction's CONCURRENT_TRANSACTIONS right after the
- * previous commit, which clears within milliseconds; ten of them still span several seconds for real outages.
+ * The Kafka client every streamgrad process uses: one place for client ids and logging. Retries keep kafkajs'
+ * defaults: a client-wide retry setting would also cap the idempotent producers' retries, which kafkajs keeps
+ * unlimited for exactly-once.
  */
 export function createKafka(options: { clientId: string; brokers: readonly string[] }): Kafka {
-  return new Kafka({ clientId: options.clientId, brokers: [...options.brokers], logLevel: logLevel.WARN, logCreator: quietLogCreator, retry: { initialRetryTime: 20, maxRetryTime: 5_000, retries: 10 } });
+  return new Kafka({ clientId: options.clientId, brokers: [...options.brokers], logLevel: logLevel.WARN, logCreator: quietLogCreator });
 }
 
 /**

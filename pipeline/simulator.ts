@@ -98,7 +98,8 @@ export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOp
             const sample = simulatedReading(device, now, random, options, startedAt);
             return { key: sample.deviceId, value: codec.encode(sample) };
           });
-          await producer.send({ topic, messages });
+          // At most 2,000 records per request: a large tick must stay under the broker's message size limit.
+          for (let from = 0; from < messages.length; from += 2_000) await producer.send({ topic, messages: messages.slice(from, from + 2_000) });
           sent += batch;
         }
         await new Promise((resolve) => setTimeout(resolve, tickMs));

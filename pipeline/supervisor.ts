@@ -207,6 +207,10 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   if (options.simulate) {
     const settings: SimulatorOptions = { ...config.simulator, ...Object.fromEntries(Object.entries(options.simulate).filter(([, v]) => v !== undefined)) };
     simulator = startSimulator(kafka, config.inputTopic, settings);
+    simulator.done.catch((error: Error) => {
+      failure ??= new Error(`the simulator failed: ${error.message}`);
+      requestStop();
+    });
     display.log(`simulating ${settings.devices} devices at ${settings.ratePerSecond} samples/s into ${config.inputTopic}${settings.count ? `, ${settings.count} samples` : ''}`);
   }
 
@@ -272,7 +276,7 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   rmSync(handleFile(config.namespace), { force: true });
   if (simulator) {
     simulator.stop();
-    await simulator.done;
+    await simulator.done.catch(() => {});
   }
   const peaks: Record<string, number> = {};
   const cpuSeconds: Record<string, number> = {};
