@@ -192,8 +192,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     );
     return merge(updates, deadLetters).pipe(
       // The server sees an update only once its transaction commits, and a lane holding maxInFlightUpdates waits for
-      // the server: commit by half that many outputs, or the lane idles until the next checkpoint interval.
-      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.floor(maxInFlightUpdates / 2)) }),
+      // the server: commit by half that many outputs (at most 8, for freshness), or the lane idles until the next
+      // checkpoint interval.
+      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(8, Math.floor(maxInFlightUpdates / 2))) }),
     );
   };
 

@@ -114,7 +114,7 @@ const coresLine = (all: unknown, key: string) =>
 const n = (value: unknown) => Math.round(Number(value)).toLocaleString('en-US');
 const r = (value: number) => value.toFixed(2);
 const met = (ok: boolean) => (ok ? 'met' : 'missed');
-console.log(`
+const table = `
 | key | value | goal |
 | --- | ---: | --- |
 | rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${n(rawConsumeRate)} | |
@@ -133,4 +133,6 @@ console.log(`
 
 Cores used during the last runs (CPU seconds / wall seconds): pipelineRate1: ${coresLine(results.coresUsed, 'pipelineRate1')}; pipelineRate2: ${coresLine(results.coresUsed, 'pipelineRate2')}.
 
-${report.command}, ${report.timestamp}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}. ${report.setup}. Medians of ${runs} run(s) for the end-to-end rates. JSON: bench-results/latest.json`);
+${report.command}, ${report.timestamp}: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB, Node ${machine.node}. ${report.setup}. Medians of ${runs} run(s) for the end-to-end rates.`;
+console.log(`${table}\nJSON: bench-results/latest.json; this table: bench-results/latest.md`);
+writeFileSync('bench-results/latest.md', `${table.trim()}\n`);
