@@ -14,7 +14,7 @@ export class ConsoleDisplay {
   ) {}
 
   log(line: string): void {
-    if (this.quiet && !/error|exited|fail/i.test(line)) return;
+    if (this.quiet && !/error|exited|fail|still stopping/i.test(line)) return;
     if (this.tty && this.live) process.stderr.write('\r\x1b[2K');
     process.stderr.write(`${this.prefix} ${line}\n`);
     if (this.tty && this.live) process.stderr.write(this.live);

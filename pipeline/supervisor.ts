@@ -288,8 +288,13 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
       if (cpu !== undefined) cpuSeconds[child.name] = cpu;
       child.process.kill('SIGTERM');
     }
+    const slow = setTimeout(() => {
+      const waiting = which.filter((child) => child.process.exitCode === null && child.process.signalCode === null).map((child) => child.name);
+      if (waiting.length > 0) display.log(`still stopping after 15 s: ${waiting.join(', ')} (SIGKILL at 60 s; a killed worker or server loses nothing, its successor resumes from the last commit)`);
+    }, 15_000);
     const killer = setTimeout(() => which.forEach((child) => child.process.kill('SIGKILL')), 60_000);
     await Promise.all(which.map((child) => child.exited));
+    clearTimeout(slow);
     clearTimeout(killer);
   };
   await stopChildren(children.filter((child) => child !== server));
