@@ -39,6 +39,13 @@ async function runUntilSignal(name: string, service: Service, draining: string):
   process.once('SIGINT', () => stop('SIGINT'));
   await service.done;
   console.error(`[${name}] stopped`);
+  // Everything is committed by now. kafkajs can keep a socket of a producer closed mid-rebalance open for a minute:
+  // say what is still open, and exit rather than wait for it.
+  setTimeout(() => {
+    const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
+    console.error(`[${name}] exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    process.exit(0);
+  }, 5_000).unref();
 }
 
 /** Serves `registry` at /metrics while `done` is pending, when a port is given. */

@@ -61,7 +61,7 @@ export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic
   const brokerCpu = cpuSecondsOf(brokerPid);
   let trainedAt = 0;
   void done.until.then(() => (trainedAt = Date.now()));
-  const summary = await runExperiment({ configFile: file, config, workers, display: new ConsoleDisplay('[bench]', true), until: done.until, onReport: done.onReport, progressIntervalMs: 250 });
+  const summary = await runExperiment({ configFile: file, config, workers, display: new ConsoleDisplay('[bench]', process.env.BENCH_VERBOSE === undefined), until: done.until, onReport: done.onReport, progressIntervalMs: 250 });
   // Start to the end of training: the shutdown that follows hardly uses CPU and would dilute the shares.
   const wall = ((trainedAt || Date.now()) - startedAt) / 1000;
   const bench = process.cpuUsage(benchCpu);

@@ -5,7 +5,7 @@ import { fillTopic } from './consumeRate.js';
 import { measurePipelineRate } from './pipelineRate.js';
 
 /**
- * `npm run bench:profile [-- <workers>]`: one end-to-end run (200,000 samples) under
+ * `npm run bench:profile [-- <workers> [<samples>]]`: one end-to-end run (default 1 worker, 200,000 samples) under
  * `node --cpu-prof`, which `streamgrad run` passes on to its children: every process
  * writes a CPU profile to bench-results/profiles/.
  */
@@ -15,8 +15,9 @@ try {
   const brokers = broker.brokers.split(',');
   const kafka = createKafka({ clientId: 'streamgrad-profile', brokers });
   const topic = `profile-${randomUUID().slice(0, 8)}`;
-  await fillTopic(kafka, topic, 200_000);
-  const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, 200_000, workers);
+  const total = Number(process.argv[3] ?? 200_000);
+  await fillTopic(kafka, topic, total);
+  const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, total, workers);
   console.log(`${Math.round(rate)} samples/s with ${workers} worker(s); peak RSS ${JSON.stringify(peakRssMb)}; cores ${JSON.stringify(coresUsed)}; profiles in bench-results/profiles/`);
 } finally {
   await broker.stop();
