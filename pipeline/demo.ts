@@ -47,7 +47,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-demo-')), 'experiment.json');
     writeFileSync(configFile, JSON.stringify(experiment, null, 2));
     display.log(`namespace ${namespace} (experiment file ${configFile})`);
-    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display });
+    const losses: number[] = [];
+    const onReport = (report: { loss: number | undefined }) => {
+      if (report.loss !== undefined) losses.push(report.loss);
+    };
+    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display, onReport });
 
     const kafka = createKafka({ clientId: 'streamgrad-demo', brokers: broker.brokers });
     const snapshots = await latestSnapshots(kafka, namespace);
@@ -65,7 +69,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ['samples applied', (shard0?.samplesApplied ?? 0).toLocaleString('en-US')],
       ['dead letters (sensor dropouts)', status.deadLetters.toLocaleString('en-US')],
       ['throughput', `${Math.round((shard0?.samplesApplied ?? 0) / summary.seconds).toLocaleString('en-US')} samples/s`],
-      ['loss, last reading', status.loss === undefined ? '-' : status.loss.toFixed(4)],
+      ['loss: first reading → lowest → last', losses.length === 0 ? '-' : `${losses[0]!.toFixed(4)} → ${Math.min(...losses).toFixed(4)} → ${losses.at(-1)!.toFixed(4)}`],
       ['model versions (per shard)', status.shards.map((s) => s.version).join('/') || '-'],
       ['freshness of the last snapshot', `${Math.max(0, ...status.shards.map((s) => s.freshnessMs))} ms`],
       ['peak memory (RSS)', Object.entries(summary.peakRssMb).map(([name, mb]) => `${name} ${Math.round(mb)} MB`).join(', ') || '-'],
