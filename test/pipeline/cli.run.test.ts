@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect } from 'vitest';
-import type { ModelSnapshot } from '../../schemas/index.js';
+import { codecFor, type ModelSnapshot } from '../../schemas/index.js';
+import { sample16 } from '../support/arbitraries.js';
 import type { StatusReport } from '../../pipeline/status.js';
 import { cliPath, runCli, spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest, testBrokers } from '../support/kafka.js';
@@ -73,6 +74,7 @@ describe('streamgrad run', () => {
   kafkaTest('scale from 2 to 4 partitions and 3 workers mid-run loses nothing, and 4 lanes are active', async ({ kafka }) => {
     const config = experiment(2, 2_000);
     const total = 24_000;
+    const extra = 1_000;
     const file = writeExperimentFile(config);
     const run = spawnTs(cliPath, ['run', '--config', file, '--workers', '2', '--count', String(total)], { env: env() });
     try {
@@ -81,7 +83,11 @@ describe('streamgrad run', () => {
       expect(scaled.code, scaled.stderr.join('\n')).toBe(0);
       expect(scaled.stderr.join('\n')).toMatch(/2 → 4 partitions[\s\S]*added worker-3/);
 
-      await waitForShards(kafka, config.namespace, 2, `all ${total} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total, 120_000);
+      // The simulator may finish before its metadata shows the new partitions: write to them directly, so that the
+      // new lanes have records to train on whatever the timing.
+      const codec = codecFor('TrainingSample');
+      await kafka.produce(config.inputTopic, extra, (i) => ({ key: `extra-${i}`, partition: 2 + (i % 2), value: codec.encode(sample16({ label: 0.1 * (i % 7) })) }));
+      await waitForShards(kafka, config.namespace, 2, `all ${total + extra} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total + extra, 120_000);
       let status: StatusReport | undefined;
       await waitFor('4 partitions owned and trained on', async () => {
         const read = await runCli(['status', '--config', file, '--json'], env());
@@ -96,6 +102,6 @@ describe('streamgrad run', () => {
     }
     expect(await run.exited).toBe(0);
     const last = (await committedSnapshots(kafka, config.namespace)).filter((s) => s.shard === 1).at(-1)!;
-    expect(last.samplesApplied + last.samplesDroppedStale + last.deadLettered).toBe(total);
+    expect(last.samplesApplied + last.samplesDroppedStale + last.deadLettered).toBe(total + extra);
   }, 240_000);
 });
