@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BrokerUnreachableError, ConfigError, NamespaceError, StreamgradError } from '../schemas/errors.js';
 import { BackendError } from './backend.js';
-import { loadExperiment, type ExperimentConfig } from './config.js';
+import { loadExperiment, parseNamespace, type ExperimentConfig } from './config.js';
 import { ConsoleDisplay } from './console.js';
 import { runDemo } from './demo.js';
 import { exportModel, type Quantization } from './export.js';
@@ -211,7 +211,8 @@ async function replayCommand(options: ReplayCommandOptions): Promise<void> {
     ...(options.to ? { to: { timestamp: parseTime(options.to, '--to') } } : options.toOffsets ? { to: { offsets: parseOffsets(options.toOffsets, '--to-offsets') } } : {}),
   };
   const config = loadExperiment(options.config);
-  const summary = await runReplay({ config, namespace: options.namespace, range, sync: options.sync ?? false, display: new ConsoleDisplay('[replay]') });
+  const namespace = options.namespace === undefined ? undefined : parseNamespace(options.namespace, '--namespace');
+  const summary = await runReplay({ config, namespace, range, sync: options.sync ?? false, display: new ConsoleDisplay('[replay]') });
   if (options.json) {
     console.log(JSON.stringify(summary));
     return;
@@ -250,8 +251,7 @@ async function scaleCommand(options: { config: string; partitions?: number; work
 /** The experiment of `file`, in another namespace when `namespace` is given (a replay's, say). */
 function experimentIn(file: string, namespace: string | undefined): ExperimentConfig {
   const config = loadExperiment(file);
-  if (namespace !== undefined && !/^[A-Za-z0-9._-]+$/.test(namespace)) throw new ConfigError('--namespace', `'${namespace}': letters, digits, dots, dashes and underscores only`);
-  return namespace === undefined ? config : { ...config, namespace };
+  return namespace === undefined ? config : { ...config, namespace: parseNamespace(namespace, '--namespace') };
 }
 
 async function statusCommand(options: { config: string; namespace?: string; watch?: boolean; interval: number; json?: boolean }): Promise<void> {

@@ -84,6 +84,13 @@ export const experimentSchema = z.object({
 
 export type ExperimentConfig = z.output<typeof experimentSchema>;
 
+/** Checks a namespace given outside the file (`--namespace`) by the file's own rule; `field` names the option in the error. */
+export function parseNamespace(value: string, field: string): string {
+  const parsed = experimentSchema.shape.namespace.safeParse(value);
+  if (!parsed.success) throw new ConfigError(field, `'${value}': ${parsed.error.issues[0]!.message}`);
+  return parsed.data;
+}
+
 /** Validates an experiment configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
 export function parseExperiment(input: unknown): ExperimentConfig {
   const config = validateOptions('config', experimentSchema, input);
