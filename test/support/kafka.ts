@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Admin, type Consumer, type ConsumerConfig, type Message, type Producer, type ProducerConfig } from 'kafkajs';
 import { inject, test as baseTest } from 'vitest';
+import { waitFor } from './childProcess.js';
 
 /** The bootstrap list of the run's broker, as chosen by the global setup. */
 export function testBrokers(): string[] {
@@ -30,14 +31,24 @@ export class KafkaFixture {
     const topic = `${options.prefix ?? 'test'}-${this.id}-${this.topics.size}`;
     this.topics.add(topic);
     await this.admin.connect();
+    const partitions = options.partitions ?? 1;
     const created = await this.admin.createTopics({
       waitForLeaders: true,
       topics: [{
         topic,
-        numPartitions: options.partitions ?? 1,
+        numPartitions: partitions,
         replicationFactor: -1,
         configEntries: Object.entries(options.configEntries ?? {}).map(([name, value]) => ({ name, value })),
       }],
+    }).catch(async (error: { retriable?: boolean }) => {
+      // On a broker that has just started, kafkajs' wait for the leaders can give up with a retriable metadata
+      // error (UNKNOWN_TOPIC_OR_PARTITION) although the topic was created: wait for the leaders here instead.
+      if (!error.retriable) throw error;
+      await waitFor(`leaders of ${topic}`, async () => {
+        const [metadata] = (await this.admin.fetchTopicMetadata({ topics: [topic] })).topics;
+        return metadata !== undefined && metadata.partitions.length === partitions && metadata.partitions.every((p) => p.leader >= 0);
+      }, 30_000, 100);
+      return true;
     });
     if (!created) throw new Error(`topic ${topic} already existed`);
     return topic;
