@@ -78,6 +78,12 @@ function highestCovered(outputs: Outputs): number {
   return highest;
 }
 
+function lowestCovered(outputs: Outputs): number {
+  let lowest = Infinity;
+  for (const span of outputs.covers) if (span.first < lowest) lowest = span.first;
+  return lowest;
+}
+
 /** Groups messages by topic and cuts them into requests of about `maxBytes`. */
 export function batchRequests(outputs: readonly Outputs[], maxBytes: number): TopicMessages[][] {
   const requests: TopicMessages[][] = [];
@@ -136,8 +142,13 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
           pending = [];
           return;
         }
-        const frontier = lane.processedFrontier();
-        const ready = pending.filter((output) => highestCovered(output) < frontier);
+        const processed = lane.processedFrontier();
+        const ready = pending.filter((output) => highestCovered(output) < processed);
+        // An output that stays pending (it also covers records not yet processed, e.g. a batch of dead letters
+        // around a gradient batch still in flight) holds the committed offset below its first record: committing past
+        // it and then losing the lane would lose that output.
+        let frontier = processed;
+        for (const output of pending) if (!ready.includes(output)) frontier = Math.min(frontier, lowestCovered(output));
         // Nothing new: no outputs, and the offset to commit is the one already committed (or started from).
         if (ready.length === 0 && frontier <= Math.max(committedOffset, lane.startOffset)) return;
         const started = Date.now();

@@ -77,6 +77,25 @@ describe('checkpoint', () => {
     outputs.complete();
   });
 
+  it('never commits an offset past the first record of an output it holds back', async () => {
+    const { producer, log } = recordingProducer();
+    const theLane = lane(log);
+    [0, 1, 2, 3, 4].forEach((o) => theLane.offer(record(o)));
+    const outputs = new Subject<Outputs>();
+    outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 5 })).subscribe();
+    // Dead letters at 1 and 3 in one output, around a batch (2) still in flight: 0 and 1 are processed, but the
+    // offset may not pass 1 while the output that covers it is held back; otherwise losing the lane loses it.
+    outputs.next(output(0));
+    outputs.next({ messages: [{ topic: 'out', messages: [{ value: 'dead 1, 3' }] }], covers: [{ first: 1, last: 1 }, { first: 3, last: 3 }] });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log).toEqual(['send outx1', 'commit 1']);
+    outputs.next(output(2));
+    outputs.next(output(4));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log).toEqual(['send outx1', 'commit 1', 'send outx3', 'commit 5']);
+    outputs.complete();
+  });
+
   it('commits nothing for a revoked lane and completes', async () => {
     const { producer, log } = recordingProducer();
     const theLane = lane(log);
