@@ -54,6 +54,21 @@ const optionsSchema = z.object({
   encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
 });
 
+/**
+ * The batch's records as runs of consecutive offsets. Not one span from first to last: a rejected record inside
+ * it is accounted for by its own dead-letter output, and must not count as processed before that is made.
+ */
+function recordSpans(batch: readonly Decoded<TrainingSample>[]): Array<{ first: number; last: number }> {
+  const spans: Array<{ first: number; last: number }> = [];
+  for (const { record } of batch) {
+    const offset = Number(record.offset);
+    const last = spans[spans.length - 1];
+    if (last && offset === last.last + 1) last.last = offset;
+    else spans.push({ first: offset, last: offset });
+  }
+  return spans;
+}
+
 function offsetRanges(batch: readonly Decoded<TrainingSample>[]): OffsetRange[] {
   const first = batch[0]!.record;
   const last = batch[batch.length - 1]!.record;
@@ -121,7 +136,7 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
           };
           return { key: String(shard), partition: shard, value: codec.encode(update) };
         });
-        return { messages: [{ topic: updatesTopic, messages }], covers: [{ first: offsets[0]!.firstOffset, last: offsets[0]!.lastOffset }] };
+        return { messages: [{ topic: updatesTopic, messages }], covers: recordSpans(batch) };
       };
 
       return source.subscribe({

@@ -173,7 +173,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
       concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
       gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
-      tap((outputs) => pending.push(outputs.covers[0]!.last)),
+      tap((outputs) => pending.push(outputs.covers[outputs.covers.length - 1]!.last)),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
