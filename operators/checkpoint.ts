@@ -84,6 +84,31 @@ function lowestCovered(outputs: Outputs): number {
   return lowest;
 }
 
+/**
+ * Which pending outputs may commit now, and the offset to commit with them. The
+ * committed outputs must cover exactly the records below that offset: an output
+ * that reaches it or beyond (it also covers records not yet processed, e.g. a
+ * batch of dead letters around a gradient batch still in flight) stays pending
+ * and holds the offset below its first record, for losing the lane would lose it;
+ * and an output held back that way may hold others back in turn, for the next
+ * owner of the partition reads everything from the committed offset again and an
+ * output committed above it would be trained twice.
+ */
+export function committable(pending: readonly Outputs[], processedFrontier: number): { readonly ready: Outputs[]; readonly frontier: number } {
+  let frontier = processedFrontier;
+  for (let lowered = true; lowered; ) {
+    lowered = false;
+    for (const output of pending) {
+      const lowest = lowestCovered(output);
+      if (highestCovered(output) >= frontier && lowest < frontier) {
+        frontier = lowest;
+        lowered = true;
+      }
+    }
+  }
+  return { ready: pending.filter((output) => highestCovered(output) < frontier), frontier };
+}
+
 /** Groups messages by topic and cuts them into requests of about `maxBytes`. */
 export function batchRequests(outputs: readonly Outputs[], maxBytes: number): TopicMessages[][] {
   const requests: TopicMessages[][] = [];
@@ -142,13 +167,7 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
           pending = [];
           return;
         }
-        const processed = lane.processedFrontier();
-        const ready = pending.filter((output) => highestCovered(output) < processed);
-        // An output that stays pending (it also covers records not yet processed, e.g. a batch of dead letters
-        // around a gradient batch still in flight) holds the committed offset below its first record: committing past
-        // it and then losing the lane would lose that output.
-        let frontier = processed;
-        for (const output of pending) if (!ready.includes(output)) frontier = Math.min(frontier, lowestCovered(output));
+        const { ready, frontier } = committable(pending, lane.processedFrontier());
         // Nothing new: no outputs, and the offset to commit is the one already committed (or started from).
         if (ready.length === 0 && frontier <= Math.max(committedOffset, lane.startOffset)) return;
         const started = Date.now();

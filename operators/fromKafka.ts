@@ -229,7 +229,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       }
       consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(offset) });
       ready.add(key);
-      consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
+      if (!draining) consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
     };
 
     const onAssignment = (assignment: Record<string, number[]>) => {
@@ -247,7 +247,9 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         }
       }
       for (const key of assigned) {
-        if (lanes.has(key)) continue;
+        // A draining source takes on no new partition: it leaves the group once its lanes are committed, and the
+        // partition's next owner reads it from the committed offset.
+        if (lanes.has(key) || draining) continue;
         const separator = key.lastIndexOf(':');
         const topic = key.slice(0, separator);
         const partition = Number(key.slice(separator + 1));
