@@ -5,10 +5,11 @@ import { deadLetterFor } from '../schemas/deadLetter.js';
 import type { DeadLetter } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Rejected } from './decode.js';
-import { spanOf } from './lane.js';
+import { spanOf, type KafkaRecord } from './lane.js';
+import type { StreamgradError } from '../schemas/errors.js';
 
 /** The dead-letter topic's message for one rejected record: keyed like the source, its value a `DeadLetter`. */
-export function deadLetterMessage({ record, error }: Rejected, codec: AvroCodec<DeadLetter>, deadLetteredAt: number): Message {
+export function deadLetterMessage({ record, error }: { readonly record: KafkaRecord; readonly error: StreamgradError }, codec: AvroCodec<DeadLetter>, deadLetteredAt: number): Message {
   return { key: record.key, value: codec.encode(deadLetterFor(record, error, deadLetteredAt)) };
 }
 

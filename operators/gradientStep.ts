@@ -69,10 +69,10 @@ function recordSpans(batch: readonly Decoded<TrainingSample>[]): Array<{ first: 
   return spans;
 }
 
-function offsetRanges(batch: readonly Decoded<TrainingSample>[]): OffsetRange[] {
-  const first = batch[0]!.record;
-  const last = batch[batch.length - 1]!.record;
-  return [{ topic: first.topic, partition: first.partition, firstOffset: Number(first.offset), lastOffset: Number(last.offset) }];
+/** The update's input offsets: the same runs, so they hold exactly the batch's samples (an audit counts on it). */
+function offsetRanges(batch: readonly Decoded<TrainingSample>[], spans: ReadonlyArray<{ first: number; last: number }>): OffsetRange[] {
+  const { topic, partition } = batch[0]!.record;
+  return spans.map(({ first, last }) => ({ topic, partition, firstOffset: first, lastOffset: last }));
 }
 
 /**
@@ -117,7 +117,8 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
           if (appended < firstAppendTime) firstAppendTime = appended;
           if (appended > lastAppendTime) lastAppendTime = appended;
         }
-        const offsets = offsetRanges(batch);
+        const covers = recordSpans(batch);
+        const offsets = offsetRanges(batch, covers);
         const createdAt = now();
         const messages = perShard.map((tensors, shard) => {
           const update: ParameterUpdate = {
@@ -136,7 +137,7 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
           };
           return { key: String(shard), partition: shard, value: codec.encode(update) };
         });
-        return { messages: [{ topic: updatesTopic, messages }], covers: recordSpans(batch) };
+        return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 
       return source.subscribe({

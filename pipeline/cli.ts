@@ -21,6 +21,8 @@ import { formatStatus, StatusReader } from './status.js';
 import { ensureExperimentTopics, findRun, growInputTopic, runExperiment } from './supervisor.js';
 import { startWorker } from './worker.js';
 import { selectBackend } from './backend.js';
+import { auditNamespace, formatAudit } from './audit.js';
+import { topicsOf } from './topics.js';
 import type { Registry } from 'prom-client';
 
 /** A long-running process: stopped gracefully on SIGTERM or SIGINT, done once it has drained. */
@@ -254,6 +256,20 @@ function experimentIn(file: string, namespace: string | undefined): ExperimentCo
   return namespace === undefined ? config : { ...config, namespace: parseNamespace(namespace, '--namespace') };
 }
 
+async function auditCommand(options: { config: string; namespace?: string; json?: boolean }): Promise<void> {
+  const config = experimentIn(options.config, options.namespace);
+  await assertReachable(config.brokers);
+  const kafka = createKafka({ clientId: `streamgrad-audit-${process.pid}`, brokers: config.brokers });
+  const admin = kafka.admin();
+  await admin.connect();
+  const existing = await admin.listTopics().finally(() => admin.disconnect());
+  if (!existing.includes(topicsOf(config.namespace).updates)) throw new NamespaceError(config.namespace, `${topicsOf(config.namespace).updates} does not exist`);
+  if (!existing.includes(config.inputTopic)) throw new ConfigError('inputTopic', `topic '${config.inputTopic}' does not exist on the broker`);
+  const report = await auditNamespace({ kafka, namespace: config.namespace, inputTopic: config.inputTopic, log: (line) => console.error(`[audit] ${line}`) });
+  console.log(options.json ? JSON.stringify(report) : formatAudit(report));
+  process.exitCode = report.ok ? 0 : 1;
+}
+
 async function statusCommand(options: { config: string; namespace?: string; watch?: boolean; interval: number; json?: boolean }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
   await assertReachable(config.brokers);
@@ -387,6 +403,14 @@ export function buildCli(): Command {
     .option('--json', 'print JSON')
     .addHelpText('after', example('  streamgrad status --config examples/iot.yaml --watch'))
     .action(statusCommand);
+  program
+    .command('audit')
+    .description('prove from the committed topics that every input record up to the workers\' committed offsets was trained or dead-lettered exactly once (gaps and overlaps listed as offset runs, per partition and shard), and that every shard\'s versions strictly increase and its counters account for every update. Exit 0 only when all holds, 1 when not')
+    .addOption(configOption())
+    .option('--namespace <ns>', 'another namespace than the config\'s (a replay\'s, say)')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('  streamgrad audit --config examples/iot.yaml'))
+    .action(auditCommand);
   program
     .command('export')
     .description('write the current model from <namespace>.model as a TensorFlow.js LayersModel directory (model.json + weights.bin), optionally with quantized weights; prints the model.json path')

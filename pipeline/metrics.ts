@@ -10,8 +10,10 @@ export interface ServerMetrics {
   /** Server version minus an update's base version, when the update arrives. */
   readonly staleness: Histogram<'shard'>;
   readonly updates: Counter<'shard' | 'outcome'>;
-  /** Samples taken in by outcome: applied, or dropped for staleness. */
+  /** Samples taken in by outcome: applied, dropped for staleness, or refused. */
   readonly samples: Counter<'shard' | 'outcome'>;
+  /** Update records refused, by reason (each is in `<ns>.ps.dlq`). */
+  readonly refused: Counter<'shard' | 'reason'>;
   readonly deadLetters: Counter<'shard'>;
 }
 
@@ -54,8 +56,9 @@ export function createServerMetrics(namespace: string, backend: string): ServerM
       buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128],
       registers: [registry],
     }),
-    updates: new Counter({ name: 'streamgrad_updates_total', help: 'Updates taken in, by outcome (applied, dropped, counted, duplicate)', labelNames: ['shard', 'outcome'], registers: [registry] }),
-    samples: new Counter({ name: 'streamgrad_server_samples_total', help: 'Samples whose gradients were taken in, by outcome (applied, dropped)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    updates: new Counter({ name: 'streamgrad_updates_total', help: 'Update records taken in, by outcome (applied, dropped, counted, refused)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    samples: new Counter({ name: 'streamgrad_server_samples_total', help: 'Samples whose gradients were taken in, by outcome (applied, dropped, refused)', labelNames: ['shard', 'outcome'], registers: [registry] }),
+    refused: new Counter({ name: 'streamgrad_updates_refused_total', help: 'Update records the server refused, by reason; each is in <ns>.ps.dlq', labelNames: ['shard', 'reason'], registers: [registry] }),
     deadLetters: new Counter({ name: 'streamgrad_server_dead_letters_total', help: 'Dead-lettered input records accounted for in snapshots', labelNames: ['shard'], registers: [registry] }),
   };
 }

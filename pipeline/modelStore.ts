@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
-import { lastValueFrom, mergeMap, tap, toArray } from 'rxjs';
-import { fromKafka } from '../operators/fromKafka.js';
 import { codecFor } from '../schemas/codec.js';
 import type { ModelSnapshot } from '../schemas/types.js';
+import { readTopic } from './readTopic.js';
 import { topicsOf } from './topics.js';
 
 const snapshotCodec = codecFor('ModelSnapshot');
@@ -13,17 +12,16 @@ const snapshotCodec = codecFor('ModelSnapshot');
  * in the order each partition holds them. Reads up to the end offsets taken at the start.
  */
 export async function readSnapshots(kafka: Kafka, namespace: string, partitions?: readonly number[]): Promise<ModelSnapshot[]> {
-  const records = await lastValueFrom(
-    fromKafka({ kafka, topics: [topicsOf(namespace).model], bounded: true, ...(partitions ? { partitions } : {}) }).pipe(
-      mergeMap((lane) => lane.records.pipe(tap((record) => lane.ack(record.offset)))),
-      toArray(),
-    ),
-  );
   const snapshots: ModelSnapshot[] = [];
-  for (const record of records) {
-    const decoded = snapshotCodec.decode(record.value, record);
-    if (decoded.ok && decoded.value.namespace === namespace) snapshots.push(decoded.value);
-  }
+  await readTopic(
+    kafka,
+    topicsOf(namespace).model,
+    (record) => {
+      const decoded = snapshotCodec.decode(record.value, record);
+      if (decoded.ok && decoded.value.namespace === namespace) snapshots.push(decoded.value);
+    },
+    partitions ? { partitions } : {},
+  );
   return snapshots;
 }
 

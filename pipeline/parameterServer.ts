@@ -2,7 +2,11 @@ import { hostname } from 'node:os';
 import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { fromKafka } from '../operators/fromKafka.js';
-import { spanOf, type Lane, type OffsetSpan } from '../operators/lane.js';
+import type { Message } from 'kafkajs';
+import { deadLetterMessage } from '../operators/deadLetter.js';
+import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../operators/lane.js';
+import { RefusedUpdateError } from '../schemas/errors.js';
+import type { ParameterUpdate } from '../schemas/types.js';
 import { codecFor } from '../schemas/codec.js';
 import type { ExperimentConfig } from './config.js';
 import { createKafka } from './kafkaClient.js';
@@ -22,6 +26,8 @@ export interface SnapshotReport {
   readonly lossSum: number;
   readonly samplesDroppedStale: number;
   readonly deadLettered: number;
+  readonly samplesRefused: number;
+  readonly updatesRefused: number;
   readonly freshnessMs: number;
 }
 
@@ -64,7 +70,8 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
 
   const updates = codecFor('ParameterUpdate');
   const snapshots = codecFor('ModelSnapshot');
-  const { snapshotEveryUpdates, snapshotIntervalMs, staleness, clipNorm } = config.server;
+  const deadLetterCodec = codecFor('DeadLetter');
+  const { snapshotEveryUpdates, snapshotIntervalMs, staleness, clipNorm, maxAbsGradient } = config.server;
   const stop$ = new Subject<void>();
   const snapshotReports = new Subject<SnapshotReport>();
   const outcomes = new Subject<UpdateOutcome>();
@@ -83,6 +90,30 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
     return ShardState.initial(config.namespace, lane.partition, config.model, initialWeights.filter((w) => w.shard === lane.partition));
   };
 
+  /**
+   * Takes one record of the shard's updates partition into its state. No record can stop the shard: one it
+   * refuses is counted by reason and comes back as the dead letter for `<ns>.ps.dlq`.
+   */
+  const takeRecord = (state: ShardState, record: KafkaRecord): Message | undefined => {
+    const shard = state.shard;
+    const decoded = updates.decode(record.value, record);
+    if (decoded.ok) metrics.staleness.observe({ shard }, state.stalenessOf(decoded.value));
+    const result = decoded.ok ? state.take(decoded.value, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.error.message);
+    metrics.updates.inc({ shard, outcome: result.outcome });
+    outcomes.next(result.outcome);
+    if (result.outcome === 'refused') {
+      metrics.refused.inc({ shard, reason: result.reason });
+      metrics.samples.inc({ shard, outcome: 'refused' }, result.sampleCount);
+      const error = new RefusedUpdateError(result.reason, record, result.detail);
+      log(`[ps ${serverId}] shard ${shard}: ${error.message}`);
+      return deadLetterMessage({ record, error }, deadLetterCodec, Date.now());
+    }
+    const update = (decoded as { value: ParameterUpdate }).value;
+    if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update.sampleCount);
+    metrics.deadLetters.inc({ shard }, update.deadLettered);
+    return undefined;
+  };
+
   const lanePipeline = (lane: Lane): Observable<CheckpointReport> => {
     const shard = lane.partition;
     const loaded = loadShard(lane);
@@ -91,35 +122,29 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
     const snapshotOutputs = new Observable<Outputs>((subscriber) => {
       let state: ShardState | undefined;
       let covers: OffsetSpan[] = [];
+      let refusals: Message[] = [];
       const publish = () => {
         if (!state || covers.length === 0) return;
         const appendTimes = state.takeAppendTimes();
-        awaitingCommit.push({ lastOffset: covers[covers.length - 1]!.last, appendTimes });
-        const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes);
-        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, samplesDroppedStale: snapshot.samplesDroppedStale, deadLettered: snapshot.deadLettered, freshnessMs: snapshot.freshnessMs });
-        subscriber.next({ messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }], covers });
+        const lastOffset = covers[covers.length - 1]!.last;
+        awaitingCommit.push({ lastOffset, appendTimes });
+        const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes, lastOffset + 1);
+        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, samplesDroppedStale: snapshot.samplesDroppedStale, deadLettered: snapshot.deadLettered, samplesRefused: snapshot.samplesRefused, updatesRefused: snapshot.updatesRefused, freshnessMs: snapshot.freshnessMs });
+        // The refused records' dead letters commit with the snapshot that counts them.
+        subscriber.next({
+          messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }, ...(refusals.length > 0 ? [{ topic: topics.serverDeadLetters, messages: refusals }] : [])],
+          covers,
+        });
         covers = [];
+        refusals = [];
       };
       const timer = setInterval(publish, snapshotIntervalMs);
       const subscription = lane.records
         .pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record)))))
         .subscribe({
           next: (record) => {
-            const update = updates.decode(record.value, record);
-            // An update no server can read is accounted for (its offset is covered) and reported, never retried forever.
-            if (update.ok) {
-              metrics.staleness.observe({ shard }, state!.stalenessOf(update.value));
-              const outcome = state!.take(update.value, staleness, clipNorm);
-              if (outcome === 'duplicate') {
-                const ranges = update.value.offsets.map((r) => `${r.topic}[${r.partition}]@${r.firstOffset}-${r.lastOffset}`).join(', ');
-                log(`[ps ${serverId}] shard ${shard}: refused a repeated update from ${update.value.workerId} for ${ranges} at ${topics.updates}[${shard}]@${record.offset}`);
-              }
-              metrics.updates.inc({ shard, outcome });
-              if (outcome === 'applied' || outcome === 'dropped') metrics.samples.inc({ shard, outcome }, update.value.sampleCount);
-              if (outcome !== 'duplicate') metrics.deadLetters.inc({ shard }, update.value.deadLettered);
-              outcomes.next(outcome);
-            }
-            else log(`[ps ${serverId}] skipping ${update.error.message}`);
+            const refused = takeRecord(state!, record);
+            if (refused) refusals.push(refused);
             covers.push(spanOf(record));
             if (covers.length >= snapshotEveryUpdates) publish();
           },

@@ -11,8 +11,37 @@ export interface StalenessPolicy {
   readonly bound: number;
 }
 
-/** What became of one update. */
-export type UpdateOutcome = 'applied' | 'dropped' | 'counted' | 'duplicate';
+/** Why a shard refuses an update record. Each refused record is counted by reason and dead-lettered to `<ns>.ps.dlq`. */
+export const refusalReasons = {
+  /** It covers input offsets the shard has already taken in. */
+  DUPLICATE: 'repeats input offsets already taken in',
+  /** The bytes are not a ParameterUpdate. */
+  DECODE: 'cannot be decoded',
+  /** It belongs to another experiment namespace. */
+  NAMESPACE: 'is for another namespace',
+  /** It names another shard than the partition it arrived on. */
+  SHARD: 'is for another shard',
+  /** A tensor names a variable the shard does not have. */
+  UNKNOWN_VARIABLE: 'names an unknown variable',
+  /** A tensor has the wrong number of elements, or cannot be decoded. */
+  SHAPE: 'has a tensor of the wrong shape',
+  /** A gradient is NaN or infinite. */
+  NON_FINITE: 'has a non-finite gradient',
+  /** A count is negative, or a mean gradient element is beyond `server.maxAbsGradient`. */
+  ABSURD: 'has absurd values',
+} as const;
+
+export type RefusalReason = keyof typeof refusalReasons;
+
+/** What became of one update record: applied, dropped as stale, counted (dead letters only), or refused with a reason. */
+export type TakeResult =
+  | { readonly outcome: 'applied' | 'dropped' | 'counted' }
+  | { readonly outcome: 'refused'; readonly reason: RefusalReason; readonly detail: string; readonly sampleCount: number };
+
+export type UpdateOutcome = TakeResult['outcome'];
+
+/** The largest mean gradient element a shard accepts by default; larger ones are refused as ABSURD. */
+export const defaultMaxAbsGradient = 1e6;
 
 /**
  * One parameter-server shard: its variables, its optimizer slots, its version
@@ -27,6 +56,9 @@ export class ShardState {
   samplesDroppedStale = 0;
   deadLettered = 0;
   lossSum = 0;
+  updatesRefused = 0;
+  samplesRefused = 0;
+  readonly refusedByReason: Record<string, number> = {};
   /** Optimizer steps taken (Adam's bias correction counts them). */
   private steps = 0;
   private readonly optimizer: Optimizer;
@@ -84,22 +116,28 @@ export class ShardState {
     state.samplesDroppedStale = snapshot.samplesDroppedStale;
     state.deadLettered = snapshot.deadLettered;
     state.lossSum = snapshot.lossSum;
-    for (const o of snapshot.appliedOffsets) state.appliedOffsets.set(`${o.topic}:${o.partition}`, { ...o });
+    state.updatesRefused = snapshot.updatesRefused;
+    state.samplesRefused = snapshot.samplesRefused;
+    Object.assign(state.refusedByReason, snapshot.refusedByReason);
+    for (const o of snapshot.appliedOffsets) {
+      state.appliedOffsets.set(`${o.topic}:${o.partition}`, { ...o });
+      // A restored shard still refuses a repeat of what it applied before the restart.
+      state.lastTaken.set(`samples:${o.topic}:${o.partition}`, o.offset);
+    }
     return state;
   }
 
   /**
-   * Takes in one update: counts its dead letters, then applies its mean
-   * gradient with the optimizer (clipped to `clipNorm` by global norm over the
-   * update's tensors, if set) unless the staleness policy drops it. Every
-   * update raises the version by one.
+   * Takes in one update record: refuses it (see {@link refusalReasons}) or
+   * counts its dead letters, then applies its mean gradient with the optimizer
+   * (clipped to `clipNorm` by global norm over the update's tensors, if set)
+   * unless the staleness policy drops it. Every record, refused or not, raises
+   * the version by one, so versions strictly increase from snapshot to snapshot.
    */
-  take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined): UpdateOutcome {
+  take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined, maxAbsGradient = defaultMaxAbsGradient): TakeResult {
+    const checked = this.check(update, maxAbsGradient);
+    if ('reason' in checked) return this.refuse(checked.reason, checked.detail, update.sampleCount);
     const kind = update.sampleCount > 0 ? 'samples' : 'dead';
-    for (const range of update.offsets) {
-      const last = this.lastTaken.get(`${kind}:${range.topic}:${range.partition}`);
-      if (last !== undefined && range.firstOffset <= last) return 'duplicate';
-    }
     for (const range of update.offsets) this.lastTaken.set(`${kind}:${range.topic}:${range.partition}`, range.lastOffset);
     const stale = this.stalenessOf(update);
     this.version += 1;
@@ -112,21 +150,14 @@ export class ShardState {
       if (!known || range.lastOffset > known.offset) this.appliedOffsets.set(key, { topic: range.topic, partition: range.partition, offset: range.lastOffset });
     }
     if (update.firstAppendTime > 0) this.pendingAppendTimes.push(update.firstAppendTime);
-    if (update.sampleCount === 0 || update.tensors.length === 0) return 'counted';
+    if (update.sampleCount === 0) return { outcome: 'counted' };
     if (stale > staleness.bound && staleness.policy === 'drop') {
       this.updatesDroppedStale += 1;
       this.samplesDroppedStale += update.sampleCount;
-      return 'dropped';
+      return { outcome: 'dropped' };
     }
     const scale = stale > staleness.bound && staleness.policy === 'scale' ? 1 / (1 + stale) : 1;
-    const gradients = update.tensors.map((tensor) => {
-      const variable = this.variables.get(tensor.name);
-      if (!variable) throw new RangeError(`shard ${this.shard} has no variable '${tensor.name}'`);
-      const values = decodeTensor(tensor);
-      if (values.length !== variable.values.length) throw new RangeError(`update for '${tensor.name}' has ${values.length} elements, the variable ${variable.values.length}`);
-      for (let i = 0; i < values.length; i++) values[i]! /= update.sampleCount;
-      return { name: tensor.name, values };
-    });
+    const gradients = checked.gradients;
     if (clipNorm !== undefined) {
       let squares = 0;
       for (const { values } of gradients) for (const v of values) squares += v * v;
@@ -138,7 +169,49 @@ export class ShardState {
     this.updatesApplied += 1;
     this.samplesApplied += update.sampleCount;
     this.lossSum += update.lossSum;
-    return 'applied';
+    return { outcome: 'applied' };
+  }
+
+  /** Counts a refused update record (one that could not even be decoded has no samples to count) and raises the version. */
+  refuse(reason: RefusalReason, detail: string, sampleCount = 0): TakeResult {
+    const samples = Number.isSafeInteger(sampleCount) && sampleCount > 0 ? sampleCount : 0;
+    this.version += 1;
+    this.updatesRefused += 1;
+    this.samplesRefused += samples;
+    this.refusedByReason[reason] = (this.refusedByReason[reason] ?? 0) + 1;
+    return { outcome: 'refused', reason, detail, sampleCount: samples };
+  }
+
+  /** Everything that makes an update unusable, found before any state changes; else its mean gradients. */
+  private check(update: ParameterUpdate, maxAbsGradient: number): { readonly gradients: Array<{ name: string; values: Float32Array }> } | { readonly reason: RefusalReason; readonly detail: string } {
+    if (update.namespace !== this.namespace) return { reason: 'NAMESPACE', detail: `namespace '${update.namespace}', this shard's is '${this.namespace}'` };
+    if (update.shard !== this.shard) return { reason: 'SHARD', detail: `shard ${update.shard} arrived at shard ${this.shard}` };
+    if (update.sampleCount < 0 || update.deadLettered < 0) return { reason: 'ABSURD', detail: `sampleCount ${update.sampleCount}, deadLettered ${update.deadLettered}` };
+    const kind = update.sampleCount > 0 ? 'samples' : 'dead';
+    for (const range of update.offsets) {
+      const last = this.lastTaken.get(`${kind}:${range.topic}:${range.partition}`);
+      if (last !== undefined && range.firstOffset <= last) return { reason: 'DUPLICATE', detail: `${range.topic}[${range.partition}]@${range.firstOffset}-${range.lastOffset}, already taken in up to ${last}` };
+    }
+    const gradients: Array<{ name: string; values: Float32Array }> = [];
+    for (const tensor of update.sampleCount > 0 ? update.tensors : []) {
+      const variable = this.variables.get(tensor.name);
+      if (!variable) return { reason: 'UNKNOWN_VARIABLE', detail: `'${tensor.name}'` };
+      let values: Float32Array;
+      try {
+        values = decodeTensor(tensor);
+      } catch (error) {
+        return { reason: 'SHAPE', detail: (error as Error).message };
+      }
+      if (values.length !== variable.values.length) return { reason: 'SHAPE', detail: `'${tensor.name}' has ${values.length} elements, the variable ${variable.values.length}` };
+      for (let i = 0; i < values.length; i++) {
+        const mean = values[i]! / update.sampleCount;
+        if (!Number.isFinite(mean)) return { reason: 'NON_FINITE', detail: `'${tensor.name}'[${i}] is ${values[i]}` };
+        if (Math.abs(mean) > maxAbsGradient) return { reason: 'ABSURD', detail: `'${tensor.name}'[${i}] has a mean gradient of ${mean}, beyond ${maxAbsGradient}` };
+        values[i] = mean;
+      }
+      gradients.push({ name: tensor.name, values });
+    }
+    return { gradients };
   }
 
   /** The append times of the updates taken in since the last snapshot, and a fresh window. */
@@ -153,8 +226,11 @@ export class ShardState {
     return Math.max(0, this.version - update.baseVersion);
   }
 
-  /** The snapshot of the shard as it is now. `appendTimes`: those it is the first to include (for freshnessMs). */
-  snapshot(now: number, shardCount: number, appendTimes: readonly number[]): ModelSnapshot {
+  /**
+   * The snapshot of the shard as it is now. `appendTimes`: those it is the first to include (for freshnessMs);
+   * `updatesOffset`: the first offset of the shard's updates partition it has not taken in.
+   */
+  snapshot(now: number, shardCount: number, appendTimes: readonly number[], updatesOffset: number): ModelSnapshot {
     const oldest = appendTimes.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
     const freshnessMs = Number.isFinite(oldest) ? Math.max(0, now - oldest) : 0;
     const optimizerState = [...this.slots].flatMap(([name, slots]) => Object.entries(slots).map(([slot, values]) => encodeTensor(`${name}:${slot}`, this.variables.get(name)!.shape, values, 'FP32')));
@@ -176,6 +252,10 @@ export class ShardState {
       appliedOffsets: [...this.appliedOffsets.values()],
       freshnessMs,
       createdAt: now,
+      updatesOffset,
+      updatesRefused: this.updatesRefused,
+      samplesRefused: this.samplesRefused,
+      refusedByReason: { ...this.refusedByReason },
     };
   }
 }

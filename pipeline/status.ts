@@ -32,6 +32,10 @@ export interface ShardStatus {
   readonly updatesDroppedStale: number;
   readonly samplesDroppedStale: number;
   readonly deadLettered: number;
+  /** Update records the server refused (each in `<ns>.ps.dlq`), and the samples they said they covered: an error to look into. */
+  readonly updatesRefused: number;
+  readonly samplesRefused: number;
+  readonly refusedByReason: Readonly<Record<string, number>>;
   /** The largest append-to-snapshot time over the updates this snapshot was the first to include. */
   readonly freshnessMs: number;
   readonly lossSum: number;
@@ -179,6 +183,9 @@ export class StatusReader {
         updatesDroppedStale: s.updatesDroppedStale,
         samplesDroppedStale: s.samplesDroppedStale,
         deadLettered: s.deadLettered,
+        updatesRefused: s.updatesRefused,
+        samplesRefused: s.samplesRefused,
+        refusedByReason: s.refusedByReason,
         freshnessMs: s.freshnessMs,
         lossSum: s.lossSum,
       }));
@@ -222,7 +229,18 @@ export function progressLine(report: StatusReport): string {
     `version ${versions}`,
     `freshness ${freshness}`,
     `dead letters ${count(report.deadLetters)}`,
+    ...refusedWarning(report),
   ].join(' | ');
+}
+
+/** `REFUSED …` when any shard refused updates: samples the model did not learn from, with the reasons. */
+function refusedWarning(report: StatusReport): string[] {
+  const refused = report.shards.filter((s) => s.updatesRefused > 0);
+  if (refused.length === 0) return [];
+  const reasons = new Map<string, number>();
+  for (const s of refused) for (const [reason, n] of Object.entries(s.refusedByReason)) reasons.set(reason, (reasons.get(reason) ?? 0) + n);
+  const samples = Math.max(...refused.map((s) => s.samplesRefused));
+  return [`ERROR: ${count(refused.reduce((sum, s) => sum + s.updatesRefused, 0))} updates refused (${[...reasons].map(([r, n]) => `${r} ${count(n)}`).join(', ')}; ${count(samples)} samples not learnt; see <namespace>.ps.dlq)`];
 }
 
 /** The full `streamgrad status` display: per partition, per shard, and the totals. */
@@ -237,8 +255,8 @@ export function formatStatus(report: StatusReport): string {
     report.partitions.map((p) => [String(p.partition), count(p.end), p.committed < 0 ? '-' : count(p.committed), count(p.lag), p.rate === undefined ? '-' : count(p.rate), p.owner ?? '(unassigned)']),
   );
   const shards = table(
-    ['shard', 'version', 'samplesApplied', 'droppedStale (updates/samples)', 'deadLettered', 'freshness ms'],
-    report.shards.map((s) => [String(s.shard), count(s.version), count(s.samplesApplied), `${count(s.updatesDroppedStale)}/${count(s.samplesDroppedStale)}`, count(s.deadLettered), count(s.freshnessMs)]),
+    ['shard', 'version', 'samplesApplied', 'droppedStale (updates/samples)', 'deadLettered', 'refused (updates/samples)', 'freshness ms'],
+    report.shards.map((s) => [String(s.shard), count(s.version), count(s.samplesApplied), `${count(s.updatesDroppedStale)}/${count(s.samplesDroppedStale)}`, count(s.deadLettered), `${count(s.updatesRefused)}/${count(s.samplesRefused)}`, count(s.freshnessMs)]),
   );
   return [
     `namespace ${report.namespace}, input ${report.inputTopic}, at ${new Date(report.at).toISOString()}`,
@@ -248,5 +266,6 @@ export function formatStatus(report: StatusReport): string {
     report.shards.length > 0 ? shards : '(no snapshot yet)',
     '',
     `loss ${report.loss === undefined ? '-' : report.loss.toFixed(4)} | lag ${count(report.lag)} | dead letters ${count(report.deadLetters)}${report.samplesPerSecond === undefined ? '' : ` | ${count(report.samplesPerSecond)} samples/s`}`,
+    ...refusedWarning(report),
   ].join('\n');
 }

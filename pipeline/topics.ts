@@ -1,4 +1,5 @@
 import type { Admin } from 'kafkajs';
+import { withRetry } from '../operators/retry.js';
 import { ConfigError } from '../schemas/errors.js';
 
 /** The topics and groups of one experiment namespace. A replay gets a namespace of its own. */
@@ -7,8 +8,10 @@ export interface NamespaceTopics {
   readonly updates: string;
   /** ModelSnapshots, compacted, keyed by shard. */
   readonly model: string;
-  /** DeadLetters. */
+  /** DeadLetters of input records the workers rejected. */
   readonly deadLetters: string;
+  /** DeadLetters of update records the parameter server refused. */
+  readonly serverDeadLetters: string;
   /** The consumer group of the workers on the input topic. */
   readonly workerGroup: string;
   /** The consumer group of the parameter servers on the updates topic. */
@@ -17,12 +20,13 @@ export interface NamespaceTopics {
   readonly workerTransactions: string;
 }
 
-/** Names the topics and groups of namespace `ns`: `<ns>.updates`, `<ns>.model`, `<ns>.dlq`, `<ns>.workers`, `<ns>.ps`. */
+/** Names the topics and groups of namespace `ns`: `<ns>.updates`, `<ns>.model`, `<ns>.dlq`, `<ns>.ps.dlq`, `<ns>.workers`, `<ns>.ps`. */
 export function topicsOf(namespace: string): NamespaceTopics {
   return {
     updates: `${namespace}.updates`,
     model: `${namespace}.model`,
     deadLetters: `${namespace}.dlq`,
+    serverDeadLetters: `${namespace}.ps.dlq`,
     workerGroup: `${namespace}.workers`,
     serverGroup: `${namespace}.ps`,
     workerTransactions: `${namespace}.worker`,
@@ -30,28 +34,42 @@ export function topicsOf(namespace: string): NamespaceTopics {
 }
 
 /**
+ * The largest record each namespace topic takes (`max.message.bytes`). An update or a snapshot is one record, so
+ * those topics take a large model's; a dead letter carries at most `deadLetterMaxBytes` of its record, and a
+ * checkpoint writes them in requests of about 512 KiB.
+ */
+export const namespaceMessageBytes = { updates: 16 * 1024 * 1024, model: 16 * 1024 * 1024, deadLetters: 2 * 1024 * 1024 } as const;
+
+/**
  * Creates the namespace's topics where they are missing: `<ns>.updates` with
  * one partition per shard, `<ns>.model` compacted with one partition per
- * shard, and `<ns>.dlq`. An existing updates topic with another partition
- * count is an error: shards and partitions must match.
+ * shard, `<ns>.dlq` and `<ns>.ps.dlq`, each with the record size it must carry
+ * ({@link namespaceMessageBytes}). Processes that start together may all try:
+ * a topic another one created meanwhile is fine. An existing updates topic with
+ * another partition count is an error: shards and partitions must match.
  */
 export async function ensureNamespaceTopics(admin: Admin, namespace: string, shards: number): Promise<NamespaceTopics> {
   const topics = topicsOf(namespace);
   const existing = new Set(await admin.listTopics());
-  const wanted = [
-    { topic: topics.updates, numPartitions: shards, configEntries: [] as Array<{ name: string; value: string }> },
-    { topic: topics.model, numPartitions: shards, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
-    { topic: topics.deadLetters, numPartitions: 1, configEntries: [] },
-  ].filter((t) => !existing.has(t.topic));
-  if (wanted.length > 0) {
-    try {
-      await admin.createTopics({ waitForLeaders: true, topics: wanted.map((t) => ({ ...t, replicationFactor: -1 })) });
-    } catch (error) {
-      // Another process created them at the same time: fine, as long as they exist now.
-      if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
-    }
-  }
-  const [updates] = (await admin.fetchTopicMetadata({ topics: [topics.updates] })).topics;
+  const size = (bytes: number) => ({ name: 'max.message.bytes', value: String(bytes) });
+  const specs = [
+    { topic: topics.updates, numPartitions: shards, configEntries: [size(namespaceMessageBytes.updates)] },
+    { topic: topics.model, numPartitions: shards, configEntries: [{ name: 'cleanup.policy', value: 'compact' }, size(namespaceMessageBytes.model)] },
+    { topic: topics.deadLetters, numPartitions: 1, configEntries: [size(namespaceMessageBytes.deadLetters)] },
+    { topic: topics.serverDeadLetters, numPartitions: 1, configEntries: [size(namespaceMessageBytes.deadLetters)] },
+  ];
+  const wanted = specs.filter((t) => !existing.has(t.topic));
+  // One request per topic: a topic another process created meanwhile fails only its own request.
+  await Promise.all(
+    wanted.map((topic) =>
+      admin.createTopics({ waitForLeaders: true, topics: [{ ...topic, replicationFactor: -1 }] }).catch((error: { type?: string }) => {
+        if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
+      }),
+    ),
+  );
+  // A topic just created (here or by another process) can take a moment to show, with leaders, on every broker.
+  const metadata = await withRetry(() => admin.fetchTopicMetadata({ topics: specs.map((t) => t.topic) }), { retries: 10, initialDelayMs: 200 });
+  const updates = metadata.topics.find((t) => t.name === topics.updates);
   if (updates && updates.partitions.length !== shards) {
     throw new ConfigError('model.shards', `the model has ${shards} shards but ${topics.updates} has ${updates.partitions.length} partitions; use a new namespace or the same shard count`);
   }

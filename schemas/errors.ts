@@ -65,6 +65,13 @@ export class BadRecordError extends StreamgradError {
   }
 }
 
+/** A parameter update the server refused (code: the refusal reason); it goes to `<ns>.ps.dlq` and is counted, never applied. */
+export class RefusedUpdateError extends StreamgradError {
+  constructor(reason: string, readonly origin: RecordOrigin, detail: string) {
+    super(reason, `refused the update at ${describeOrigin(origin)} (${reason}): ${detail}`, { retriable: false });
+  }
+}
+
 /** A value that does not fit its schema on encode: a programmer error, never retried. */
 export class EncodeError extends StreamgradError {
   constructor(readonly schema: string, readonly path: string, detail: string, cause?: unknown) {

@@ -1,9 +1,10 @@
 export { AvroCodec, codecFor, codecForSchema, schemaFiles, schemaOf, type AvroSchema, type CodecOptions, type Framing, type WriterSchemaLookup } from './codec.js';
-export { deadLetterFor, type SourceRecord } from './deadLetter.js';
+export { deadLetterFor, deadLetterMaxBytes, type SourceRecord } from './deadLetter.js';
 export {
   BadRecordError,
   ConfigError,
   NamespaceError,
+  RefusedUpdateError,
   BrokerUnreachableError,
   EncodeError,
   StreamgradError,

@@ -84,6 +84,12 @@ export interface ModelSnapshot {
   freshnessMs: number;
   /** ms since the epoch */
   createdAt: number;
+  /** The first offset of `<ns>.updates[shard]` not yet taken in; -1 from older writers. */
+  updatesOffset: number;
+  updatesRefused: number;
+  samplesRefused: number;
+  /** updatesRefused by reason code. */
+  refusedByReason: Record<string, number>;
 }
 
 /** An input record that could not be used, with the reason. See `dead-letter.avsc`. */
@@ -99,6 +105,12 @@ export interface DeadLetter {
   errorMessage: string;
   /** ms since the epoch */
   deadLetteredAt: number;
+  /** The original value's size in bytes; -1 for a tombstone or from older writers. */
+  valueSize: number;
+  /** `value` holds only the first bytes of the original. */
+  valueTruncated: boolean;
+  /** SHA-256 of the original value, lowercase hex; empty for a tombstone. */
+  valueSha256: string;
 }
 
 /** The records that travel on streamgrad's topics, by Avro name. */

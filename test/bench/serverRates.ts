@@ -26,7 +26,7 @@ export function measurePsApplyRate(options: { quick: boolean }): { psApplyRate: 
     const state = ShardState.initial('bench', 0, spec, weights);
     for (const bytes of encoded) {
       const decoded = codec.decode(bytes);
-      if (!decoded.ok || state.take(decoded.value, { policy: 'apply', bound: 1_000_000 }, undefined) !== 'applied') throw new Error('the benchmark update was not applied');
+      if (!decoded.ok || state.take(decoded.value, { policy: 'apply', bound: 1_000_000 }, undefined).outcome !== 'applied') throw new Error('the benchmark update was not applied');
     }
   };
   rates(1, perRun, body);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { decode, deadLetter, type KafkaRecord, type Rejected } from '../../operators/index.js';
@@ -60,6 +61,7 @@ describe('deadLetter', () => {
       const letter = codecFor('DeadLetter').encode({
         topic: 'telemetry', partition: 1, offset: 1, key: Buffer.from('d'), value: bad.value, recordTimestamp: 1_790_000_000_000,
         errorCode: 'DECODE', errorMessage: error.error.message, deadLetteredAt: 42,
+        valueSize: bad.value!.length, valueTruncated: false, valueSha256: createHash('sha256').update(bad.value!).digest('hex'),
       });
       expectObservable(outputs).toBe('o|', { o: { messages: [{ topic: 'ns.dlq', messages: [{ key: Buffer.from('d'), value: letter }] }], covers: [{ first: 1, last: 1 }] } });
     });

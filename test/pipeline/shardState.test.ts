@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseModelSpec, type ModelSpecInput } from '../../pipeline/model.js';
 import { ShardState } from '../../pipeline/shardState.js';
-import { decodeTensor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
+import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
 function shard(optimizer: ModelSpecInput['optimizer']): ShardState {
@@ -21,7 +21,7 @@ const apply = { policy: 'apply' as const, bound: 100 };
 describe('ShardState', () => {
   it('SGD steps along the mean gradient', () => {
     const state = shard({ kind: 'sgd', learningRate: 0.5 });
-    expect(state.take(update([4, -2], 2), apply, undefined)).toBe('applied');
+    expect(state.take(update([4, -2], 2), apply, undefined)).toMatchObject({ outcome: 'applied' });
     expect(valuesOf(state)).toEqual([0, -0.5]);
   });
 
@@ -65,8 +65,8 @@ describe('ShardState', () => {
 
     const dropping = shard({ kind: 'sgd', learningRate: 1 });
     dropping.version = 2;
-    expect(dropping.take(update([1, 0], 8, 0), { policy: 'drop', bound: 1 }, undefined)).toBe('dropped');
-    expect(dropping.take(update([1, 0], 8, 2, 8), { policy: 'drop', bound: 1 }, undefined)).toBe('applied');
+    expect(dropping.take(update([1, 0], 8, 0), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'dropped' });
+    expect(dropping.take(update([1, 0], 8, 2, 8), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'applied' });
     expect({ version: dropping.version, updatesDroppedStale: dropping.updatesDroppedStale, samplesDroppedStale: dropping.samplesDroppedStale, samplesApplied: dropping.samplesApplied }).toEqual({
       version: 4, updatesDroppedStale: 1, samplesDroppedStale: 8, samplesApplied: 8,
     });
@@ -75,21 +75,48 @@ describe('ShardState', () => {
   it('restores weights, optimizer slots, version and counters from its snapshot exactly', () => {
     const state = shard({ kind: 'adam', learningRate: 0.01 });
     state.take(update([1, 2], 1), apply, undefined);
-    const snapshot = state.snapshot(10, 1, state.takeAppendTimes());
+    const snapshot = state.snapshot(10, 1, state.takeAppendTimes(), 1);
     const restored = ShardState.fromSnapshot(snapshot, state.spec);
     state.take(update([3, -1], 2, 1, 1), apply, undefined);
     restored.take(update([3, -1], 2, 1, 1), apply, undefined);
     expect(valuesOf(restored)).toEqual(valuesOf(state));
-    expect(restored.snapshot(20, 1, [])).toMatchObject({ version: 2, samplesApplied: 3, updatesApplied: 2, appliedOffsets: [{ topic: 'in', partition: 0, offset: 2 }] });
+    expect(restored.snapshot(20, 1, [], 2)).toMatchObject({ version: 2, samplesApplied: 3, updatesApplied: 2, appliedOffsets: [{ topic: 'in', partition: 0, offset: 2 }] });
     expect(decodeTensor(snapshot.optimizerState.find((t) => t.name === ':steps')!)[0]).toBe(1);
   });
 
-  it('refuses an update whose input offsets it has already taken in, and counts nothing for it', () => {
+  it('refuses an update whose input offsets it has already taken in, counts it as refused, and raises the version', () => {
     const state = shard({ kind: 'sgd', learningRate: 1 });
-    expect(state.take(update([1, 0], 4, 0, 0), apply, undefined)).toBe('applied');
-    expect(state.take(update([1, 0], 4, 1, 0), apply, undefined)).toBe('duplicate');
-    expect(state.take(update([1, 0], 4, 1, 2), apply, undefined)).toBe('duplicate');
-    expect(state.take(update([1, 0], 4, 1, 4), apply, undefined)).toBe('applied');
-    expect({ version: state.version, samplesApplied: state.samplesApplied }).toEqual({ version: 2, samplesApplied: 8 });
+    expect(state.take(update([1, 0], 4, 0, 0), apply, undefined)).toMatchObject({ outcome: 'applied' });
+    expect(state.take(update([1, 0], 4, 1, 0), apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'DUPLICATE' });
+    expect(state.take(update([1, 0], 4, 1, 2), apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'DUPLICATE' });
+    expect(state.take(update([1, 0], 4, 1, 4), apply, undefined)).toMatchObject({ outcome: 'applied' });
+    expect({ version: state.version, samplesApplied: state.samplesApplied, updatesRefused: state.updatesRefused, samplesRefused: state.samplesRefused, refusedByReason: state.refusedByReason }).toEqual({
+      version: 4, samplesApplied: 8, updatesRefused: 2, samplesRefused: 8, refusedByReason: { DUPLICATE: 2 },
+    });
+    // A restored shard refuses a repeat of what it applied before its snapshot.
+    const restored = ShardState.fromSnapshot(state.snapshot(0, 1, [], 4), state.spec);
+    expect(restored.take(update([1, 0], 4, 1, 4), apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'DUPLICATE' });
+  });
+
+  it('refuses what it cannot apply, before touching its weights: another namespace or shard, unknown variable, wrong shape, non-finite or absurd values', () => {
+    const state = shard({ kind: 'sgd', learningRate: 1 });
+    const before = valuesOf(state);
+    const good = update([1, 0], 1, 0, 0);
+    const tensor = good.tensors[0]!;
+    const cases: Array<[ParameterUpdate, string]> = [
+      [{ ...good, namespace: 'other' }, 'NAMESPACE'],
+      [{ ...good, shard: 3 }, 'SHARD'],
+      [{ ...good, tensors: [{ ...tensor, name: 'nope' }] }, 'UNKNOWN_VARIABLE'],
+      [{ ...good, tensors: [encodeTensor(tensor.name, [3], Float32Array.of(1, 2, 3), 'FP32')] }, 'SHAPE'],
+      // encodeTensor refuses NaN, so forge the bytes as a foreign writer could.
+      [{ ...update([1, 0], 1, 0, 1), tensors: [{ ...tensor, bytes: Buffer.from(Float32Array.of(Number.NaN, 0).buffer) }] }, 'NON_FINITE'],
+      [update([1e30, 0], 1, 0, 2), 'ABSURD'],
+      [{ ...update([1, 0], 1, 0, 3), sampleCount: -5 }, 'ABSURD'],
+    ];
+    for (const [bad, reason] of cases) expect(state.take(bad, apply, undefined)).toMatchObject({ outcome: 'refused', reason });
+    expect(valuesOf(state)).toEqual(before);
+    expect({ version: state.version, samplesApplied: state.samplesApplied, updatesRefused: state.updatesRefused }).toEqual({ version: cases.length, samplesApplied: 0, updatesRefused: cases.length });
+    // The snapshot still encodes: a refused record never poisons the weights.
+    expect(() => codecFor('ModelSnapshot').encode(state.snapshot(0, 1, [], 7))).not.toThrow();
   });
 });

@@ -65,6 +65,10 @@ export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
   appliedOffsets: fc.array(partitionOffsetArb, { maxLength: 4 }),
   freshnessMs: nat,
   createdAt: long,
+  updatesOffset: long,
+  updatesRefused: nat,
+  samplesRefused: nat,
+  refusedByReason: fc.dictionary(text, nat, { maxKeys: 3 }),
 });
 
 export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({
@@ -77,6 +81,9 @@ export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({
   errorCode: text,
   errorMessage: text,
   deadLetteredAt: long,
+  valueSize: long,
+  valueTruncated: fc.boolean(),
+  valueSha256: text,
 });
 
 /** A valid 16-feature sample, as a simulator would send it. */
