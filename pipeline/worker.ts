@@ -1,13 +1,13 @@
 import { hostname } from 'node:os';
 import type { Message } from 'kafkajs';
-import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, merge, mergeMap, race, Subject, tap, type Observable } from 'rxjs';
+import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
 import { countWindow } from '../operators/countWindow.js';
 import { deadLetterMessage } from '../operators/deadLetter.js';
-import { decode, type Rejected } from '../operators/decode.js';
+import type { Decoded, Rejected } from '../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../operators/fromKafka.js';
 import { gradientStep, type GradientModel } from '../operators/gradientStep.js';
-import type { Lane } from '../operators/lane.js';
+import type { KafkaRecord, Lane } from '../operators/lane.js';
 import { codecFor } from '../schemas/codec.js';
 import { SampleDecoder } from '../schemas/sampleDecoder.js';
 import type { OffsetRange, ParameterUpdate, TrainingSample } from '../schemas/types.js';
@@ -163,34 +163,64 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     }
   };
 
+  /**
+   * One output per window of a lane's records: the gradient updates of its good samples and the dead letters
+   * (with their count updates) of the rest, covering the whole window. A lane's outputs are then contiguous and in
+   * order, so a checkpoint can always commit them: an output that also covered later records (a batch of dead
+   * letters gathered across gradient batches) would hold back every update after it, while the lane waits for
+   * those very updates to show in a snapshot.
+   */
+  const trainWindows = (pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> => (windows) =>
+    new Observable<Outputs>((subscriber) => {
+      // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
+      const batches = new Subject<readonly Decoded<TrainingSample>[]>();
+      const last: { stepped?: Outputs } = {};
+      const steps = batches.pipe(gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding })).subscribe({
+        next: (outputs) => (last.stepped = outputs),
+        error: (error: unknown) => subscriber.error(error),
+      });
+      const subscription = windows.subscribe({
+        next: (records) => {
+          const good: Array<Decoded<TrainingSample>> = [];
+          const rejected: Rejected[] = [];
+          for (const record of records) {
+            const result = samples.decode(record.value, record);
+            if (result.ok) good.push({ value: result.value, record });
+            else rejected.push({ record, error: result.error });
+          }
+          last.stepped = undefined;
+          batches.next(good);
+          const stepped = last.stepped as Outputs | undefined;
+          const messages = [...(stepped?.messages ?? [])];
+          if (stepped) pending.push(stepped.covers[stepped.covers.length - 1]!.last);
+          if (rejected.length > 0) {
+            deadLettered += rejected.length;
+            metrics.deadLetters.inc(rejected.length);
+            messages.push(...deadLetterOutputs(rejected, config, topics, workerId, replica).messages);
+          }
+          subscriber.next({ messages, covers: [{ first: Number(records[0]!.offset), last: Number(records[records.length - 1]!.offset) }] });
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => subscriber.complete(),
+      });
+      return () => {
+        subscription.unsubscribe();
+        steps.unsubscribe();
+      };
+    });
+
   const lanePipeline = (lane: Lane) => {
     lanes.add(lane);
-    const rejected = new Subject<Rejected>();
     const pending: number[] = [];
-    const updates = lane.records.pipe(
-      decode(samples, rejected),
-      // Sync mode cuts batches by count alone, so two runs over the same records cut them the same way.
+    return lane.records.pipe(
+      // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
       config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
-      concatMap((batch) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => batch))),
-      gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding }),
-      tap((outputs) => pending.push(outputs.covers[outputs.covers.length - 1]!.last)),
+      concatMap((window) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => window))),
+      trainWindows(pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
-      finalize(() => {
-        rejected.complete();
-        lanes.delete(lane);
-      }),
-    );
-    const deadLetters = rejected.pipe(
-      countWindow(256, config.batchMaxWaitMs),
-      map((batch) => {
-        deadLettered += batch.length;
-        metrics.deadLetters.inc(batch.length);
-        return deadLetterOutputs(batch, config, topics, workerId, replica);
-      }),
-    );
-    return merge(updates, deadLetters).pipe(
+      finalize(() => lanes.delete(lane)),
       // The server sees an update only once its transaction commits, and a lane holding maxInFlightUpdates waits for
       // the server: commit by half that many outputs (at most 8, for freshness), or the lane idles until the next
       // checkpoint interval.
