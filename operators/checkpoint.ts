@@ -3,7 +3,7 @@ import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, 
 import { z } from 'zod';
 import { StreamgradError } from '../schemas/errors.js';
 import type { Lane, OffsetSpan } from './lane.js';
-import { withRetry } from './retry.js';
+import { isTransient, withRetry } from './retry.js';
 import { validateOptions } from './validateOptions.js';
 
 /** Messages to write, and the lane offsets they were made from. What `checkpoint` and `toKafka` take. */
@@ -44,6 +44,8 @@ export interface CheckpointOptions {
   readonly maxPendingOutputs?: number;
   /** Split the writes of one checkpoint into requests of about this many bytes. Default 512 KiB. */
   readonly maxRequestBytes?: number;
+  /** How long a commit keeps retrying while the broker is away (outage, restart), in ms. Default 300,000. */
+  readonly outageToleranceMs?: number;
   readonly scheduler?: SchedulerLike;
 }
 
@@ -55,6 +57,7 @@ const optionsSchema = z
     intervalMs: z.number().int().positive().default(1_000),
     maxPendingOutputs: z.number().int().positive().default(1_000),
     maxRequestBytes: z.number().int().positive().default(512 * 1024),
+    outageToleranceMs: z.number().int().positive().default(300_000),
     scheduler: z.custom<SchedulerLike>().default(asyncScheduler),
   })
   .refine((o) => o.mode === 'exactly-once' || o.producer !== undefined, { message: 'at-least-once needs a producer', path: ['producer'] });
@@ -66,10 +69,17 @@ export class CheckpointError extends StreamgradError {
   }
 }
 
+/** After a failed commit: the partition belongs to another member now, or another member committed it meanwhile. */
+export class LaneLostError extends StreamgradError {
+  constructor(lane: Lane, committed: number | undefined) {
+    super('LANE_LOST', `${lane.name} belongs to another member now${committed === undefined ? '' : ` (its committed offset moved to ${committed})`}: this lane is a zombie`, { retriable: false });
+  }
+}
+
 // The partition's next owner registered our transactionalId: we are a zombie for this lane.
 const fencedErrorTypes = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
 function isFenced(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && fencedErrorTypes.has(String((error as { type?: unknown }).type));
+  return error instanceof LaneLostError || (typeof error === 'object' && error !== null && fencedErrorTypes.has(String((error as { type?: unknown }).type)));
 }
 
 function highestCovered(outputs: Outputs): number {
@@ -173,9 +183,23 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
         const started = Date.now();
         const requests = batchRequests(ready, config.maxRequestBytes);
         const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
-        await withRetry(async () => {
-          if (lane.revoked) return;
-          if (config.mode === 'exactly-once') {
+        const before = Math.max(committedOffset, lane.startOffset);
+        let attempted = false;
+        await withRetry(
+          async () => {
+            if (lane.revoked) return;
+            if (config.mode === 'at-least-once') {
+              for (const topicMessages of requests) await config.producer!.sendBatch({ topicMessages, acks: -1 });
+              if (!lane.revoked) await lane.commitOffset(frontier);
+              return;
+            }
+            if (attempted) {
+              // The last attempt failed in an unknown state: it may have committed before the broker went away.
+              const committed = await lane.recover();
+              if (committed === frontier) return;
+              if (committed !== before) throw new LaneLostError(lane, committed);
+            }
+            attempted = true;
             const producer = lane.producer;
             if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
             const transaction = await producer.transaction();
@@ -188,11 +212,9 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
               await transaction.abort().catch(() => {});
               throw error;
             }
-          } else {
-            for (const topicMessages of requests) await config.producer!.sendBatch({ topicMessages, acks: -1 });
-            if (!lane.revoked) await lane.commitOffset(frontier);
-          }
-        });
+          },
+          { retries: Number.POSITIVE_INFINITY, retriable: (error) => !isFenced(error) && isTransient(error), deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 },
+        );
         if (lane.revoked) {
           pending = [];
           return;

@@ -4,7 +4,7 @@ import { Observable, type Observable as ObservableType } from 'rxjs';
 import { z } from 'zod';
 import { StreamgradError } from '../schemas/errors.js';
 import { Lane, type KafkaRecord } from './lane.js';
-import { withRetry } from './retry.js';
+import { isTransient, withRetry } from './retry.js';
 import { validateOptions } from './validateOptions.js';
 
 /**
@@ -47,6 +47,8 @@ export interface FromKafkaOptions {
   readonly readUncommitted?: boolean;
   /** Further kafkajs consumer settings (sessionTimeout, maxBytesPerPartition, …). */
   readonly consumer?: Partial<ConsumerConfig>;
+  /** How long a lane waits for a broker that went away (outage, restart) before the source fails, in ms. Default 300,000. */
+  readonly outageToleranceMs?: number;
 }
 
 const optionsSchema = z.object({
@@ -75,12 +77,13 @@ const optionsSchema = z.object({
   until: z.custom<ObservableType<unknown>>((value) => value instanceof Observable, 'must be an Observable').optional(),
   readUncommitted: z.boolean().default(false),
   consumer: z.record(z.string(), z.unknown()).default({}),
+  outageToleranceMs: z.number().int().positive().default(300_000),
 });
 
 /** An error of the Kafka source that no retry inside kafkajs could fix. */
 export class SourceError extends StreamgradError {
-  constructor(detail: string, cause?: unknown) {
-    super('SOURCE', `Kafka source failed: ${detail}`, { retriable: false, cause });
+  constructor(detail: string, cause?: unknown, retriable = false) {
+    super('SOURCE', `Kafka source failed: ${detail}`, { retriable, cause });
   }
 }
 
@@ -153,6 +156,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     const endOffsets = new Map<string, number>();
     const listeners: Array<() => void> = [];
     let draining = false;
+    let memberId: string | undefined;
     let assignedOnce = false;
     let closed = false;
 
@@ -178,8 +182,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
 
     const startOffset = async (topic: string, partition: number): Promise<number> => {
       if (!direct && !config.ignoreCommitted) {
-        const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-        const offset = Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+        const offset = await committedOffset(topic, partition);
         if (offset >= 0) return offset;
       }
       const start = config.start;
@@ -199,23 +202,61 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       return explicit;
     };
 
-    const prepareLane = async (lane: Lane) => {
-      const key = laneKey(lane.topic, lane.partition);
-      if (config.exactlyOnce) {
-        const producer: Producer = kafka.producer({
-          transactionalId: `${config.exactlyOnce.transactionalIdPrefix}.${lane.topic}.${lane.partition}`,
-          idempotent: true,
-          maxInFlightRequests: 1,
-          transactionTimeout: config.exactlyOnce.transactionTimeoutMs,
-        });
+    /** A transactional producer for the lane's partition. Registering its transactionalId bumps the epoch: the previous owner's producer is fenced and its open transaction aborted, so the committed offset read next is final. */
+    const openProducer = async (lane: Lane): Promise<Producer> => {
+      const producer: Producer = kafka.producer({
+        transactionalId: `${config.exactlyOnce!.transactionalIdPrefix}.${lane.topic}.${lane.partition}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: config.exactlyOnce!.transactionTimeoutMs,
+      });
+      try {
         await producer.connect();
-        // Registering the transactionalId bumps its epoch: the previous owner's producer is fenced and its
-        // open transaction aborted, so the committed offset read next is final.
         const fence = await producer.transaction();
         await fence.abort();
-        lane.producer = producer;
+      } catch (error) {
+        await producer.disconnect().catch(() => {});
+        throw error;
       }
-      const offset = await withRetry(() => startOffset(lane.topic, lane.partition));
+      return producer;
+    };
+
+    // A broker that is away (an outage, a restart) heals: wait for it this long before giving up.
+    const transient = { retries: Number.POSITIVE_INFINITY, retriable: isTransient, deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 };
+
+    const committedOffset = async (topic: string, partition: number): Promise<number> => {
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      return Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+    };
+
+    /** Whether the group, stable, assigns the lane's partition to this member; a group mid-rebalance is asked again. */
+    const stillOwns = async (lane: Lane): Promise<boolean> => {
+      const { groups } = await admin.describeGroups([groupId]);
+      const group = groups[0];
+      if (!group || group.state !== 'Stable') throw new SourceError(`group ${groupId} is ${group?.state ?? 'gone'}; asking again`, undefined, true);
+      const member = group.members.find((m) => m.memberId === memberId);
+      if (!member || member.memberAssignment.length === 0) return false;
+      const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+      return assignment?.assignment[lane.topic]?.includes(lane.partition) ?? false;
+    };
+
+    const recoverLane = async (lane: Lane): Promise<number | undefined> => {
+      await lane.whenCommitAllowed();
+      if (lane.revoked || lanes.get(laneKey(lane.topic, lane.partition)) !== lane) return undefined;
+      if (!(await withRetry(() => stillOwns(lane), transient))) return undefined;
+      if (config.exactlyOnce) {
+        const old = lane.producer;
+        lane.producer = undefined;
+        await old?.disconnect().catch(() => {});
+        lane.producer = await withRetry(() => openProducer(lane), transient);
+      }
+      return withRetry(() => committedOffset(lane.topic, lane.partition), transient);
+    };
+
+    const prepareLane = async (lane: Lane) => {
+      const key = laneKey(lane.topic, lane.partition);
+      if (config.exactlyOnce) lane.producer = await withRetry(() => openProducer(lane), transient);
+      const offset = await withRetry(() => startOffset(lane.topic, lane.partition), transient);
       if (lanes.get(key) !== lane) {
         await closeLane(lane);
         return;
@@ -261,6 +302,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
           commitOffset: async (offset) => {
             if (!direct) await consumer.commitOffsets([{ topic, partition, offset: String(offset) }]);
           },
+          recover: (): Promise<number | undefined> => recoverLane(lane),
         });
         lanes.set(key, lane);
         listeners.push(lane.onRelease(finishIfDrained));
@@ -324,7 +366,10 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       }
       const { GROUP_JOIN, REBALANCING, CRASH, END_BATCH_PROCESS } = consumer.events;
       listeners.push(
-        consumer.on(GROUP_JOIN, (event) => onAssignment(event.payload.memberAssignment)),
+        consumer.on(GROUP_JOIN, (event) => {
+          memberId = event.payload.memberId;
+          onAssignment(event.payload.memberAssignment);
+        }),
         consumer.on(REBALANCING, () => {
           for (const lane of lanes.values()) lane.suspend();
         }),

@@ -3,7 +3,7 @@ export { deadLetter, deadLetterMessage } from './deadLetter.js';
 export { decode, type Decoded, type Rejected, type RecordDecoder } from './decode.js';
 export { fromKafka, SourceError, type FromKafkaOptions, type StartPosition, type EndPosition } from './fromKafka.js';
 export { Lane, spanOf, type KafkaRecord, type LaneControl, type OffsetSpan } from './lane.js';
-export { backoffDelay, isRetriable, withRetry, type RetryOptions } from './retry.js';
+export { backoffDelay, isRetriable, isTransient, withRetry, type RetryOptions } from './retry.js';
 export { toKafka, type ToKafkaOptions } from './toKafka.js';
 export { validateOptions } from './validateOptions.js';
 export { countWindow } from './countWindow.js';

@@ -25,6 +25,12 @@ export interface LaneControl {
   resume(): void;
   /** Commits `offset` (the next one to read) for the lane's partition in its consumer group, outside any transaction. */
   commitOffset(offset: number): Promise<void>;
+  /**
+   * After a commit failed in an unknown state (the broker went away): confirms the lane still owns its partition,
+   * replaces its transactional producer (which fences the old one and ends its open transaction) and returns the
+   * group's committed offset, now final; `undefined` when the partition belongs to another member.
+   */
+  recover(): Promise<number | undefined>;
 }
 
 /**
@@ -206,6 +212,11 @@ export class Lane {
   /** Commits `offset` in the consumer group, outside any transaction (at-least-once). */
   commitOffset(offset: number): Promise<void> {
     return this.control.commitOffset(offset);
+  }
+
+  /** See {@link LaneControl.recover}. */
+  recover(): Promise<number | undefined> {
+    return this.control.recover();
   }
 
   /** Called by fromKafka when the lane is full. */

@@ -10,6 +10,10 @@ export interface RetryOptions {
   readonly maxDelayMs?: number;
   /** Called before each retry, e.g. to log it. */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Which errors to retry. Default {@link isRetriable}. */
+  readonly retriable?: (error: unknown) => boolean;
+  /** Stop retrying once this many ms have passed since the first attempt, whatever `retries` says. */
+  readonly deadlineMs?: number;
 }
 
 /**
@@ -20,6 +24,23 @@ export function isRetriable(error: unknown): boolean {
   if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError || error instanceof SyntaxError) return false;
   if (error instanceof StreamgradError) return error.retriable;
   return typeof error === 'object' && error !== null && (error as { retriable?: unknown }).retriable === true;
+}
+
+// kafkajs gives up on these after its own few retries, though a broker that comes back heals them.
+const healingKafkaErrors = new Set(['KafkaJSNumberOfRetriesExceeded', 'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSRequestTimeoutError', 'KafkaJSBrokerNotFound', 'KafkaJSNoBrokerAvailableError', 'KafkaJSLockTimeout', 'KafkaJSTimeout', 'KafkaJSGroupCoordinatorNotFound', 'KafkaJSMetadataNotLoaded', 'KafkaJSTopicMetadataNotLoaded']);
+
+/**
+ * Whether waiting can heal the error: a retriable one, or one kafkajs raised after using up its own retries on
+ * a broker that was away (connection refused or closed, timeouts, no coordinator yet). A broker outage ends
+ * with the broker back; an error of the request itself (fenced, unauthorized, too large) does not heal.
+ */
+export function isTransient(error: unknown): boolean {
+  if (isRetriable(error)) return true;
+  if (typeof error !== 'object' || error === null) return false;
+  const { name, cause, originalError } = error as { name?: unknown; cause?: unknown; originalError?: unknown };
+  if (typeof name === 'string' && healingKafkaErrors.has(name)) return true;
+  const inner = cause ?? originalError;
+  return inner !== undefined && inner !== error && isTransient(inner);
 }
 
 /** The backoff before retry `attempt` (1-based): exponential, with full jitter. */
@@ -35,11 +56,13 @@ export function backoffDelay(attempt: number, options: RetryOptions = {}, random
  */
 export async function withRetry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const retries = options.retries ?? 5;
+  const retriable = options.retriable ?? isRetriable;
+  const deadline = options.deadlineMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.deadlineMs;
   for (let attempt = 0; ; attempt++) {
     try {
       return await operation(attempt);
     } catch (error) {
-      if (attempt >= retries || !isRetriable(error)) throw error;
+      if (attempt >= retries || Date.now() >= deadline || !retriable(error)) throw error;
       const delay = backoffDelay(attempt + 1, options);
       options.onRetry?.(error, attempt + 1, delay);
       await new Promise((resolve) => setTimeout(resolve, delay));

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BrokerUnreachableError, ConfigError, NamespaceError, StreamgradError } from '../schemas/errors.js';
@@ -212,6 +213,16 @@ async function replayCommand(options: ReplayCommandOptions): Promise<void> {
     ...(options.from ? { from: { timestamp: parseTime(options.from, '--from') } } : options.fromOffsets ? { from: { offsets: parseOffsets(options.fromOffsets, '--from-offsets') } } : {}),
     ...(options.to ? { to: { timestamp: parseTime(options.to, '--to') } } : options.toOffsets ? { to: { offsets: parseOffsets(options.toOffsets, '--to-offsets') } } : {}),
   };
+  if (range.from && range.to && 'timestamp' in range.from && 'timestamp' in range.to && range.from.timestamp >= range.to.timestamp) {
+    throw new ConfigError('--from', `${new Date(range.from.timestamp).toISOString()} is not before --to ${new Date(range.to.timestamp).toISOString()}: the range is empty`);
+  }
+  if (range.from && range.to && 'offsets' in range.from && 'offsets' in range.to) {
+    const to = range.to.offsets;
+    for (const [partition, offset] of Object.entries(range.from.offsets)) {
+      const end = to[Number(partition)];
+      if (end !== undefined && offset > end) throw new ConfigError('--from-offsets', `partition ${partition}: ${offset} is after --to-offsets ${end}`);
+    }
+  }
   const config = loadExperiment(options.config);
   const namespace = options.namespace === undefined ? undefined : parseNamespace(options.namespace, '--namespace');
   const summary = await runReplay({ config, namespace, range, sync: options.sync ?? false, display: new ConsoleDisplay('[replay]') });
@@ -300,8 +311,22 @@ async function statusCommand(options: { config: string; namespace?: string; watc
   }
 }
 
+/** Makes `dir` (and its parents) and checks it takes files, before any work is done for it. */
+function assertWritableDirectory(dir: string, option: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    const probe = join(dir, `.streamgrad-write-test-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (error) {
+    throw new ConfigError(option, `cannot write to ${dir}: ${(error as Error).message}`);
+  }
+}
+
 async function exportCommand(options: { config: string; namespace?: string; out: string; quantize?: Quantization }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
+  assertWritableDirectory(options.out, '--out');
   await assertReachable(config.brokers);
   const kafka = createKafka({ clientId: `streamgrad-export-${process.pid}`, brokers: config.brokers });
   const admin = kafka.admin();

@@ -59,10 +59,14 @@ export const experimentSchema = z.object({
         .default({ policy: 'apply', bound: 16 }),
       /** Clip each update's mean gradient to this global L2 norm. */
       clipNorm: z.number().positive().optional(),
-      /** Refuse (as ABSURD, counted and dead-lettered) an update whose mean gradient has an element beyond this magnitude. */
-      maxAbsGradient: z.number().positive().default(1e6),
+      /**
+       * Refuse (as ABSURD, counted and dead-lettered) an update whose mean gradient has an element beyond this
+       * magnitude. The default only stops values no optimizer survives (Adam squares them in float32); a diverging
+       * model's honest gradients are applied.
+       */
+      maxAbsGradient: z.number().positive().default(1e15),
     })
-    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 }, maxAbsGradient: 1e6 }),
+    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 }, maxAbsGradient: 1e15 }),
   /** The IoT telemetry simulator of `streamgrad simulate` and `run --simulate`. */
   simulator: z
     .object({

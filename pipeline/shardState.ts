@@ -40,8 +40,8 @@ export type TakeResult =
 
 export type UpdateOutcome = TakeResult['outcome'];
 
-/** The largest mean gradient element a shard accepts by default; larger ones are refused as ABSURD. */
-export const defaultMaxAbsGradient = 1e6;
+/** The largest mean gradient element a shard accepts by default; larger ones are refused as ABSURD. Its square stays finite in float32 (Adam's second moment). */
+export const defaultMaxAbsGradient = 1e15;
 
 /**
  * One parameter-server shard: its variables, its optimizer slots, its version

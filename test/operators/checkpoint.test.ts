@@ -29,12 +29,16 @@ function recordingProducer() {
   return { producer: producer as unknown as Producer, log };
 }
 
-function lane(log: string[]) {
+function lane(log: string[], recover: () => Promise<number | undefined> = async () => undefined) {
   const lane = new Lane('in', 0, 'group', 100, {
     pause: () => {},
     resume: () => {},
     commitOffset: async (offset) => {
       log.push(`commit ${offset}`);
+    },
+    recover: async () => {
+      log.push('recover');
+      return recover();
     },
   });
   lane.startAt(0);
@@ -165,6 +169,68 @@ describe('checkpoint', () => {
       { numRuns: 300 },
     );
   });
+
+  it('rides out a broker that goes away mid-commit: commits once, whether the failed attempt had committed or not', async () => {
+    const connectionLost = () => Object.assign(new Error('Connection error: ECONNREFUSED'), { name: 'KafkaJSNumberOfRetriesExceeded', retriable: false, cause: Object.assign(new Error('ECONNREFUSED'), { name: 'KafkaJSConnectionError' }) });
+    for (const committedBeforeFailing of [false, true]) {
+      const log: string[] = [];
+      let failures = 2;
+      let committed = 0;
+      const producer = {
+        transaction: async () => ({
+          sendBatch: async () => log.push('tx-send'),
+          sendOffsets: async ({ topics }: { topics: Array<{ partitions: Array<{ offset: string }> }> }) => log.push(`tx-offsets ${topics[0]!.partitions[0]!.offset}`),
+          commit: async () => {
+            if (failures > 0 && !(committedBeforeFailing && failures === 1)) {
+              failures--;
+              throw connectionLost();
+            }
+            if (failures > 0) failures--;
+            committed = 2;
+            log.push('tx-commit');
+            if (committedBeforeFailing && failures === 0 && !log.includes('lost-after-commit')) {
+              log.push('lost-after-commit');
+              throw connectionLost();
+            }
+          },
+          abort: async () => log.push('tx-abort'),
+        }),
+      } as unknown as Producer;
+      const theLane = lane(log, async () => committed);
+      theLane.producer = producer;
+      [0, 1].forEach((o) => theLane.offer(record(o)));
+      const outputs = new Subject<Outputs>();
+      const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
+      outputs.next(output(0, 1));
+      outputs.complete();
+      expect((await reports).map((r) => r.offset), `committed before failing: ${committedBeforeFailing}`).toEqual([2]);
+      expect(log.filter((line) => line === 'tx-commit')).toHaveLength(1);
+      expect(log).toContain('recover');
+    }
+  }, 30_000);
+
+  it('drops its outputs when, after a failed commit, another member committed the partition', async () => {
+    const log: string[] = [];
+    const producer = {
+      transaction: async () => ({
+        sendBatch: async () => {},
+        sendOffsets: async () => {},
+        commit: async () => {
+          throw Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError', retriable: true });
+        },
+        abort: async () => {},
+      }),
+    } as unknown as Producer;
+    const theLane = lane(log, async () => 7);
+    theLane.producer = producer;
+    [0, 1].forEach((o) => theLane.offer(record(o)));
+    const outputs = new Subject<Outputs>();
+    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
+    outputs.next(output(0, 1));
+    outputs.complete();
+    expect(await reports).toEqual([]);
+    expect(log).toEqual(['recover']);
+  }, 30_000);
 
   it('commits nothing for a revoked lane and completes', async () => {
     const { producer, log } = recordingProducer();

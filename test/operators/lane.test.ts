@@ -9,6 +9,7 @@ function laneWithControl(maxInFlight: number) {
     commitOffset: async (offset) => {
       calls.push(`commit ${offset}`);
     },
+    recover: async () => undefined,
   });
   return { lane, calls };
 }

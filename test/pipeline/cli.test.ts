@@ -26,7 +26,7 @@ describe('streamgrad CLI', () => {
   it('gives every command --help with an example', async () => {
     const cli = buildCli();
     const names = cli.commands.map((command) => command.name());
-    expect(names).toEqual(expect.arrayContaining(['demo', 'up', 'down', 'simulate', 'run', 'replay', 'scale', 'status', 'export', 'worker', 'ps']));
+    expect(names).toEqual(expect.arrayContaining(['demo', 'up', 'down', 'simulate', 'run', 'replay', 'scale', 'status', 'export', 'worker', 'ps', 'audit']));
     for (const command of cli.commands as Command[]) {
       let help = '';
       command.configureOutput({ writeOut: (text) => { help += text; } });
@@ -66,4 +66,20 @@ describe('streamgrad CLI', () => {
     expect(code).toBe(2);
     expect(stderr.join('\n')).toMatch(/--partitions must be an integer ≥ 1, got 'many'/);
   }, 30_000);
+
+  it('an export to a place that takes no files, or a replay range that ends before it starts: one line, exit 2, at once', async () => {
+    const file = writeExperimentFile(experiment());
+    const env = { KAFKA_BROKERS: testBrokers().join(',') };
+    const exported = await runCli(['export', '--config', file, '--out', `${file}/model`], env);
+    expect(exported.code).toBe(2);
+    expect(exported.stderr).toEqual([expect.stringMatching(/^streamgrad: invalid configuration: --out: cannot write to .*experiment\.json\/model: /)]);
+    const startedAt = Date.now();
+    const replayed = await runCli(['replay', '--config', file, '--from', '2026-01-02T00:00:00Z', '--to', '2026-01-01T00:00:00Z'], env);
+    expect(replayed.code).toBe(2);
+    expect(replayed.stderr).toEqual([expect.stringMatching(/^streamgrad: invalid configuration: --from: 2026-01-02T00:00:00\.000Z is not before --to 2026-01-01T00:00:00\.000Z/)]);
+    const byOffsets = await runCli(['replay', '--config', file, '--from-offsets', '0:500', '--to-offsets', '0:100'], env);
+    expect(byOffsets.code).toBe(2);
+    expect(byOffsets.stderr).toEqual([expect.stringMatching(/--from-offsets: partition 0: 500 is after --to-offsets 100/)]);
+    expect(Date.now() - startedAt).toBeLessThan(20_000);
+  }, 60_000);
 });
