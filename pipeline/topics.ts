@@ -1,4 +1,5 @@
 import type { Admin } from 'kafkajs';
+import { SourceError } from '../operators/fromKafka.js';
 import { withRetry } from '../operators/retry.js';
 import { ConfigError } from '../schemas/errors.js';
 
@@ -62,13 +63,19 @@ export async function ensureNamespaceTopics(admin: Admin, namespace: string, sha
   // One request per topic: a topic another process created meanwhile fails only its own request.
   await Promise.all(
     wanted.map((topic) =>
-      admin.createTopics({ waitForLeaders: true, topics: [{ ...topic, replicationFactor: -1 }] }).catch((error: { type?: string }) => {
-        if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
+      admin.createTopics({ waitForLeaders: true, topics: [{ ...topic, replicationFactor: -1 }] }).catch((error: { type?: string; retriable?: boolean }) => {
+        // Created by another process meanwhile, or created but its leaders not yet known to every broker (kafkajs'
+        // own wait gives up with UNKNOWN_TOPIC_OR_PARTITION): the wait below settles it.
+        if (error.type !== 'TOPIC_ALREADY_EXISTS' && error.retriable !== true) throw error;
       }),
     ),
   );
   // A topic just created (here or by another process) can take a moment to show, with leaders, on every broker.
-  const metadata = await withRetry(() => admin.fetchTopicMetadata({ topics: specs.map((t) => t.topic) }), { retries: 10, initialDelayMs: 200 });
+  const metadata = await withRetry(async () => {
+    const found = await admin.fetchTopicMetadata({ topics: specs.map((t) => t.topic) });
+    if (found.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))) throw new SourceError('namespace topics have no leaders yet', undefined, true);
+    return found;
+  }, { retries: 10, initialDelayMs: 200 });
   const updates = metadata.topics.find((t) => t.name === topics.updates);
   if (updates && updates.partitions.length !== shards) {
     throw new ConfigError('model.shards', `the model has ${shards} shards but ${topics.updates} has ${updates.partitions.length} partitions; use a new namespace or the same shard count`);
