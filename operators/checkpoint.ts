@@ -246,7 +246,9 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
             if (isFenced(error) || lane.revoked) {
               // Another member owns the partition now and reads it from the last committed offset; a commit
               // that failed because the lane was taken away (its producer closed mid-transaction) is that too.
+              // Nothing of this lane can be committed any more: end it, so that it holds up no drain.
               pending = [];
+              lane.revoke();
               return;
             }
             subscriber.error(error instanceof CheckpointError ? error : new CheckpointError(lane, lane.processedFrontier(), error));

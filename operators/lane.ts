@@ -191,9 +191,14 @@ export class Lane {
     return () => this.releaseListeners.delete(listener);
   }
 
-  /** Complete and with nothing in flight: everything the lane emitted is committed or acknowledged. */
+  /** Complete and with nothing in flight (everything the lane emitted is committed or acknowledged), or revoked (nothing of it can be). */
   get isDrained(): boolean {
-    return this.completed && this.inFlight === 0;
+    return this.revokedFlag || (this.completed && this.inFlight === 0);
+  }
+
+  /** One line on where the lane stands, for a process that waits on it. */
+  describe(): string {
+    return `${this.name}: position ${this.nextOffset}, processed to ${this.processedFrontier()}, ${this.inFlight} in flight${this.completed ? ', complete' : ''}${this.revokedFlag ? ', revoked' : ''}${this.suspendedUntil ? ', suspended for a rebalance' : ''}`;
   }
 
   /** For sinks without checkpoints: the record at `offset` is done. Commits nothing. */

@@ -285,6 +285,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       if (stopping) return;
       stopping = true;
       stop$.next();
+      // A drain that takes long says what it waits for.
+      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${[...lanes].map((lane) => lane.describe()).join('; ') || 'no lane open'}`), 10_000);
+      void done.finally(() => clearInterval(report)).catch(() => {});
     },
     done,
   };

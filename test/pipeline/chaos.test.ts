@@ -4,34 +4,27 @@ import { parseExperiment } from '../../pipeline/config.js';
 import { latestSnapshots } from '../../pipeline/modelStore.js';
 import { readTopic } from '../../pipeline/readTopic.js';
 import { Replica } from '../../pipeline/replica.js';
+import { seededRandom } from '../../pipeline/simulator.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
 import { sineReading } from '../support/arbitraries.js';
-import { cliPath, spawnTs, waitFor, type TsChild } from '../support/childProcess.js';
+import { waitFor } from '../support/childProcess.js';
+import { CliProcesses, recordChaosRun, waitUntilAccounted } from '../support/processes.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { writeExperimentFile } from '../support/snapshots.js';
-
-/** A small deterministic generator, so a failing run can be told apart by its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const poisonBytes = 2 * 1024 * 1024;
 
 describe('chaos', () => {
   test('workers join, leave and are SIGKILLed, the server is SIGKILLed and restarted, poison pills arrive: the audit accounts for every record exactly once', async ({ kafka }) => {
     const seed = Number(process.env.STREAMGRAD_CHAOS_SEED ?? Date.now() % 100_000);
-    const random = mulberry32(seed);
+    const random = seededRandom(seed);
+    const startedAt = Date.now();
     const partitions = 5;
-    const backlog = 30_000;
-    const streamed = 30_000;
+    // npm run chaos sets the size; npm test runs 60,000 records.
+    const records = Number(process.env.STREAMGRAD_CHAOS_RECORDS ?? 60_000);
+    const backlog = Math.floor(records / 2);
+    const streamed = records - backlog;
     const churnMs = 30_000;
     // The input topic takes the 2 MiB poison pill; the worker's own limit (1 MiB) dead-letters it.
     const input = await kafka.createTopic({ partitions, prefix: 'chaos', configEntries: { 'max.message.bytes': String(3 * 1024 * 1024) } });
@@ -54,33 +47,13 @@ describe('chaos', () => {
       server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
     };
     const configFile = writeExperimentFile(experiment);
-    const events: string[] = [];
-    const note = (what: string) => events.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${what}`);
-    const started = Date.now();
-
-    const everyone: Array<{ name: string; child: TsChild }> = [];
-    const spawnCli = (args: string[]) => {
-      const child = spawnTs(cliPath, [...args, '--config', configFile], { quiet: true });
-      everyone.push({ name: `${args[0]} ${child.process.pid}`, child });
-      return child;
+    const processes = new CliProcesses(configFile);
+    const fail = (error: Error) => {
+      throw new Error(`seed ${seed}: ${error.message}\n${processes.report()}`);
     };
-    /** What the processes said last and where the offsets stand, for a failure to explain itself. */
-    const explain = async (error: Error) => {
-      const [ends, committed] = await Promise.all([kafka.admin.fetchTopicOffsets(input), kafka.admin.fetchOffsets({ groupId: topics.workerGroup, topics: [input] })]);
-      const offsets = ends.map((p) => `${p.partition}: ${committed[0]?.partitions.find((c) => c.partition === p.partition)?.offset ?? '-'}/${p.high}`).join(', ');
-      const tails = everyone.map(({ name, child }) => `--- ${name}\n${child.errors.slice(-8).join('\n')}`).join('\n');
-      return new Error(`seed ${seed}: ${error.message}\ncommitted/end per partition: ${offsets}\n${events.join('\n')}\n${tails}`);
-    };
-    let server = spawnCli(['ps']);
-    const workers = new Set<TsChild>();
-    const addWorker = () => {
-      const worker = spawnCli(['worker']);
-      workers.add(worker);
-      void worker.exited.then(() => workers.delete(worker));
-      note(`worker ${worker.process.pid} started`);
-    };
-    addWorker();
-    addWorker();
+    let server = processes.spawn('ps');
+    processes.spawn('worker');
+    processes.spawn('worker');
     await waitFor('the namespace topics', async () => (await kafka.admin.listTopics()).includes(topics.serverDeadLetters), 60_000, 200);
 
     // Poison on both sides: a 2 MiB input record, and updates no server can apply.
@@ -117,15 +90,14 @@ describe('chaos', () => {
         serverKilled = true;
         server.process.kill('SIGKILL');
         await server.exited;
-        note('server SIGKILLed');
-        server = spawnCli(['ps']);
-        note('server restarted');
+        processes.note('server SIGKILLed');
+        server = processes.spawn('ps');
       }
       if (random() > 0.2) continue;
-      const alive = [...workers];
+      const alive = [...processes.workers];
       const action = random();
       if (alive.length < 3 && (alive.length < 2 || action < 0.4)) {
-        addWorker();
+        processes.spawn('worker');
         joins++;
       } else {
         const victim = alive[Math.floor(random() * alive.length)]!;
@@ -133,33 +105,24 @@ describe('chaos', () => {
         victim.process.kill(signal);
         if (signal === 'SIGKILL') kills++;
         else leaves++;
-        note(`worker ${victim.process.pid} ${signal}`);
+        processes.note(`worker ${victim.process.pid} ${signal}`);
       }
     }
-    if (workers.size === 0) addWorker();
+    if (processes.workers.size === 0) processes.spawn('worker');
     const total = sent + 1;
     const ends = async () => (await kafka.admin.fetchTopicOffsets(input)).reduce((n, p) => n + Number(p.high), 0);
     expect(await ends()).toBe(total);
-    await waitFor('the workers to commit every record', async () => (await kafka.committedTotal(topics.workerGroup, input)) === total, 180_000, 500).catch(async (error: Error) => {
-      throw await explain(error);
-    });
-    // The server has taken in every committed update: each shard's newest snapshot stands at the end of its partition.
-    const updateEnds = async () => new Map((await kafka.admin.fetchTopicOffsets(topics.updates)).map((p) => [p.partition, Number(p.high)]));
-    await waitFor('the server to take in every update', async () => {
-      const [latest, endOf] = await Promise.all([latestSnapshots(kafka.kafka, namespace), updateEnds()]);
-      // The end offset also counts the last transaction's marker.
-      return [0, 1].every((shard) => (latest.get(shard)?.updatesOffset ?? -1) >= endOf.get(shard)! - 1);
-    }, 120_000, 500).catch(async (error: Error) => {
-      throw await explain(error);
-    });
+    await waitUntilAccounted(kafka.kafka, kafka.admin, namespace, input, Math.max(180_000, records * 3)).catch(fail);
+    const workers = [...processes.workers];
     for (const worker of workers) worker.process.kill('SIGTERM');
     server.process.kill('SIGTERM');
-    const codes = await Promise.all([...workers].map((w) => w.exited));
+    const codes = await Promise.all(workers.map((w) => w.exited));
     expect(codes.every((code) => code === 0), `workers' exit codes ${codes.join(', ')}`).toBe(true);
     expect(await server.exited).toBe(0);
 
     const report = await auditNamespace({ kafka: kafka.kafka, namespace, inputTopic: input });
-    console.error(`[chaos] seed ${seed}: ${total} records, ${joins} joins, ${leaves} leaves, ${kills} SIGKILLs, server SIGKILLed once\n${events.join('\n')}\n${formatAudit(report)}`);
+    console.error(`[chaos] seed ${seed}: ${total} records, ${joins} joins, ${leaves} leaves, ${kills} SIGKILLs, server SIGKILLed once\n${processes.events.join('\n')}\n${formatAudit(report)}`);
+    recordChaosRun({ scenario: 'churn', seed, records: total, joins, leaves, kills, serverKills: 1, outages: 0, seconds: Math.round((Date.now() - startedAt) / 1000) }, report);
     expect(report.problems, `seed ${seed}`).toEqual([]);
     expect(report.ok).toBe(true);
     for (const p of report.partitions) expect(p.trained + p.deadLettered, `shard ${p.shard} partition ${p.partition}`).toBe(p.records);
@@ -176,5 +139,5 @@ describe('chaos', () => {
     expect(latest.get(0)?.refusedByReason).toEqual({ NON_FINITE: 1 });
     expect(latest.get(1)?.refusedByReason).toEqual({ DECODE: 1 });
     expect(latest.get(0)?.samplesRefused).toBe(7);
-  }, 420_000);
+  }, Math.max(420_000, Number(process.env.STREAMGRAD_CHAOS_RECORDS ?? 0) * 8));
 });

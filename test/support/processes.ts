@@ -1,0 +1,97 @@
+import { appendFileSync } from 'node:fs';
+import type { Admin, Kafka } from 'kafkajs';
+import type { AuditReport } from '../../pipeline/audit.js';
+import { latestSnapshots } from '../../pipeline/modelStore.js';
+import { topicsOf } from '../../pipeline/topics.js';
+import { cliPath, spawnTs, waitFor, type TsChild } from './childProcess.js';
+
+/** The `streamgrad` processes of one test (servers and workers), each with its output kept for a failure report. */
+export class CliProcesses {
+  private readonly everyone: Array<{ name: string; child: TsChild }> = [];
+  private readonly started = Date.now();
+  /** What happened when, for a failure report. */
+  readonly events: string[] = [];
+  /** The workers still running. */
+  readonly workers = new Set<TsChild>();
+
+  constructor(private readonly configFile: string) {}
+
+  /** Starts `streamgrad <command> --config <file>`. */
+  spawn(command: 'ps' | 'worker'): TsChild {
+    const child = spawnTs(cliPath, [command, '--config', this.configFile], { quiet: true });
+    this.everyone.push({ name: `${command} ${child.process.pid}`, child });
+    if (command === 'worker') {
+      this.workers.add(child);
+      void child.exited.then(() => this.workers.delete(child));
+    }
+    this.note(`${command} ${child.process.pid} started`);
+    return child;
+  }
+
+  note(what: string): void {
+    this.events.push(`${((Date.now() - this.started) / 1000).toFixed(1)}s ${what}`);
+  }
+
+  /** Processes that ended without being asked to. */
+  exitedOnTheirOwn(asked: ReadonlySet<TsChild>): string[] {
+    return this.everyone.filter(({ child }) => !asked.has(child) && child.process.exitCode !== null).map(({ name, child }) => `${name} exited ${child.process.exitCode}`);
+  }
+
+  /** SIGKILLs whatever still runs: a failed test leaves nothing behind. */
+  killAll(): void {
+    for (const { child } of this.everyone) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+  }
+
+  /** The events and the last lines each process wrote. */
+  report(): string {
+    return [...this.events, ...this.everyone.map(({ name, child }) => `--- ${name}\n${child.errors.slice(-10).join('\n')}`)].join('\n');
+  }
+}
+
+/** Waits until the workers' group has committed every record of `inputTopic` and the server has taken in every committed update. */
+export async function waitUntilAccounted(kafka: Kafka, admin: Admin, namespace: string, inputTopic: string, timeoutMs: number): Promise<void> {
+  const topics = topicsOf(namespace);
+  await waitFor('the workers to commit every record', async () => {
+    const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(inputTopic), admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic] })]);
+    return ends.every(({ partition, high }) => Number(high) === 0 || Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1) >= Number(high));
+  }, timeoutMs, 500);
+  await waitFor('the server to take in every update', async () => {
+    const [latest, ends] = await Promise.all([latestSnapshots(kafka, namespace), admin.fetchTopicOffsets(topics.updates)]);
+    // The end offset also counts the last transaction's marker.
+    return ends.every(({ partition, high }) => Number(high) === 0 || (latest.get(partition)?.updatesOffset ?? -1) >= Number(high) - 1);
+  }, timeoutMs, 500);
+}
+
+/** One chaos run's figures, as `npm run chaos` collects them into RELIABILITY.md. */
+export interface ChaosFigures {
+  readonly scenario: string;
+  readonly seed?: number;
+  readonly records: number;
+  readonly joins: number;
+  readonly leaves: number;
+  readonly kills: number;
+  readonly serverKills: number;
+  readonly outages: number;
+  readonly seconds: number;
+}
+
+/** A run's figures with what its audit found: one line of RELIABILITY.md. */
+export interface ChaosRun extends ChaosFigures {
+  readonly lost: number;
+  readonly twice: number;
+  readonly ok: boolean;
+  readonly problems: readonly string[];
+  readonly at: string;
+}
+
+/** Appends a run's figures and what its audit found to `STREAMGRAD_CHAOS_LOG`, when set (by `npm run chaos`). */
+export function recordChaosRun(figures: ChaosFigures, report: AuditReport): void {
+  const file = process.env.STREAMGRAD_CHAOS_LOG;
+  if (!file) return;
+  const first = report.partitions.filter((p) => p.shard === report.partitions[0]?.shard);
+  const size = (runs: ReadonlyArray<{ first: number; last: number }>) => runs.reduce((n, r) => n + r.last - r.first + 1, 0);
+  const lost = first.reduce((n, p) => n + size(p.gaps), 0);
+  const twice = first.reduce((n, p) => n + size(p.overlaps), 0);
+  const run: ChaosRun = { ...figures, lost, twice, ok: report.ok, problems: report.problems.slice(0, 5), at: new Date().toISOString() };
+  appendFileSync(file, `${JSON.stringify(run)}\n`);
+}
