@@ -32,21 +32,33 @@ interface Service {
   readonly done: Promise<void>;
 }
 
-/** Runs `service` until SIGTERM or SIGINT, then lets it finish what it holds (`draining`), and waits for it. */
-async function runUntilSignal(name: string, service: Service, draining: string): Promise<void> {
+/**
+ * Runs the service that `start` starts until SIGTERM or SIGINT, then lets it finish what it holds (`draining`), and
+ * waits for it. A signal that arrives while the service is still starting stops it as soon as it runs.
+ */
+async function runUntilSignal<S extends Service>(name: (service: S) => string, start: () => Promise<S>, draining: string): Promise<void> {
+  let service: S | undefined;
+  let early: string | undefined;
   const stop = (signal: string) => {
-    console.error(`[${name}] ${signal}: ${draining}`);
+    if (!service) {
+      early = signal;
+      return;
+    }
+    console.error(`[${name(service)}] ${signal}: ${draining}`);
     service.stop();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  service = await start();
+  console.error(`[${name(service)}] running; SIGTERM or Ctrl-C stops it cleanly`);
+  if (early) stop(early);
   await service.done;
-  console.error(`[${name}] stopped`);
+  console.error(`[${name(service)}] stopped`);
   // Everything is committed by now. kafkajs can keep a socket of a producer closed mid-rebalance open for a minute:
   // say what is still open, and exit rather than wait for it.
   setTimeout(() => {
     const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
-    console.error(`[${name}] exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    console.error(`[${name(service!)}] exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
     process.exit(0);
   }, 5_000).unref();
 }
@@ -79,38 +91,42 @@ const count = (n: number) => Math.round(n).toLocaleString('en-US');
 async function workerCommand(options: { config: string; workerId?: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
   await assertReachable(config.brokers);
-  const worker = await startWorker(options.workerId ? { ...config, workerId: options.workerId } : config);
-  await withMetrics(`worker ${worker.workerId}`, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);
-  let last = Date.now();
-  worker.checkpoints.subscribe(() => {
-    if (Date.now() - last < 5_000) return;
-    last = Date.now();
-    const { samples, deadLettered } = worker.trained();
-    const memory = process.memoryUsage();
-    const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
-    console.error(`[worker ${worker.workerId}] ${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far; memory: rss ${mb(memory.rss)}, JS heap ${mb(memory.heapUsed)} of ${mb(memory.heapTotal)}, buffers ${mb(memory.arrayBuffers)}`);
-  });
-  await runUntilSignal(`worker ${worker.workerId}`, worker, 'finishing the open checkpoints');
+  await runUntilSignal((worker) => `worker ${worker.workerId}`, async () => {
+    const worker = await startWorker(options.workerId ? { ...config, workerId: options.workerId } : config);
+    await withMetrics(`worker ${worker.workerId}`, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);
+    let last = Date.now();
+    worker.checkpoints.subscribe(() => {
+      if (Date.now() - last < 5_000) return;
+      last = Date.now();
+      const { samples, deadLettered } = worker.trained();
+      const memory = process.memoryUsage();
+      const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
+      console.error(`[worker ${worker.workerId}] ${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far; memory: rss ${mb(memory.rss)}, JS heap ${mb(memory.heapUsed)} of ${mb(memory.heapTotal)}, buffers ${mb(memory.arrayBuffers)}`);
+    });
+    return worker;
+  }, 'finishing the open checkpoints');
 }
 
 async function serverCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
   await assertReachable(config.brokers);
-  const server = await startParameterServer(config);
-  await withMetrics(`ps ${server.serverId}`, server.metrics.registry, options.metricsPort ?? config.metricsPort, server.done);
-  let last = 0;
-  let freshness: number[] = [];
-  server.freshness.subscribe((ms) => freshness.push(ms));
-  server.snapshots.subscribe((report) => {
-    if (Date.now() - last < 5_000) return;
-    last = Date.now();
-    const p50 = percentile(freshness, 50);
-    const p99 = percentile(freshness, 99);
-    freshness = [];
-    const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value} ms`);
-    console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${count(report.samplesApplied)} samples applied, freshness p50 ${ms(p50)} p99 ${ms(p99)}`);
-  });
-  await runUntilSignal(`ps ${server.serverId}`, server, 'committing the last snapshots');
+  await runUntilSignal((server) => `ps ${server.serverId}`, async () => {
+    const server = await startParameterServer(config);
+    await withMetrics(`ps ${server.serverId}`, server.metrics.registry, options.metricsPort ?? config.metricsPort, server.done);
+    let last = 0;
+    let freshness: number[] = [];
+    server.freshness.subscribe((ms) => freshness.push(ms));
+    server.snapshots.subscribe((report) => {
+      if (Date.now() - last < 5_000) return;
+      last = Date.now();
+      const p50 = percentile(freshness, 50);
+      const p99 = percentile(freshness, 99);
+      freshness = [];
+      const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value} ms`);
+      console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${count(report.samplesApplied)} samples applied, freshness p50 ${ms(p50)} p99 ${ms(p99)}`);
+    });
+    return server;
+  }, 'committing the last snapshots');
 }
 
 async function upCommand(): Promise<void> {

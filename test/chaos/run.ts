@@ -1,7 +1,7 @@
 /**
  * npm run chaos [-- --runs N --records N --outage S]: the chaos scenarios of `npm test`
  * (test/pipeline/chaos.test.ts: workers joining, leaving and SIGKILLed, the server SIGKILLed, poison pills;
- * test/pipeline/brokerRestart.test.ts: kill -9 of the broker and S seconds without it), longer and repeated,
+ * test/chaos/brokerRestart.chaos.ts: kill -9 of the broker and S seconds without it), longer and repeated,
  * each run proven by `streamgrad audit`. Writes every run's figures to RELIABILITY.md as it goes.
  */
 import { spawn } from 'node:child_process';
@@ -29,7 +29,7 @@ const count = (n: number) => n.toLocaleString('en-US');
 
 function vitest(): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn('npx', ['vitest', 'run', 'test/pipeline/chaos.test.ts', 'test/pipeline/brokerRestart.test.ts'], {
+    const child = spawn('npx', ['vitest', 'run', '--config', 'vitest.chaos.config.ts'], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...process.env, STREAMGRAD_CHAOS_LOG: log, STREAMGRAD_CHAOS_RECORDS: String(options.records), STREAMGRAD_TEST_OUTAGE_MS: String(options.outage * 1000) },
     });

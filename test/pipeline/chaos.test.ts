@@ -1,4 +1,4 @@
-import { describe, expect } from 'vitest';
+import { describe, expect, onTestFinished } from 'vitest';
 import { auditNamespace, formatAudit } from '../../pipeline/audit.js';
 import { parseExperiment } from '../../pipeline/config.js';
 import { latestSnapshots } from '../../pipeline/modelStore.js';
@@ -47,11 +47,12 @@ describe('chaos', () => {
       server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
     };
     const configFile = writeExperimentFile(experiment);
-    const processes = new CliProcesses(configFile);
+    const processes = new CliProcesses(configFile, kafka.brokers);
     const fail = (error: Error) => {
       throw new Error(`seed ${seed}: ${error.message}\n${processes.report()}`);
     };
     let server = processes.spawn('ps');
+    onTestFinished(() => processes.killAll());
     processes.spawn('worker');
     processes.spawn('worker');
     await waitFor('the namespace topics', async () => (await kafka.admin.listTopics()).includes(topics.serverDeadLetters), 60_000, 200);
@@ -114,6 +115,7 @@ describe('chaos', () => {
     expect(await ends()).toBe(total);
     await waitUntilAccounted(kafka.kafka, kafka.admin, namespace, input, Math.max(180_000, records * 3)).catch(fail);
     const workers = [...processes.workers];
+    await Promise.all([server, ...workers].map((child) => processes.ready(child)));
     for (const worker of workers) worker.process.kill('SIGTERM');
     server.process.kill('SIGTERM');
     const codes = await Promise.all(workers.map((w) => w.exited));

@@ -14,11 +14,12 @@ export class CliProcesses {
   /** The workers still running. */
   readonly workers = new Set<TsChild>();
 
-  constructor(private readonly configFile: string) {}
+  /** `brokers`: where the processes connect (KAFKA_BROKERS overrides a config's brokers, so it is set for them). */
+  constructor(private readonly configFile: string, private readonly brokers: readonly string[]) {}
 
   /** Starts `streamgrad <command> --config <file>`. */
   spawn(command: 'ps' | 'worker'): TsChild {
-    const child = spawnTs(cliPath, [command, '--config', this.configFile], { quiet: true });
+    const child = spawnTs(cliPath, [command, '--config', this.configFile], { quiet: true, env: { KAFKA_BROKERS: this.brokers.join(',') } });
     this.everyone.push({ name: `${command} ${child.process.pid}`, child });
     if (command === 'worker') {
       this.workers.add(child);
@@ -35,6 +36,11 @@ export class CliProcesses {
   /** Processes that ended without being asked to. */
   exitedOnTheirOwn(asked: ReadonlySet<TsChild>): string[] {
     return this.everyone.filter(({ child }) => !asked.has(child) && child.process.exitCode !== null).map(({ name, child }) => `${name} exited ${child.process.exitCode}`);
+  }
+
+  /** Waits until `child` runs its service (it says so), so that a SIGTERM is a clean stop. */
+  async ready(child: TsChild, timeoutMs = 120_000): Promise<void> {
+    await waitFor(`process ${child.process.pid} to start`, () => child.errors.some((line) => line.includes('] running; SIGTERM')) || child.process.exitCode !== null, timeoutMs, 100);
   }
 
   /** SIGKILLs whatever still runs: a failed test leaves nothing behind. */

@@ -37,7 +37,7 @@ describe('broker restart', () => {
       checkpointIntervalMs: 200,
       sessionTimeoutMs: 10_000,
       server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
-    }));
+    }), brokers);
     const asked = new Set<ReturnType<CliProcesses['spawn']>>();
     try {
       await admin.connect();
@@ -55,7 +55,9 @@ describe('broker restart', () => {
       processes.spawn('worker');
       const topics = topicsOf('restart');
       const committed = async () => (await admin.fetchOffsets({ groupId: topics.workerGroup, topics: ['restart.in'] }))[0]?.partitions.reduce((n, p) => n + Math.max(0, Number(p.offset)), 0) ?? 0;
-      await waitFor('the workers to commit 2,000 records', async () => (await committed()) >= 2_000, 120_000, 200);
+      await waitFor('the workers to commit 2,000 records', async () => (await committed()) >= 2_000, 120_000, 200).catch((error: Error) => {
+        throw new Error(`${error.message}\n${processes.report()}`);
+      });
 
       const pid = Number(readFileSync(join(dataDir, 'node1', 'pid'), 'utf8'));
       process.kill(pid, 'SIGKILL');
@@ -69,6 +71,7 @@ describe('broker restart', () => {
       });
       expect(processes.exitedOnTheirOwn(asked), processes.report()).toEqual([]);
       const everyone = [server, ...processes.workers];
+      await Promise.all(everyone.map((child) => processes.ready(child)));
       for (const child of everyone) {
         asked.add(child);
         child.process.kill('SIGTERM');
