@@ -103,10 +103,9 @@ describe('chaos', () => {
       } else {
         const victim = alive[Math.floor(random() * alive.length)]!;
         const signal = action < 0.7 ? 'SIGKILL' : 'SIGTERM';
-        victim.process.kill(signal);
+        processes.signal(victim, signal);
         if (signal === 'SIGKILL') kills++;
         else leaves++;
-        processes.note(`worker ${victim.process.pid} ${signal}`);
       }
     }
     if (processes.workers.size === 0) processes.spawn('worker');

@@ -29,6 +29,13 @@ export class CliProcesses {
     return child;
   }
 
+  /** Sends `signal` to a worker, which then no longer counts as running. */
+  signal(child: TsChild, signal: 'SIGKILL' | 'SIGTERM'): void {
+    this.workers.delete(child);
+    child.process.kill(signal);
+    this.note(`worker ${child.process.pid} ${signal}`);
+  }
+
   note(what: string): void {
     this.events.push(`${((Date.now() - this.started) / 1000).toFixed(1)}s ${what}`);
   }
