@@ -90,6 +90,13 @@ const describeRuns = (runs: readonly OffsetRun[]) =>
     .join(', ') + (runs.length > 20 ? `, … (${runs.length} runs)` : '');
 const sizeOf = (runs: readonly OffsetRun[]) => runs.reduce((n, r) => n + r.last - r.first + 1, 0);
 
+/** Appends `value` to the list under `key`. */
+function pushTo<K, V>(lists: Map<K, V[]>, key: K, value: V): void {
+  const list = lists.get(key);
+  if (list) list.push(value);
+  else lists.set(key, [value]);
+}
+
 /** Appends `offset` to sorted runs, extending the last run when it follows on. */
 function addOffset(runs: OffsetRun[], offset: number): void {
   const last = runs[runs.length - 1];
@@ -169,13 +176,11 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
   await readTopic(kafka, topics.updates, (record) => {
     const decoded = updateCodec.decode(record.value, record);
     if (!decoded.ok) {
-      undecodable.set(record.partition, [...(undecodable.get(record.partition) ?? []), Number(record.offset)]);
+      pushTo(undecodable, record.partition, Number(record.offset));
       return;
     }
     const { sampleCount, deadLettered, offsets } = decoded.value;
-    const list = updatesByShard.get(record.partition) ?? [];
-    list.push({ offset: Number(record.offset), sampleCount, deadLettered, ranges: offsets });
-    updatesByShard.set(record.partition, list);
+    pushTo(updatesByShard, record.partition, { offset: Number(record.offset), sampleCount, deadLettered, ranges: offsets });
   });
 
   log(`reading ${topics.serverDeadLetters} and ${topics.deadLetters}`);
@@ -193,7 +198,7 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
   await readIfThere(kafka, topics.deadLetters, (record) => {
     const letter = deadLetterCodec.decode(record.value, record);
     if (!letter.ok || letter.value.topic !== inputTopic) return;
-    deadLettersOf.set(letter.value.partition, [...(deadLettersOf.get(letter.value.partition) ?? []), letter.value.offset]);
+    pushTo(deadLettersOf, letter.value.partition, letter.value.offset);
   });
 
   log(`reading ${topics.model}`);
