@@ -63,12 +63,20 @@ function write(runs: readonly Run[], failedRuns: number, done: boolean): void {
 
 let failedRuns = 0;
 const read = (): Run[] => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Run) : []);
+const unfinished: Run[] = [];
+const scenarios = ['churn', `broker kill -9, ${options.outage} s down`];
 for (let round = 1; round <= options.runs; round++) {
   console.error(`[chaos] round ${round} of ${options.runs}: ${count(options.records)} records per scenario, broker down ${options.outage} s`);
+  const before = read().length;
   if ((await vitest()) !== 0) failedRuns++;
-  write(read(), failedRuns, round === options.runs);
+  // A scenario that timed out or failed before its audit wrote no line: it counts, as a failed run.
+  const reported = new Set(read().slice(before).map((run) => run.scenario));
+  for (const scenario of scenarios.filter((name) => !reported.has(name))) {
+    unfinished.push({ scenario, records: options.records, joins: 0, leaves: 0, kills: 0, serverKills: 0, outages: scenario === 'churn' ? 0 : 1, seconds: 0, lost: 0, twice: 0, ok: false, problems: ['did not finish (timed out or failed before its audit): see the console output'], at: new Date().toISOString() });
+  }
+  write([...read(), ...unfinished].sort((a, b) => a.at.localeCompare(b.at)), failedRuns, round === options.runs);
 }
-const runs = read();
+const runs = [...read(), ...unfinished];
 rmSync(log, { force: true });
 console.error(`[chaos] ${runs.length} scenario runs, ${runs.filter((r) => r.ok).length} clean, ${failedRuns} failed rounds; RELIABILITY.md written`);
 process.exitCode = failedRuns === 0 && runs.every((r) => r.ok) ? 0 : 1;
