@@ -49,6 +49,11 @@ async function runUntilSignal<S extends Service>(name: (service: S) => string, s
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // A promise some library left without a handler must not kill a process that holds uncommitted work (the wasm
+  // runtime's own handler turned one into exit code 7 mid-drain): say so loudly, and go on draining.
+  process.on('unhandledRejection', (reason) => {
+    console.error(`[${service ? name(service) : 'streamgrad'}] ERROR: unhandled rejection (not fatal): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
+  });
   service = await start();
   console.error(`[${name(service)}] running; SIGTERM or Ctrl-C stops it cleanly`);
   if (early) stop(early);

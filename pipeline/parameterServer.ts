@@ -138,6 +138,8 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
         covers = [];
         refusals = [];
       };
+      // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes.
+      loaded.catch((error: unknown) => subscriber.error(error));
       const timer = setInterval(publish, snapshotIntervalMs);
       const subscription = lane.records
         .pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record)))))

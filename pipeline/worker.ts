@@ -152,6 +152,14 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     ),
     { defaultValue: undefined },
   );
+  // A failing snapshot tail stops the worker, and its error comes out of `done`: left alone until training ended, it
+  // was an unhandled rejection, which the wasm runtime's handler turns into exit code 7.
+  tailer.catch((error: unknown) => {
+    log(`[worker ${workerId}] the tail of ${topics.model} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
+    if (stopping) return;
+    stopping = true;
+    stop$.next();
+  });
 
   /** Waits while too many of this lane's updates are not yet reflected in the snapshots. */
   const waitForStaleness = async (lane: Lane, pending: number[], allowed = maxInFlightUpdates) => {

@@ -118,8 +118,8 @@ describe('chaos', () => {
     for (const worker of workers) worker.process.kill('SIGTERM');
     server.process.kill('SIGTERM');
     const codes = await Promise.all(workers.map((w) => w.exited));
-    expect(codes.every((code) => code === 0), `workers' exit codes ${codes.join(', ')}`).toBe(true);
-    expect(await server.exited).toBe(0);
+    expect(codes.every((code) => code === 0), `workers' exit codes ${codes.join(', ')}\n${processes.report()}`).toBe(true);
+    expect(await server.exited, processes.report()).toBe(0);
 
     const report = await auditNamespace({ kafka: kafka.kafka, namespace, inputTopic: input });
     console.error(`[chaos] seed ${seed}: ${total} records, ${joins} joins, ${leaves} leaves, ${kills} SIGKILLs, server SIGKILLed once\n${processes.events.join('\n')}\n${formatAudit(report)}`);
