@@ -203,12 +203,12 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     };
 
     /** A transactional producer for the lane's partition. Registering its transactionalId bumps the epoch: the previous owner's producer is fenced and its open transaction aborted, so the committed offset read next is final. */
-    const openProducer = async (lane: Lane): Promise<Producer> => {
+    const openProducer = async (lane: Lane, exactlyOnce: NonNullable<typeof config.exactlyOnce>): Promise<Producer> => {
       const producer: Producer = kafka.producer({
-        transactionalId: `${config.exactlyOnce!.transactionalIdPrefix}.${lane.topic}.${lane.partition}`,
+        transactionalId: `${exactlyOnce.transactionalIdPrefix}.${lane.topic}.${lane.partition}`,
         idempotent: true,
         maxInFlightRequests: 1,
-        transactionTimeout: config.exactlyOnce!.transactionTimeoutMs,
+        transactionTimeout: exactlyOnce.transactionTimeoutMs,
       });
       try {
         await producer.connect();
@@ -244,18 +244,20 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       await lane.whenCommitAllowed();
       if (lane.revoked || lanes.get(laneKey(lane.topic, lane.partition)) !== lane) return undefined;
       if (!(await withRetry(() => stillOwns(lane), transient))) return undefined;
-      if (config.exactlyOnce) {
+      const { exactlyOnce } = config;
+      if (exactlyOnce) {
         const old = lane.producer;
         lane.producer = undefined;
         await old?.disconnect().catch(() => {});
-        lane.producer = await withRetry(() => openProducer(lane), transient);
+        lane.producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
       }
       return withRetry(() => committedOffset(lane.topic, lane.partition), transient);
     };
 
     const prepareLane = async (lane: Lane) => {
       const key = laneKey(lane.topic, lane.partition);
-      if (config.exactlyOnce) lane.producer = await withRetry(() => openProducer(lane), transient);
+      const { exactlyOnce } = config;
+      if (exactlyOnce) lane.producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
       const offset = await withRetry(() => startOffset(lane.topic, lane.partition), transient);
       if (lanes.get(key) !== lane) {
         await closeLane(lane);

@@ -6,7 +6,6 @@ import type { Message } from 'kafkajs';
 import { deadLetterMessage } from '../operators/deadLetter.js';
 import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../operators/lane.js';
 import { RefusedUpdateError } from '../schemas/errors.js';
-import type { ParameterUpdate } from '../schemas/types.js';
 import { codecFor } from '../schemas/codec.js';
 import type { ExperimentConfig } from './config.js';
 import { createKafka } from './kafkaClient.js';
@@ -97,8 +96,9 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
   const takeRecord = (state: ShardState, record: KafkaRecord): Message | undefined => {
     const shard = state.shard;
     const decoded = updates.decode(record.value, record);
-    if (decoded.ok) metrics.staleness.observe({ shard }, state.stalenessOf(decoded.value));
-    const result = decoded.ok ? state.take(decoded.value, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.error.message);
+    const update = decoded.ok ? decoded.value : undefined;
+    if (update) metrics.staleness.observe({ shard }, state.stalenessOf(update));
+    const result = update ? state.take(update, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.ok ? '' : decoded.error.message);
     metrics.updates.inc({ shard, outcome: result.outcome });
     outcomes.next(result.outcome);
     if (result.outcome === 'refused') {
@@ -108,9 +108,8 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
       log(`[ps ${serverId}] shard ${shard}: ${error.message}`);
       return deadLetterMessage({ record, error }, deadLetterCodec, Date.now());
     }
-    const update = (decoded as { value: ParameterUpdate }).value;
-    if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update.sampleCount);
-    metrics.deadLetters.inc({ shard }, update.deadLettered);
+    if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update!.sampleCount);
+    metrics.deadLetters.inc({ shard }, update!.deadLettered);
     return undefined;
   };
 
