@@ -93,7 +93,12 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     expect(result.stdout.split('\n').at(-1)).toBe('127.0.0.1:19592,127.0.0.1:19593,127.0.0.1:19594');
     const client = admin(result.stdout);
     await client.connect();
-    const cluster = await client.describeCluster();
+    // Each broker answers metadata from its own cache: one may learn of the last broker to register a moment later.
+    let cluster = await client.describeCluster();
+    for (let tries = 0; cluster.brokers.length < 3 && tries < 50; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      cluster = await client.describeCluster();
+    }
     const configs = await client.describeConfigs({
       includeSynonyms: false,
       resources: [{ type: 4, name: '1', configNames: ['min.insync.replicas', 'default.replication.factor'] }],
