@@ -76,10 +76,12 @@ export class LaneLostError extends StreamgradError {
   }
 }
 
-// The partition's next owner registered our transactionalId: we are a zombie for this lane.
-const fencedErrorTypes = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+// Our transactional producer's epoch is old: the partition's next owner registered our transactionalId (we are a
+// zombie for this lane), or the coordinator aborted our transaction because it outlived the transaction timeout (a
+// broker outage longer than that). Which one, only the group can say: the lane's recover() asks it.
+const fencedErrorTypes = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
 function isFenced(error: unknown): boolean {
-  return error instanceof LaneLostError || (typeof error === 'object' && error !== null && fencedErrorTypes.has(String((error as { type?: unknown }).type)));
+  return typeof error === 'object' && error !== null && fencedErrorTypes.has(String((error as { type?: unknown }).type));
 }
 
 function highestCovered(outputs: Outputs): number {
@@ -213,7 +215,9 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
               throw error;
             }
           },
-          { retries: Number.POSITIVE_INFINITY, retriable: (error) => !isFenced(error) && isTransient(error), deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 },
+          // A fenced producer is retried too: the next attempt first recovers the lane, which ends it (LaneLostError)
+          // when another member owns the partition, and otherwise commits the same outputs with a fresh producer.
+          { retries: Number.POSITIVE_INFINITY, retriable: (error) => !(error instanceof LaneLostError) && (isFenced(error) || isTransient(error)), deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 },
         );
         if (lane.revoked) {
           pending = [];
@@ -243,12 +247,14 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
         }
         committing = commitOnce()
           .catch((error: unknown) => {
-            if (isFenced(error) || lane.revoked) {
+            if (error instanceof LaneLostError || lane.revoked) {
               // Another member owns the partition now and reads it from the last committed offset; a commit
               // that failed because the lane was taken away (its producer closed mid-transaction) is that too.
               // Nothing of this lane can be committed any more: end it, so that it holds up no drain.
+              const dropped = pending.flatMap((output) => output.covers);
+              const span = dropped.length > 0 ? `, offsets ${Math.min(...dropped.map((c) => c.first))}–${Math.max(...dropped.map((c) => c.last))}` : '';
+              lane.revoke(`${error instanceof LaneLostError ? `fenced: ${error.message}` : 'revoked during a commit'}; ${pending.length} output(s) not committed${span}`);
               pending = [];
-              lane.revoke();
               return;
             }
             subscriber.error(error instanceof CheckpointError ? error : new CheckpointError(lane, lane.processedFrontier(), error));

@@ -275,43 +275,72 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       if (!draining) consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
     };
 
-    const onAssignment = (assignment: Record<string, number[]>) => {
+    /** Ends a lane that fromKafka takes away (a rebalance, a lost membership); its producer closes. */
+    const dropLane = (key: string, lane: Lane, reason?: string) => {
+      lanes.delete(key);
+      ready.delete(key);
+      lane.revoke(reason);
+      void closeLane(lane);
+    };
+
+    /** The partitions the group assigned this member last. */
+    let assigned = new Set<string>();
+    const onAssignment = (assignment: Record<string, number[]>, lost: boolean) => {
       assignedOnce = true;
-      const assigned = new Set<string>();
+      assigned = new Set<string>();
       for (const [topic, partitions] of Object.entries(assignment)) for (const partition of partitions) assigned.add(laneKey(topic, partition));
       for (const [key, lane] of lanes) {
-        if (assigned.has(key)) {
-          lane.resumeAfterRebalance();
-        } else {
-          lanes.delete(key);
-          ready.delete(key);
-          lane.revoke();
-          void closeLane(lane);
-        }
+        // A member that comes back under a new id was expelled (its session timed out, or its consumer restarted):
+        // every partition it had may have moved on meanwhile, so every lane it had is lost, even one assigned to it
+        // again; that one starts afresh from the committed offset.
+        if (lost) dropLane(key, lane, 'lost: this member was expelled from the group (its session timed out or its consumer restarted), so another member may have taken the partition over');
+        else if (assigned.has(key)) lane.resumeAfterRebalance();
+        else dropLane(key, lane);
       }
-      for (const key of assigned) {
-        // A draining source takes on no new partition: it leaves the group once its lanes are committed, and the
-        // partition's next owner reads it from the committed offset.
-        if (lanes.has(key) || draining) continue;
-        const separator = key.lastIndexOf(':');
-        const topic = key.slice(0, separator);
-        const partition = Number(key.slice(separator + 1));
-        const lane = new Lane(topic, partition, groupId, config.maxInFlight, {
-          pause: () => consumer.pause([{ topic, partitions: [partition] }]),
-          resume: () => {
-            if (!draining && lanes.get(key) === lane) consumer.resume([{ topic, partitions: [partition] }]);
-          },
-          commitOffset: async (offset) => {
-            if (!direct) await consumer.commitOffsets([{ topic, partition, offset: String(offset) }]);
-          },
-          recover: (): Promise<number | undefined> => recoverLane(lane),
-        });
-        lanes.set(key, lane);
-        listeners.push(lane.onRelease(finishIfDrained));
-        subscriber.next(lane);
-        prepareLane(lane).catch(fail);
-      }
+      for (const key of assigned) openLane(key);
       finishIfDrained();
+    };
+
+    /**
+     * After a lane ended by itself (its checkpoint found it fenced) while the group still assigns its partition here,
+     * a new lane takes the partition on, if the stable group confirms this member owns it: a lane lost for good would
+     * leave the partition assigned here and read by no one. The new lane fences the producer again and reads the
+     * committed offset, as after any takeover.
+     */
+    const reopenIfStillOwned = (lane: Lane) => {
+      const key = laneKey(lane.topic, lane.partition);
+      if (lanes.get(key) !== lane) return;
+      dropLane(key, lane);
+      consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]);
+      void withRetry(() => stillOwns(lane), transient)
+        .then((owned) => {
+          if (owned && assigned.has(key)) openLane(key);
+        })
+        .catch(fail);
+    };
+
+    const openLane = (key: string) => {
+      // A draining source takes on no new partition: it leaves the group once its lanes are committed, and the
+      // partition's next owner reads it from the committed offset.
+      if (lanes.has(key) || draining || closed) return;
+      const separator = key.lastIndexOf(':');
+      const topic = key.slice(0, separator);
+      const partition = Number(key.slice(separator + 1));
+      const lane = new Lane(topic, partition, groupId, config.maxInFlight, {
+        pause: () => consumer.pause([{ topic, partitions: [partition] }]),
+        resume: () => {
+          if (!draining && lanes.get(key) === lane) consumer.resume([{ topic, partitions: [partition] }]);
+        },
+        commitOffset: async (offset) => {
+          if (!direct) await consumer.commitOffsets([{ topic, partition, offset: String(offset) }]);
+        },
+        recover: (): Promise<number | undefined> => recoverLane(lane),
+        revoked: () => reopenIfStillOwned(lane),
+      });
+      lanes.set(key, lane);
+      listeners.push(lane.onRelease(finishIfDrained));
+      subscriber.next(lane);
+      prepareLane(lane).catch(fail);
     };
 
     const eachBatch = async ({ batch, resolveOffset, heartbeat, pause, isRunning, isStale }: EachBatchPayload) => {
@@ -369,8 +398,9 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       const { GROUP_JOIN, REBALANCING, CRASH, END_BATCH_PROCESS } = consumer.events;
       listeners.push(
         consumer.on(GROUP_JOIN, (event) => {
+          const lost = memberId !== undefined && memberId !== event.payload.memberId;
           memberId = event.payload.memberId;
-          onAssignment(event.payload.memberAssignment);
+          onAssignment(event.payload.memberAssignment, lost);
         }),
         consumer.on(REBALANCING, () => {
           for (const lane of lanes.values()) lane.suspend();

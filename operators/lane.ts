@@ -31,6 +31,8 @@ export interface LaneControl {
    * group's committed offset, now final; `undefined` when the partition belongs to another member.
    */
   recover(): Promise<number | undefined>;
+  /** Told after the lane was revoked (by its source on a rebalance, or by its checkpoint on finding it fenced). */
+  revoked?(): void;
 }
 
 /**
@@ -111,6 +113,9 @@ export class Lane {
   get revoked(): boolean {
     return this.revokedFlag;
   }
+
+  /** Why the partition was taken away (set by {@link revoke}), for the logs. */
+  revokedBecause: string | undefined;
 
   /** The partition's high watermark at the last fetch, or -1 before the first. */
   highWatermark = -1;
@@ -252,11 +257,14 @@ export class Lane {
     while (this.suspendedUntil) await this.suspendedUntil;
   }
 
-  /** The partition is gone: complete the records and refuse every later commit. */
-  revoke(): void {
+  /** The partition is gone (`reason` says why, for the logs): complete the records and refuse every later commit. */
+  revoke(reason = 'revoked by a rebalance'): void {
+    if (this.revokedFlag) return;
+    this.revokedBecause = `${reason}; ${this.inFlight} record(s) read and not committed, for the partition's owner to read again`;
     this.revokedFlag = true;
     this.resumeAfterRebalance();
     this.complete();
+    this.control.revoked?.();
   }
 
   /** No more records (bounded end, or revoke). */

@@ -72,8 +72,8 @@ instance_bootstrap() { instance_value "$1" BOOTSTRAP; }
 instance_nodes() { instance_value "$1" NODES; }
 
 bootstrap_for() {
-  local nodes="$1" port="$2" out="" i
-  for ((i = 0; i < nodes; i++)); do out+="${out:+,}127.0.0.1:$((port + i))"; done
+  local nodes="$1" port="$2" host="${3:-127.0.0.1}" out="" i
+  for ((i = 0; i < nodes; i++)); do out+="${out:+,}$host:$((port + i))"; done
   echo "$out"
 }
 

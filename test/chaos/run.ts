@@ -1,7 +1,7 @@
 /**
  * npm run chaos [-- --runs N --records N --outage S]: the chaos scenarios of `npm test`
  * (test/pipeline/chaos.test.ts: workers joining, leaving and SIGKILLed, the server SIGKILLed, poison pills;
- * test/chaos/brokerRestart.chaos.ts: kill -9 of the broker and S seconds without it), longer and repeated,
+ * test/chaos/brokerOutage.chaos.ts: kill -9 of the single broker, and of one broker of a 3-broker cluster, each down S seconds), longer and repeated,
  * each run proven by `streamgrad audit`. Writes every run's figures to RELIABILITY.md as it goes.
  */
 import { spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import type { ChaosRun as Run } from '../support/processes.js';
+import { outageScenario, type ChaosRun as Run } from '../support/processes.js';
 
 const whole = (name: string) => (value: string) => {
   const n = Number(value);
@@ -17,7 +17,7 @@ const whole = (name: string) => (value: string) => {
   return n;
 };
 const options = new Command('chaos')
-  .option('--runs <n>', 'how many times to run both scenarios', whole('--runs'), 3)
+  .option('--runs <n>', 'how many times to run every scenario', whole('--runs'), 3)
   .option('--records <n>', 'records per scenario', whole('--records'), 200_000)
   .option('--outage <seconds>', 'how long the broker stays down', whole('--outage'), 60)
   .parse(process.argv)
@@ -64,7 +64,7 @@ function write(runs: readonly Run[], failedRuns: number, done: boolean): void {
 let failedRuns = 0;
 const read = (): Run[] => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Run) : []);
 const unfinished: Run[] = [];
-const scenarios = ['churn', `broker kill -9, ${options.outage} s down`];
+const scenarios = ['churn', outageScenario(1, options.outage), outageScenario(3, options.outage)];
 for (let round = 1; round <= options.runs; round++) {
   console.error(`[chaos] round ${round} of ${options.runs}: ${count(options.records)} records per scenario, broker down ${options.outage} s`);
   const before = read().length;

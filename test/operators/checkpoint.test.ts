@@ -209,6 +209,40 @@ describe('checkpoint', () => {
     }
   }, 30_000);
 
+  it('commits again with a fresh producer when its transaction was aborted for outliving the transaction timeout and the lane still owns its partition', async () => {
+    // A broker outage longer than the transaction timeout: when the broker is back, the coordinator has aborted the
+    // open transaction and bumped the epoch, so the old producer is "fenced" although no other member took over.
+    const log: string[] = [];
+    let epoch = 0;
+    const producerOf = (mine: number) =>
+      ({
+        transaction: async () => ({
+          sendBatch: async () => log.push(`send epoch ${mine}`),
+          sendOffsets: async () => {},
+          commit: async () => {
+            if (mine !== epoch) throw Object.assign(new Error('Producer attempted an operation with an old epoch'), { name: 'KafkaJSProtocolError', type: 'INVALID_PRODUCER_EPOCH', retriable: false });
+            log.push(`commit epoch ${mine}`);
+          },
+          abort: async () => log.push(`abort epoch ${mine}`),
+        }),
+      }) as unknown as Producer;
+    const theLane = lane(log, async () => {
+      // recover() replaces the producer, as fromKafka's does, and reads the committed offset: nothing was committed.
+      theLane.producer = producerOf(epoch);
+      return 0;
+    });
+    theLane.producer = producerOf(0);
+    epoch = 1;
+    [0, 1].forEach((o) => theLane.offer(record(o)));
+    const outputs = new Subject<Outputs>();
+    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
+    outputs.next(output(0, 1));
+    outputs.complete();
+    expect((await reports).map((r) => r.offset)).toEqual([2]);
+    expect(theLane.revoked).toBe(false);
+    expect(log).toEqual(['send epoch 0', 'abort epoch 0', 'recover', 'send epoch 1', 'commit epoch 1']);
+  }, 30_000);
+
   it('drops its outputs when, after a failed commit, another member committed the partition', async () => {
     const log: string[] = [];
     const producer = {

@@ -11,8 +11,10 @@ export interface TsChild {
   readonly exited: Promise<number | string>;
 }
 
-export function spawnTs(file: URL, args: readonly string[], options: { env?: Record<string, string>; quiet?: boolean } = {}): TsChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(file), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+/** `wrapper`: a command that runs Node for us (it must exec it, so that the child's pid is Node's), such as `ip netns exec NS`. */
+export function spawnTs(file: URL, args: readonly string[], options: { env?: Record<string, string>; quiet?: boolean; wrapper?: readonly string[] } = {}): TsChild {
+  const command = [...(options.wrapper ?? []), process.execPath, '--import', 'tsx', fileURLToPath(file), ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   const collect = (stream: NodeJS.ReadableStream, into: string[], forward?: (chunk: Buffer) => void) => {
     let partial = '';
     stream.on('data', (chunk: Buffer) => {

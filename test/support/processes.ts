@@ -17,9 +17,9 @@ export class CliProcesses {
   /** `brokers`: where the processes connect (KAFKA_BROKERS overrides a config's brokers, so it is set for them). */
   constructor(private readonly configFile: string, private readonly brokers: readonly string[]) {}
 
-  /** Starts `streamgrad <command> --config <file>`. */
-  spawn(command: 'ps' | 'worker'): TsChild {
-    const child = spawnTs(cliPath, [command, '--config', this.configFile], { quiet: true, env: { KAFKA_BROKERS: this.brokers.join(',') } });
+  /** Starts `streamgrad <command> --config <file>`, through `wrapper` when given (say, `ip netns exec NS`). */
+  spawn(command: 'ps' | 'worker', wrapper?: readonly string[]): TsChild {
+    const child = spawnTs(cliPath, [command, '--config', this.configFile], { quiet: true, wrapper, env: { KAFKA_BROKERS: this.brokers.join(',') } });
     this.everyone.push({ name: `${command} ${child.process.pid}`, child });
     if (command === 'worker') {
       this.workers.add(child);
@@ -107,4 +107,9 @@ export function recordChaosRun(figures: ChaosFigures, report: AuditReport): void
   const twice = first.reduce((n, p) => n + size(p.overlaps), 0);
   const run: ChaosRun = { ...figures, lost, twice, ok: report.ok, problems: report.problems.slice(0, 5), at: new Date().toISOString() };
   appendFileSync(file, `${JSON.stringify(run)}\n`);
+}
+
+/** A broker-outage scenario's name in RELIABILITY.md. */
+export function outageScenario(nodes: 1 | 3, outageSeconds: number): string {
+  return nodes === 1 ? `broker kill -9, ${outageSeconds} s down` : `1 of 3 brokers kill -9, ${outageSeconds} s down`;
 }
