@@ -12,7 +12,7 @@ import type { ConsoleDisplay } from './console.js';
 import { assertReachable, createKafka } from './kafkaClient.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
 import { progressLine, StatusReader, type StatusReport } from './status.js';
-import { ensureNamespaceTopics } from './topics.js';
+import { createTopics, ensureNamespaceTopics } from './topics.js';
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
@@ -101,13 +101,7 @@ export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentCon
   const admin = kafka.admin();
   await admin.connect();
   try {
-    if (!(await admin.listTopics()).includes(config.inputTopic)) {
-      await admin
-        .createTopics({ waitForLeaders: true, topics: [{ topic: config.inputTopic, numPartitions: config.inputPartitions, replicationFactor: -1 }] })
-        .catch((error: { type?: string }) => {
-          if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
-        });
-    }
+    if (!(await admin.listTopics()).includes(config.inputTopic)) await createTopics(admin, [{ topic: config.inputTopic, numPartitions: config.inputPartitions }]);
     if (!inputOnly) await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
   } finally {
     await admin.disconnect();

@@ -41,6 +41,34 @@ export function topicsOf(namespace: string): NamespaceTopics {
  */
 export const namespaceMessageBytes = { updates: 16 * 1024 * 1024, model: 16 * 1024 * 1024, deadLetters: 2 * 1024 * 1024 } as const;
 
+/** A topic to create: its name, partitions and configuration (the brokers' replication factor). */
+export interface TopicSpec {
+  readonly topic: string;
+  readonly numPartitions: number;
+  readonly configEntries?: ReadonlyArray<{ readonly name: string; readonly value: string }>;
+}
+
+/**
+ * Creates `wanted` (one request per topic: a topic another process creates meanwhile fails only its own request),
+ * then waits until every topic of `settled` shows with leaders on the broker asked, and returns their metadata. On
+ * a cluster a topic just created takes a moment to show everywhere: kafkajs' own wait can give up with
+ * UNKNOWN_TOPIC_OR_PARTITION, which the wait here settles.
+ */
+export async function createTopics(admin: Admin, wanted: readonly TopicSpec[], settled: readonly string[] = wanted.map((t) => t.topic)) {
+  await Promise.all(
+    wanted.map((topic) =>
+      admin.createTopics({ waitForLeaders: true, topics: [{ ...topic, configEntries: topic.configEntries?.map((entry) => ({ ...entry })), replicationFactor: -1 }] }).catch((error: { type?: string; retriable?: boolean }) => {
+        if (error.type !== 'TOPIC_ALREADY_EXISTS' && error.retriable !== true) throw error;
+      }),
+    ),
+  );
+  return withRetry(async () => {
+    const found = await admin.fetchTopicMetadata({ topics: [...settled] });
+    if (found.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))) throw new SourceError(`topics ${settled.join(', ')} have no leaders yet`, undefined, true);
+    return found;
+  }, { retries: 10, initialDelayMs: 200 });
+}
+
 /**
  * Creates the namespace's topics where they are missing: `<ns>.updates` with
  * one partition per shard, `<ns>.model` compacted with one partition per
@@ -59,23 +87,7 @@ export async function ensureNamespaceTopics(admin: Admin, namespace: string, sha
     { topic: topics.deadLetters, numPartitions: 1, configEntries: [size(namespaceMessageBytes.deadLetters)] },
     { topic: topics.serverDeadLetters, numPartitions: 1, configEntries: [size(namespaceMessageBytes.deadLetters)] },
   ];
-  const wanted = specs.filter((t) => !existing.has(t.topic));
-  // One request per topic: a topic another process created meanwhile fails only its own request.
-  await Promise.all(
-    wanted.map((topic) =>
-      admin.createTopics({ waitForLeaders: true, topics: [{ ...topic, replicationFactor: -1 }] }).catch((error: { type?: string; retriable?: boolean }) => {
-        // Created by another process meanwhile, or created but its leaders not yet known to every broker (kafkajs'
-        // own wait gives up with UNKNOWN_TOPIC_OR_PARTITION): the wait below settles it.
-        if (error.type !== 'TOPIC_ALREADY_EXISTS' && error.retriable !== true) throw error;
-      }),
-    ),
-  );
-  // A topic just created (here or by another process) can take a moment to show, with leaders, on every broker.
-  const metadata = await withRetry(async () => {
-    const found = await admin.fetchTopicMetadata({ topics: specs.map((t) => t.topic) });
-    if (found.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))) throw new SourceError('namespace topics have no leaders yet', undefined, true);
-    return found;
-  }, { retries: 10, initialDelayMs: 200 });
+  const metadata = await createTopics(admin, specs.filter((t) => !existing.has(t.topic)), specs.map((t) => t.topic));
   const updates = metadata.topics.find((t) => t.name === topics.updates);
   if (updates && updates.partitions.length !== shards) {
     throw new ConfigError('model.shards', `the model has ${shards} shards but ${topics.updates} has ${updates.partitions.length} partitions; use a new namespace or the same shard count`);

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { expect } from 'vitest';
 import { auditNamespace, formatAudit } from '../../pipeline/audit.js';
-import { topicsOf } from '../../pipeline/topics.js';
+import { createTopics, topicsOf } from '../../pipeline/topics.js';
 import { codecFor } from '../../schemas/index.js';
 import { sineReading } from './arbitraries.js';
 import { runInfraScript } from './broker.js';
 import { waitFor, type TsChild } from './childProcess.js';
-import { CliProcesses, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
+import { CliProcesses, describeOverlaps, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
 import { writeExperimentFile } from './snapshots.js';
 
 /** One broker-outage scenario: a broker (or cluster) of its own, since it kills a broker, which the shared test broker must never lose. */
@@ -56,12 +56,12 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
   };
   try {
     await admin.connect();
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: input, numPartitions: 4 }] });
+    await createTopics(admin, [{ topic: input, numPartitions: 4 }]);
     const samples = codecFor('TrainingSample');
     const producer = kafka.producer();
     await producer.connect();
     for (let from = 0; from < total; from += 5_000) {
-      await producer.send({ topic: input, acks: -1, messages: Array.from({ length: Math.min(5_000, total - from) }, (_, k) => ({ key: `d${(from + k) % 8}`, value: (from + k) % 997 === 3 ? Buffer.from('corrupt') : samples.encode(sineReading(from + k, { devices: 8, label: Math.sin, extra: [1, 0] })) })) });
+      await producer.send({ topic: input, acks: -1, messages: Array.from({ length: Math.min(5_000, total - from) }, (_, k) => ({ key: `d${(from + k) % 13}`, value: (from + k) % 997 === 3 ? Buffer.from('corrupt') : samples.encode(sineReading(from + k, { devices: 13, label: Math.sin, extra: [1, 0] })) })) });
     }
     await producer.disconnect();
     const server = processes.spawn('ps');
@@ -94,7 +94,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
 
     const report = await auditNamespace({ kafka, namespace, inputTopic: input });
     recordChaosRun({ scenario: outageScenario(nodes, outageMs / 1000), records: total, joins: 2, leaves: 0, kills: 0, serverKills: 0, outages: 1, seconds: Math.round((Date.now() - startedAt) / 1000) }, report);
-    expect(report.problems, formatAudit(report)).toEqual([]);
+    expect(report.problems, `${formatAudit(report)}\n${report.ok ? '' : processes.report()}\n${await describeOverlaps(kafka, namespace, report)}`).toEqual([]);
     expect(report.partitions.filter((p) => p.shard === 0).reduce((n, p) => n + p.records, 0)).toBe(total);
     return `${processes.events.join('\n')}\n${formatAudit(report)}`;
   } finally {

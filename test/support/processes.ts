@@ -1,8 +1,12 @@
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Admin, Kafka } from 'kafkajs';
 import type { AuditReport } from '../../pipeline/audit.js';
 import { latestSnapshots } from '../../pipeline/modelStore.js';
+import { readTopic } from '../../pipeline/readTopic.js';
 import { topicsOf } from '../../pipeline/topics.js';
+import { codecFor } from '../../schemas/index.js';
 import { cliPath, spawnTs, waitFor, type TsChild } from './childProcess.js';
 
 /** The `streamgrad` processes of one test (servers and workers), each with its output kept for a failure report. */
@@ -55,9 +59,11 @@ export class CliProcesses {
     for (const { child } of this.everyone) if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
   }
 
-  /** The events and the last lines each process wrote. */
+  /** The events and the last lines each process wrote; every process's whole output goes to a folder it names. */
   report(): string {
-    return [...this.events, ...this.everyone.map(({ name, child }) => `--- ${name}\n${child.errors.slice(-10).join('\n')}`)].join('\n');
+    const dir = mkdtempSync(join(tmpdir(), 'streamgrad-processes-'));
+    for (const { name, child } of this.everyone) writeFileSync(join(dir, `${name.replace(' ', '-')}.log`), `${child.errors.join('\n')}\n`);
+    return [...this.events, ...this.everyone.map(({ name, child }) => `--- ${name}\n${child.errors.slice(-10).join('\n')}`), `(every line of every process: ${dir})`].join('\n');
   }
 }
 
@@ -112,4 +118,20 @@ export function recordChaosRun(figures: ChaosFigures, report: AuditReport): void
 /** A broker-outage scenario's name in RELIABILITY.md. */
 export function outageScenario(nodes: 1 | 3, outageSeconds: number): string {
   return nodes === 1 ? `broker kill -9, ${outageSeconds} s down` : `1 of 3 brokers kill -9, ${outageSeconds} s down`;
+}
+
+/** For a failed audit: the committed updates that cover each overlap it found (where they are, who built them, when). */
+export async function describeOverlaps(kafka: Kafka, namespace: string, report: AuditReport): Promise<string> {
+  const overlaps = report.partitions.flatMap((p) => p.overlaps.map((run) => ({ shard: p.shard, partition: p.partition, ...run })));
+  if (overlaps.length === 0) return '';
+  const codec = codecFor('ParameterUpdate');
+  const lines: string[] = [];
+  await readTopic(kafka, topicsOf(namespace).updates, (record) => {
+    const decoded = codec.decode(record.value, record);
+    if (!decoded.ok) return;
+    const update = decoded.value;
+    const hit = update.offsets.some((span) => overlaps.some((o) => o.shard === update.shard && o.partition === span.partition && span.firstOffset <= o.last && span.lastOffset >= o.first));
+    if (hit) lines.push(`updates[${record.partition}]@${record.offset} appended ${new Date(Number(record.timestamp)).toISOString()}: worker ${update.workerId}, created ${new Date(update.createdAt).toISOString()}, base v${update.baseVersion}, ${update.sampleCount} samples, offsets ${update.offsets.map((s) => `${s.partition}:${s.firstOffset}-${s.lastOffset}`).join(' ')}`);
+  });
+  return lines.slice(0, 60).join('\n');
 }
