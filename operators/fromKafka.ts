@@ -382,12 +382,13 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     };
 
     const start = async () => {
-      await admin.connect();
+      await withRetry(() => admin.connect(), transient);
       const bounded = config.bounded;
       if (bounded !== false) {
         for (const topic of topics) {
-          const byTime = typeof bounded === 'object' && 'timestamp' in bounded ? await admin.fetchTopicOffsetsByTimestamp(topic, bounded.timestamp) : [];
-          for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+          // A partition between leaders (a broker of a cluster just lost) answers LEADER_NOT_AVAILABLE for a moment.
+          const [byTime, ends] = await withRetry(() => Promise.all([typeof bounded === 'object' && 'timestamp' in bounded ? admin.fetchTopicOffsetsByTimestamp(topic, bounded.timestamp) : [], admin.fetchTopicOffsets(topic)]), transient);
+          for (const { partition, high } of ends) {
             const key = laneKey(topic, partition);
             const atTime = Number(byTime.find((p) => p.partition === partition)?.offset ?? -1);
             const explicit = typeof bounded === 'object' && 'offsets' in bounded ? bounded.offsets[key] : undefined;
