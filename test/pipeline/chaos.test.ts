@@ -9,7 +9,7 @@ import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
 import { sineReading } from '../support/arbitraries.js';
 import { waitFor } from '../support/childProcess.js';
-import { CliProcesses, recordChaosRun, waitUntilAccounted } from '../support/processes.js';
+import { chaosExperiment, CliProcesses, recordChaosRun, waitUntilAccounted } from '../support/processes.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { writeExperimentFile } from '../support/snapshots.js';
 
@@ -36,16 +36,7 @@ describe('chaos', () => {
       value: i % 997 === 3 ? Buffer.from('corrupt') : samples.encode(sineReading(i, { devices: 13, label: Math.sin, extra: [1, 0] })),
     });
     await kafka.produce(input, backlog, record);
-    const experiment = {
-      brokers: kafka.brokers,
-      namespace,
-      inputTopic: input,
-      model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 16 }] },
-      batchSize: 32,
-      checkpointIntervalMs: 200,
-      sessionTimeoutMs: 10_000,
-      server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
-    };
+    const experiment = chaosExperiment(kafka.brokers, namespace, input);
     const configFile = writeExperimentFile(experiment);
     const processes = new CliProcesses(configFile, kafka.brokers);
     const fail = (error: Error) => {

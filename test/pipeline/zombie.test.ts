@@ -11,7 +11,7 @@ import { sineReading } from '../support/arbitraries.js';
 import { runInfraScript } from '../support/broker.js';
 import { waitFor, type TsChild } from '../support/childProcess.js';
 import { IsolatedHost } from '../support/netns.js';
-import { CliProcesses, waitUntilAccounted } from '../support/processes.js';
+import { chaosExperiment, CliProcesses, waitUntilAccounted } from '../support/processes.js';
 import { writeExperimentFile } from '../support/snapshots.js';
 
 // The zombie runs in a network namespace of its own, so the broker listens on the host end of its veth pair: a
@@ -49,16 +49,7 @@ describe.skipIf(unavailable !== undefined)('zombie worker', () => {
     }
     await producer.disconnect();
 
-    const processes = new CliProcesses(writeExperimentFile({
-      brokers,
-      namespace,
-      inputTopic: input,
-      model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 16 }] },
-      batchSize: 32,
-      checkpointIntervalMs: 200,
-      sessionTimeoutMs,
-      server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
-    }), brokers);
+    const processes = new CliProcesses(writeExperimentFile(chaosExperiment(brokers, namespace, input, sessionTimeoutMs)), brokers);
     onTestFinished(() => processes.killAll());
     const report = (error: Error) => {
       throw new Error(`${error.message}\n${processes.report()}`);

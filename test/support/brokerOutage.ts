@@ -9,7 +9,7 @@ import { codecFor } from '../../schemas/index.js';
 import { sineReading } from './arbitraries.js';
 import { runInfraScript } from './broker.js';
 import { waitFor, type TsChild } from './childProcess.js';
-import { CliProcesses, describeOverlaps, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
+import { chaosExperiment, CliProcesses, describeOverlaps, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
 import { writeExperimentFile } from './snapshots.js';
 
 /** One broker-outage scenario: a broker (or cluster) of its own, since it kills a broker, which the shared test broker must never lose. */
@@ -41,16 +41,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
   const admin = kafka.admin();
   const namespace = 'outage';
   const input = 'outage.in';
-  const processes = new CliProcesses(writeExperimentFile({
-    brokers,
-    namespace,
-    inputTopic: input,
-    model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 16 }] },
-    batchSize: 32,
-    checkpointIntervalMs: 200,
-    sessionTimeoutMs: 10_000,
-    server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
-  }), brokers);
+  const processes = new CliProcesses(writeExperimentFile(chaosExperiment(brokers, namespace, input)), brokers);
   const failWithReport = (error: Error) => {
     throw new Error(`${error.message}\n${processes.report()}`);
   };

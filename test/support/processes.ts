@@ -135,3 +135,20 @@ export async function describeOverlaps(kafka: Kafka, namespace: string, report: 
   });
   return lines.slice(0, 60).join('\n');
 }
+
+/**
+ * The experiment of the process-level chaos tests: a small MLP in two shards, small batches and frequent
+ * checkpoints and snapshots, so that a kill or an outage always lands mid-transaction.
+ */
+export function chaosExperiment(brokers: readonly string[], namespace: string, inputTopic: string, sessionTimeoutMs = 10_000) {
+  return {
+    brokers,
+    namespace,
+    inputTopic,
+    model: { kind: 'mlp', features: 4, shards: 2, layers: [{ units: 16 }] },
+    batchSize: 32,
+    checkpointIntervalMs: 200,
+    sessionTimeoutMs,
+    server: { snapshotEveryUpdates: 20, snapshotIntervalMs: 100 },
+  };
+}
