@@ -1,4 +1,5 @@
 import { describe, it } from 'vitest';
+import { ownBrokerPorts } from '../support/broker.js';
 import { brokerOutage } from '../support/brokerOutage.js';
 import { outageScenario } from '../support/processes.js';
 
@@ -9,10 +10,10 @@ const timeoutMs = Math.max(900_000, records * 10);
 
 describe('broker outages', () => {
   it(`${outageScenario(1, outageMs / 1000)}: a server and two workers ride it out; nothing lost, nothing twice, nobody exits`, async () => {
-    console.error(`[single broker]\n${await brokerOutage({ nodes: 1, port: Number(process.env.STREAMGRAD_TEST_RESTART_PORT ?? 19492), records, outageMs })}`);
+    console.error(`[single broker]\n${await brokerOutage({ nodes: 1, port: ownBrokerPorts.chaosOutage, records, outageMs })}`);
   }, timeoutMs);
 
   it(`${outageScenario(3, outageMs / 1000)}: training goes on meanwhile; nothing lost, nothing twice, nobody exits`, async () => {
-    console.error(`[3 brokers]\n${await brokerOutage({ nodes: 3, port: Number(process.env.STREAMGRAD_TEST_CLUSTER_PORT ?? 19692), records, outageMs })}`);
+    console.error(`[3 brokers]\n${await brokerOutage({ nodes: 3, port: ownBrokerPorts.chaosOutageCluster, records, outageMs })}`);
   }, timeoutMs);
 });

@@ -103,7 +103,7 @@ describe('chaos', () => {
     const total = sent + 1;
     const ends = async () => (await kafka.admin.fetchTopicOffsets(input)).reduce((n, p) => n + Number(p.high), 0);
     expect(await ends()).toBe(total);
-    await waitUntilAccounted(kafka.kafka, kafka.admin, namespace, input, Math.max(180_000, records * 3)).catch(fail);
+    await waitUntilAccounted(kafka.admin, namespace, input, Math.max(180_000, records * 3)).catch(fail);
     const workers = [...processes.workers];
     await Promise.all([server, ...workers].map((child) => processes.ready(child)));
     for (const worker of workers) worker.process.kill('SIGTERM');

@@ -8,7 +8,7 @@ import { readTopic } from '../../pipeline/readTopic.js';
 import { topicsOf } from '../../pipeline/topics.js';
 import { codecFor } from '../../schemas/index.js';
 import { sineReading } from '../support/arbitraries.js';
-import { runInfraScript } from '../support/broker.js';
+import { ownBrokerPorts, runInfraScript } from '../support/broker.js';
 import { waitFor, type TsChild } from '../support/childProcess.js';
 import { IsolatedHost } from '../support/netns.js';
 import { chaosExperiment, CliProcesses, waitUntilAccounted } from '../support/processes.js';
@@ -16,7 +16,7 @@ import { writeExperimentFile } from '../support/snapshots.js';
 
 // The zombie runs in a network namespace of its own, so the broker listens on the host end of its veth pair: a
 // broker of this test's own, on its own port.
-const port = Number(process.env.STREAMGRAD_TEST_ZOMBIE_PORT ?? 19592);
+const port = ownBrokerPorts.zombie;
 const sessionTimeoutMs = 8_000;
 const unavailable = IsolatedHost.unavailable();
 if (unavailable) console.error(`[zombie] not run: ${unavailable}. It needs root and iproute2; CI runs it.`);
@@ -78,7 +78,7 @@ describe.skipIf(unavailable !== undefined)('zombie worker', () => {
     const backAt = Date.now();
     processes.note('zombie reconnected');
 
-    await waitUntilAccounted(kafka, admin, namespace, input, 300_000).catch(report);
+    await waitUntilAccounted(admin, namespace, input, 300_000).catch(report);
     expect(processes.exitedOnTheirOwn(new Set()), processes.report()).toEqual([]);
     const everyone: TsChild[] = [server, zombie, worker];
     for (const child of everyone) child.process.kill('SIGTERM');

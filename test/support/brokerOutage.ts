@@ -77,7 +77,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
     await start();
     processes.note(`broker ${victim} back`);
 
-    await waitUntilAccounted(kafka, admin, namespace, input, Math.max(240_000, total * 3)).catch(failWithReport);
+    await waitUntilAccounted(admin, namespace, input, Math.max(240_000, total * 3)).catch(failWithReport);
     expect(processes.exitedOnTheirOwn(new Set()), processes.report()).toEqual([]);
     const everyone: TsChild[] = [server, ...workers];
     for (const child of everyone) child.process.kill('SIGTERM');
