@@ -20,11 +20,14 @@ const options = new Command('chaos')
   .option('--runs <n>', 'how many times to run every scenario', whole('--runs'), 3)
   .option('--records <n>', 'records per scenario', whole('--records'), 200_000)
   .option('--outage <seconds>', 'how long the broker stays down', whole('--outage'), 60)
+  .option('--fresh', 'start the history (RELIABILITY.jsonl) over instead of adding to it')
   .parse(process.argv)
-  .opts<{ runs: number; records: number; outage: number }>();
+  .opts<{ runs: number; records: number; outage: number; fresh?: boolean }>();
 
 const log = join(tmpdir(), `streamgrad-chaos-${process.pid}.jsonl`);
 const out = new URL('../../RELIABILITY.md', import.meta.url);
+// Every run of every invocation, one JSON line each: RELIABILITY.md is rendered from it, so runs add up across sessions.
+const history = new URL('../../RELIABILITY.jsonl', import.meta.url);
 const count = (n: number) => n.toLocaleString('en-US');
 
 function vitest(): Promise<number> {
@@ -46,11 +49,11 @@ function write(runs: readonly Run[], failedRuns: number, done: boolean): void {
   const lines = [
     '# Reliability',
     '',
-    `Written by \`npm run chaos -- --runs ${options.runs} --records ${options.records} --outage ${options.outage}\` on ${new Date().toISOString()}${done ? '' : ' (still running)'}.`,
+    `Every \`npm run chaos\` run so far (\`RELIABILITY.jsonl\`; \`-- --fresh\` starts over). The latest invocation: \`npm run chaos -- --runs ${options.runs} --records ${options.records} --outage ${options.outage}\`, ${new Date().toISOString()}${done ? '' : ' (still running)'}.`,
     'Each run is proven by `streamgrad audit` over the committed topics: records lost and records trained twice must be 0.',
     '',
     `- scenario runs: ${runs.length}; clean (audit passed, 0 lost, 0 twice): ${runs.filter((r) => r.ok && r.lost === 0 && r.twice === 0).length}; consecutive clean at the end: ${streak}`,
-    `- vitest rounds that failed (a timeout or an assertion, see the console output): ${failedRuns}`,
+    `- vitest rounds of the latest invocation that failed (a timeout or an assertion, see its console output): ${failedRuns}`,
     `- records: ${count(runs.reduce((n, r) => n + r.records, 0))}; worker joins ${count(runs.reduce((n, r) => n + r.joins, 0))}, leaves ${count(runs.reduce((n, r) => n + r.leaves, 0))}, SIGKILLs ${count(runs.reduce((n, r) => n + r.kills, 0))}; server SIGKILLs ${count(runs.reduce((n, r) => n + r.serverKills, 0))}; broker outages ${count(runs.reduce((n, r) => n + r.outages, 0))}`,
     '',
     '| # | when | scenario | seed | records | joins | leaves | worker SIGKILLs | server SIGKILLs | broker outages | lost | twice | audit | s |',
@@ -61,8 +64,12 @@ function write(runs: readonly Run[], failedRuns: number, done: boolean): void {
   writeFileSync(out, lines.join('\n'));
 }
 
+const readLines = (file: string | URL): Run[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Run) : []);
+if (options.fresh) writeFileSync(history, '');
+const earlier = readLines(history);
+
 let failedRuns = 0;
-const read = (): Run[] => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Run) : []);
+const read = (): Run[] => readLines(log);
 const unfinished: Run[] = [];
 const scenarios = ['churn', outageScenario(1, options.outage), outageScenario(3, options.outage)];
 for (let round = 1; round <= options.runs; round++) {
@@ -74,7 +81,9 @@ for (let round = 1; round <= options.runs; round++) {
   for (const scenario of scenarios.filter((name) => !reported.has(name))) {
     unfinished.push({ scenario, records: options.records, joins: 0, leaves: 0, kills: 0, serverKills: 0, outages: scenario === 'churn' ? 0 : 1, seconds: 0, lost: 0, twice: 0, ok: false, problems: ['did not finish (timed out or failed before its audit): see the console output'], at: new Date().toISOString() });
   }
-  write([...read(), ...unfinished].sort((a, b) => a.at.localeCompare(b.at)), failedRuns, round === options.runs);
+  const runs = [...read(), ...unfinished].sort((a, b) => a.at.localeCompare(b.at));
+  writeFileSync(history, [...earlier, ...runs].map((run) => `${JSON.stringify(run)}\n`).join(''));
+  write([...earlier, ...runs], failedRuns, round === options.runs);
 }
 const runs = [...read(), ...unfinished];
 rmSync(log, { force: true });
