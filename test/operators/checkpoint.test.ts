@@ -55,6 +55,15 @@ const runsOf = (offsets: readonly number[]) =>
     return runs;
   }, []);
 const output = (first: number, last = first): Outputs => ({ messages: [{ topic: 'out', messages: [{ value: `o${first}` }] }], covers: [{ first, last }] });
+/** Offers records 0 and 1 to `lane`, checkpoints one output that covers both, and resolves with the reports. */
+function checkpointOneOutput(lane: Lane) {
+  [0, 1].forEach((o) => lane.offer(record(o)));
+  const outputs = new Subject<Outputs>();
+  const reports = lastValueFrom(outputs.pipe(checkpoint({ lane, intervalMs: 10_000 }), toArray()));
+  outputs.next(output(0, 1));
+  outputs.complete();
+  return reports;
+}
 
 describe('checkpoint', () => {
   it('commits outputs and offsets in one transaction, and releases what it committed', async () => {
@@ -198,11 +207,7 @@ describe('checkpoint', () => {
       } as unknown as Producer;
       const theLane = lane(log, async () => committed);
       theLane.producer = producer;
-      [0, 1].forEach((o) => theLane.offer(record(o)));
-      const outputs = new Subject<Outputs>();
-      const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
-      outputs.next(output(0, 1));
-      outputs.complete();
+      const reports = checkpointOneOutput(theLane);
       expect((await reports).map((r) => r.offset), `committed before failing: ${committedBeforeFailing}`).toEqual([2]);
       expect(log.filter((line) => line === 'tx-commit')).toHaveLength(1);
       expect(log).toContain('recover');
@@ -233,11 +238,7 @@ describe('checkpoint', () => {
     });
     theLane.producer = producerOf(0);
     epoch = 1;
-    [0, 1].forEach((o) => theLane.offer(record(o)));
-    const outputs = new Subject<Outputs>();
-    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
-    outputs.next(output(0, 1));
-    outputs.complete();
+    const reports = checkpointOneOutput(theLane);
     expect((await reports).map((r) => r.offset)).toEqual([2]);
     expect(theLane.revoked).toBe(false);
     expect(log).toEqual(['send epoch 0', 'abort epoch 0', 'recover', 'send epoch 1', 'commit epoch 1']);
@@ -257,11 +258,7 @@ describe('checkpoint', () => {
     } as unknown as Producer;
     const theLane = lane(log, async () => 7);
     theLane.producer = producer;
-    [0, 1].forEach((o) => theLane.offer(record(o)));
-    const outputs = new Subject<Outputs>();
-    const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
-    outputs.next(output(0, 1));
-    outputs.complete();
+    const reports = checkpointOneOutput(theLane);
     expect(await reports).toEqual([]);
     expect(log).toEqual(['recover']);
   }, 30_000);

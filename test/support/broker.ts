@@ -45,11 +45,11 @@ export async function runInfraScript(script: 'start' | 'stop', args: readonly st
   }
 }
 
-async function runInfraScriptOrThrow(script: 'start' | 'stop', args: readonly string[]): Promise<string> {
+async function runInfraScriptOrThrow(script: 'start' | 'stop', args: readonly string[]): Promise<InfraScriptResult> {
   const result = await runInfraScript(script, args);
   process.stderr.write(result.stderr);
   if (result.code !== 0) throw new Error(`infra/kafka/${script} ${args.join(' ')} exited ${result.code}`);
-  return result.stdout;
+  return result;
 }
 
 async function dockerEngineAnswers(): Promise<boolean> {
@@ -90,13 +90,15 @@ export async function acquireTestBroker(): Promise<TestBroker> {
     };
   }
   const { port, dataDir } = infraTestInstance;
-  const stdout = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir]);
-  const brokers = stdout.split('\n').at(-1) ?? '';
+  const started = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir]);
+  const brokers = started.stdout.split('\n').at(-1) ?? '';
+  // A broker this run found running belongs to another run (two test runs at once in one checkout): that run stops it.
+  const ours = !/reusing it/.test(started.stderr);
   return {
     brokers,
     source: 'infra',
     stop: async () => {
-      await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
+      if (ours) await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
     },
   };
 }
