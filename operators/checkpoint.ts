@@ -251,8 +251,7 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
               // Another member owns the partition now and reads it from the last committed offset; a commit
               // that failed because the lane was taken away (its producer closed mid-transaction) is that too.
               // Nothing of this lane can be committed any more: end it, so that it holds up no drain.
-              const dropped = pending.flatMap((output) => output.covers);
-              const span = dropped.length > 0 ? `, offsets ${Math.min(...dropped.map((c) => c.first))}–${Math.max(...dropped.map((c) => c.last))}` : '';
+              const span = pending.length > 0 ? `, offsets ${Math.min(...pending.map(lowestCovered))}–${Math.max(...pending.map(highestCovered))}` : '';
               lane.revoke(`${error instanceof LaneLostError ? `fenced: ${error.message}` : 'revoked during a commit'}; ${pending.length} output(s) not committed${span}`);
               pending = [];
               return;
