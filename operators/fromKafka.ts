@@ -229,11 +229,16 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       return Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
     };
 
-    /** Whether the group, stable, assigns the lane's partition to this member; a group mid-rebalance is asked again. */
-    const stillOwns = async (lane: Lane): Promise<boolean> => {
+    /**
+     * Whether the group, stable, assigns the lane's partition to this member (as long as `valid` holds: asking again
+     * stops once it does not); a group mid-rebalance is asked again, an empty or dead one assigns nothing.
+     */
+    const stillOwns = async (lane: Lane, valid: () => boolean): Promise<boolean> => {
+      if (!valid()) return false;
       const { groups } = await admin.describeGroups([groupId]);
       const group = groups[0];
-      if (!group || group.state !== 'Stable') throw new SourceError(`group ${groupId} is ${group?.state ?? 'gone'}; asking again`, undefined, true);
+      if (group?.state === 'PreparingRebalance' || group?.state === 'CompletingRebalance') throw new SourceError(`group ${groupId} is ${group.state}; asking again`, undefined, true);
+      if (!group || group.state !== 'Stable' || !valid()) return false;
       const member = group.members.find((m) => m.memberId === memberId);
       if (!member || member.memberAssignment.length === 0) return false;
       const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
@@ -242,14 +247,23 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
 
     const recoverLane = async (lane: Lane): Promise<number | undefined> => {
       await lane.whenCommitAllowed();
-      if (lane.revoked || lanes.get(laneKey(lane.topic, lane.partition)) !== lane) return undefined;
-      if (!(await withRetry(() => stillOwns(lane), transient))) return undefined;
+      // The lane is still this member's under the membership it was opened in: a member that rejoined under a new id
+      // dropped every lane it had (and the group's answer about the new id says nothing about the old lane).
+      const member = memberId;
+      const current = () => !lane.revoked && lanes.get(laneKey(lane.topic, lane.partition)) === lane && memberId === member;
+      if (!current()) return undefined;
+      if (!(await withRetry(() => stillOwns(lane, current), transient)) || !current()) return undefined;
       const { exactlyOnce } = config;
       if (exactlyOnce) {
         const old = lane.producer;
         lane.producer = undefined;
         await old?.disconnect().catch(() => {});
-        lane.producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
+        const producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
+        if (!current()) {
+          await producer.disconnect().catch(() => {});
+          return undefined;
+        }
+        lane.producer = producer;
       }
       return withRetry(() => committedOffset(lane.topic, lane.partition), transient);
     };
@@ -312,9 +326,12 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       if (lanes.get(key) !== lane) return;
       dropLane(key, lane);
       consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]);
-      void withRetry(() => stillOwns(lane), transient)
+      // Until a rebalance, a drain or the end settles the partition's fate anyway.
+      const member = memberId;
+      const open = () => !draining && !closed && memberId === member && assigned.has(key) && !lanes.has(key);
+      void withRetry(() => stillOwns(lane, open), transient)
         .then((owned) => {
-          if (owned && assigned.has(key)) openLane(key);
+          if (owned && open()) openLane(key);
         })
         .catch(fail);
     };

@@ -77,6 +77,8 @@ interface UpdateEntry {
   readonly offset: number;
   readonly sampleCount: number;
   readonly deadLettered: number;
+  readonly workerId: string;
+  readonly createdAt: number;
   readonly ranges: ReadonlyArray<{ readonly topic: string; readonly partition: number; readonly firstOffset: number; readonly lastOffset: number }>;
 }
 
@@ -179,8 +181,8 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
       pushTo(undecodable, record.partition, Number(record.offset));
       return;
     }
-    const { sampleCount, deadLettered, offsets } = decoded.value;
-    pushTo(updatesByShard, record.partition, { offset: Number(record.offset), sampleCount, deadLettered, ranges: offsets });
+    const { sampleCount, deadLettered, offsets, workerId, createdAt } = decoded.value;
+    pushTo(updatesByShard, record.partition, { offset: Number(record.offset), sampleCount, deadLettered, workerId, createdAt, ranges: offsets });
   });
 
   log(`reading ${topics.serverDeadLetters} and ${topics.deadLetters}`);
@@ -263,12 +265,19 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
       };
       const where = `shard ${shard}, ${inputTopic}[${partition}]`;
       if (audit.gaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.gaps))} records in no update or dead letter (lost): ${describeRuns(audit.gaps)}`);
-      if (audit.overlaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.overlaps))} records in more than one update or dead letter: ${describeRuns(audit.overlaps)}`);
+      if (audit.overlaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.overlaps))} records in more than one update or dead letter: ${describeRuns(audit.overlaps)}; ${describeCovering(audit.overlaps[0]!, updates, inputTopic, partition)}`);
       if (audit.beyondFrontier.length > 0) problems.push(`${where}: committed outputs cover offsets at or past the committed offset ${frontier}: ${describeRuns(audit.beyondFrontier)}`);
       partitions.push(audit);
     }
   }
   return { namespace, inputTopic, ok: problems.length === 0, partitions, shards, problems, notes };
+}
+
+/** Which updates cover `run` (offset, worker, age), so that a record trained twice can be traced to its writers. */
+function describeCovering(run: OffsetRun, updates: readonly UpdateEntry[], inputTopic: string, partition: number): string {
+  const covering = updates.filter((u) => u.sampleCount > 0 && u.ranges.some((r) => r.topic === inputTopic && r.partition === partition && r.firstOffset <= run.last && r.lastOffset >= run.first));
+  const shown = covering.slice(0, 8).map((u) => `@${u.offset} by ${u.workerId} at ${new Date(u.createdAt).toISOString()}`);
+  return `${run.first}-${run.last} is in the updates ${shown.join(', ')}${covering.length > 8 ? `, … (${covering.length})` : ''}`;
 }
 
 /** Versions and counters of one shard against the update records they must account for. */

@@ -228,14 +228,15 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
-      finalize(() => {
-        lanes.delete(lane);
-        if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
-      }),
       // The server sees an update only once its transaction commits, and a lane holding maxInFlightUpdates waits for
       // the server: commit by half that many outputs (at most 8, for freshness), or the lane idles until the next
       // checkpoint interval.
       checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(8, Math.floor(maxInFlightUpdates / 2))) }),
+      // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
+      finalize(() => {
+        lanes.delete(lane);
+        if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
+      }),
     );
   };
 

@@ -77,6 +77,10 @@ describe.skipIf(unavailable !== undefined)('zombie worker', () => {
     host.connect();
     const backAt = Date.now();
     processes.note('zombie reconnected');
+    // Before anything stops: the zombie learns, now that it is back, that every partition it had moved on.
+    const ended = (partition: number) => zombie.errors.some((line) => line.includes(`${input}[${partition}] ended: `) && / ended: (fenced|lost)/.test(line));
+    await waitFor('the zombie to end each of its lanes as fenced or lost', () => [0, 1, 2, 3].every(ended), 120_000, 100).catch(report);
+    processes.note('the zombie ended its lanes');
 
     await waitUntilAccounted(admin, namespace, input, 300_000).catch(report);
     expect(processes.exitedOnTheirOwn(new Set()), processes.report()).toEqual([]);
