@@ -33,6 +33,9 @@ export const refusalReasons = {
 
 export type RefusalReason = keyof typeof refusalReasons;
 
+/** Refusals for what an update of this shard carries: its input offsets count as taken in (see {@link ShardState.take}). */
+const takenInWhenRefused: ReadonlySet<RefusalReason> = new Set(['UNKNOWN_VARIABLE', 'SHAPE', 'NON_FINITE', 'ABSURD']);
+
 /** What became of one update record: applied, dropped as stale, counted (dead letters only), or refused with a reason. */
 export type TakeResult =
   | { readonly outcome: 'applied' | 'dropped' | 'counted' }
@@ -136,19 +139,16 @@ export class ShardState {
    */
   take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined, maxAbsGradient = defaultMaxAbsGradient): TakeResult {
     const checked = this.check(update, maxAbsGradient);
-    if ('reason' in checked) return this.refuse(checked.reason, checked.detail, update.sampleCount);
-    const kind = update.sampleCount > 0 ? 'samples' : 'dead';
-    for (const range of update.offsets) this.lastTaken.set(`${kind}:${range.topic}:${range.partition}`, range.lastOffset);
+    if ('reason' in checked) {
+      // An update of this shard refused for its values (not a repeat, nor another shard's or namespace's) is taken in
+      // all the same: its worker, waiting for it to show in a snapshot, must not wait forever.
+      if (takenInWhenRefused.has(checked.reason) && update.sampleCount > 0) this.takeInOffsets(update, 'samples');
+      return this.refuse(checked.reason, checked.detail, update.sampleCount);
+    }
+    this.takeInOffsets(update, update.sampleCount > 0 ? 'samples' : 'dead');
     const stale = this.stalenessOf(update);
     this.version += 1;
     this.deadLettered += update.deadLettered;
-    // Only gradient updates advance the applied offsets: a dead-letter count may run ahead of the batches before it,
-    // and a worker waiting for its update to show in a snapshot must not be released by it.
-    for (const range of kind === 'samples' ? update.offsets : []) {
-      const key = `${range.topic}:${range.partition}`;
-      const known = this.appliedOffsets.get(key);
-      if (!known || range.lastOffset > known.offset) this.appliedOffsets.set(key, { topic: range.topic, partition: range.partition, offset: range.lastOffset });
-    }
     if (update.firstAppendTime > 0) this.pendingAppendTimes.push(update.firstAppendTime);
     if (update.sampleCount === 0) return { outcome: 'counted' };
     if (stale > staleness.bound && staleness.policy === 'drop') {
@@ -170,6 +170,18 @@ export class ShardState {
     this.samplesApplied += update.sampleCount;
     this.lossSum += update.lossSum;
     return { outcome: 'applied' };
+  }
+
+  /** Records the input offsets an update covers as taken in: repeats of them are refused from now on. */
+  private takeInOffsets(update: ParameterUpdate, kind: 'samples' | 'dead'): void {
+    for (const range of update.offsets) this.lastTaken.set(`${kind}:${range.topic}:${range.partition}`, range.lastOffset);
+    // Only gradient updates advance the applied offsets: a dead-letter count may run ahead of the batches before it,
+    // and a worker waiting for its update to show in a snapshot must not be released by it.
+    for (const range of kind === 'samples' ? update.offsets : []) {
+      const key = `${range.topic}:${range.partition}`;
+      const known = this.appliedOffsets.get(key);
+      if (!known || range.lastOffset > known.offset) this.appliedOffsets.set(key, { topic: range.topic, partition: range.partition, offset: range.lastOffset });
+    }
   }
 
   /** Counts a refused update record (one that could not even be decoded has no samples to count) and raises the version. */

@@ -107,16 +107,25 @@ describe('ShardState', () => {
       [{ ...good, namespace: 'other' }, 'NAMESPACE'],
       [{ ...good, shard: 3 }, 'SHARD'],
       [{ ...good, tensors: [{ ...tensor, name: 'nope' }] }, 'UNKNOWN_VARIABLE'],
-      [{ ...good, tensors: [encodeTensor(tensor.name, [3], Float32Array.of(1, 2, 3), 'FP32')] }, 'SHAPE'],
+      [{ ...update([1, 0], 1, 0, 1), tensors: [encodeTensor(tensor.name, [3], Float32Array.of(1, 2, 3), 'FP32')] }, 'SHAPE'],
       // encodeTensor refuses NaN, so forge the bytes as a foreign writer could.
-      [{ ...update([1, 0], 1, 0, 1), tensors: [{ ...tensor, bytes: Buffer.from(Float32Array.of(Number.NaN, 0).buffer) }] }, 'NON_FINITE'],
-      [update([1e30, 0], 1, 0, 2), 'ABSURD'],
-      [{ ...update([1, 0], 1, 0, 3), sampleCount: -5 }, 'ABSURD'],
+      [{ ...update([1, 0], 1, 0, 2), tensors: [{ ...tensor, bytes: Buffer.from(Float32Array.of(Number.NaN, 0).buffer) }] }, 'NON_FINITE'],
+      [update([1e30, 0], 1, 0, 3), 'ABSURD'],
+      [{ ...update([1, 0], 1, 0, 4), sampleCount: -5 }, 'ABSURD'],
     ];
     for (const [bad, reason] of cases) expect(state.take(bad, apply, undefined)).toMatchObject({ outcome: 'refused', reason });
     expect(valuesOf(state)).toEqual(before);
     expect({ version: state.version, samplesApplied: state.samplesApplied, updatesRefused: state.updatesRefused }).toEqual({ version: cases.length, samplesApplied: 0, updatesRefused: cases.length });
     // The snapshot still encodes: a refused record never poisons the weights.
-    expect(() => codecFor('ModelSnapshot').encode(state.snapshot(0, 1, [], 7))).not.toThrow();
+    const snapshot = state.snapshot(0, 1, [], 7);
+    expect(() => codecFor('ModelSnapshot').encode(snapshot)).not.toThrow();
+    // The samples of an update of this shard refused for its values count as taken in (offsets 0–3): a worker waiting
+    // for them to show in a snapshot goes on, and a repeat of them is refused. Another shard's or namespace's update,
+    // or a negative count, takes nothing in.
+    expect(snapshot.appliedOffsets).toEqual([{ topic: 'in', partition: 0, offset: 3 }]);
+    expect(state.take(update([1, 0], 1, 0, 3), apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'DUPLICATE' });
+    const other = shard({ kind: 'sgd', learningRate: 1 });
+    for (const [bad] of [cases[0]!, cases[1]!, cases[6]!]) other.take(bad, apply, undefined);
+    expect(other.snapshot(0, 1, [], 3).appliedOffsets).toEqual([]);
   });
 });
