@@ -224,8 +224,11 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     // A broker that is away (an outage, a restart) heals: wait for it this long before giving up.
     const transient = { retries: Number.POSITIVE_INFINITY, retriable: isTransient, deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 };
 
+    // Stable: a transaction's offsets reach the group only once the group coordinator has handled its commit marker,
+    // after the commit returned and after the next owner's fencing; until then a plain fetch answers the offset from
+    // before the commit, and its records would be trained again. The broker answers UNSTABLE_OFFSET_COMMIT (retried).
     const committedOffset = async (topic: string, partition: number): Promise<number> => {
-      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic], requireStable: true });
       return Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
     };
 

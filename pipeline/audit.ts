@@ -1,4 +1,5 @@
 import type { Kafka } from 'kafkajs';
+import { withRetry } from '../operators/retry.js';
 import { codecFor } from '../schemas/codec.js';
 import type { ModelSnapshot } from '../schemas/types.js';
 import { readSnapshots } from './modelStore.js';
@@ -166,7 +167,8 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
   try {
     existing = new Set(await admin.listTopics());
     ends = await admin.fetchTopicOffsets(inputTopic);
-    const [group] = await admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic] });
+    // Stable offsets: on a running pipeline, one a transaction holds pending is asked again.
+    const [group] = await withRetry(() => admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic], requireStable: true }), { retries: 20 });
     committed = new Map((group?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
   } finally {
     await admin.disconnect();

@@ -39,7 +39,7 @@ describe('streamgrad audit', () => {
     expect(report.problems).toEqual([
       'shard 0: 2 committed updates and no committed snapshot',
       `shard 0, ${input}[0]: 1 records in no update or dead letter (lost): 9`,
-      `shard 0, ${input}[0]: 2 records in more than one update or dead letter: 4-5`,
+      `shard 0, ${input}[0]: 2 records in more than one update or dead letter: 4-5; 4-5 is in the updates @0 by w at 1970-01-01T00:00:00.000Z, @1 by w at 1970-01-01T00:00:00.000Z`,
     ]);
   });
 });
