@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, of, Subject, tap, toArray } from 'rxjs';
 import { fromKafka, gradientStep, type Decoded } from '../../operators/index.js';
-import { parseExperiment, type ExperimentConfig } from '../../pipeline/config.js';
-import { ConsoleDisplay } from '../../pipeline/console.js';
-import { readSnapshots } from '../../pipeline/modelStore.js';
-import { parseModelSpec } from '../../pipeline/model.js';
-import { percentile } from '../../pipeline/percentile.js';
-import { Replica } from '../../pipeline/replica.js';
-import { cpuSecondsOf, ensureExperimentTopics, runExperiment } from '../../pipeline/supervisor.js';
-import { topicsOf } from '../../pipeline/topics.js';
+import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
+import { ConsoleDisplay } from '../../pipeline/common/console.js';
+import { readSnapshots } from '../../pipeline/common/modelStore.js';
+import { parseModelSpec } from '../../pipeline/common/model.js';
+import { percentile } from '../../pipeline/common/percentile.js';
+import { Replica } from '../../pipeline/worker/replica.js';
+import { cpuSecondsOf, ensureExperimentTopics, runExperiment } from '../../pipeline/commands/supervisor.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 
 /** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createKafka } from '../../pipeline/kafkaClient.js';
+import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker } from '../support/broker.js';
 import { fillTopic } from './consumeRate.js';
 import { measurePipelineRate } from './pipelineRate.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { createKafka } from '../../pipeline/kafkaClient.js';
+import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, fillTopic, measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';

@@ -1,6 +1,6 @@
-import { parseModelSpec } from '../../pipeline/model.js';
-import { Replica } from '../../pipeline/replica.js';
-import { ShardState } from '../../pipeline/shardState.js';
+import { parseModelSpec } from '../../pipeline/common/model.js';
+import { Replica } from '../../pipeline/worker/replica.js';
+import { ShardState } from '../../pipeline/server/shardState.js';
 import { codecFor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
 import { median, rates } from './stats.js';
 

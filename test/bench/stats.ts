@@ -1,4 +1,4 @@
-import { percentile } from '../../pipeline/percentile.js';
+import { percentile } from '../../pipeline/common/percentile.js';
 
 /** The median of some measurements: what the benchmarks report, since single runs on a shared machine are noisy. */
 export function median(values: readonly number[]): number {

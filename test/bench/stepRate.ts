@@ -1,6 +1,6 @@
-import { selectBackend, type BackendName } from '../../pipeline/backend.js';
-import { parseModelSpec } from '../../pipeline/model.js';
-import { Replica } from '../../pipeline/replica.js';
+import { selectBackend, type BackendName } from '../../pipeline/common/backend.js';
+import { parseModelSpec } from '../../pipeline/common/model.js';
+import { Replica } from '../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../schemas/index.js';
 import { median, rates } from './stats.js';
 

@@ -1,9 +1,9 @@
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { gradientStep, type Decoded, type GradientModel, type KafkaRecord, type Outputs } from '../../operators/index.js';
-import { selectBackend } from '../../pipeline/backend.js';
-import { parseModelSpec } from '../../pipeline/model.js';
-import { Replica } from '../../pipeline/replica.js';
+import { selectBackend } from '../../pipeline/common/backend.js';
+import { parseModelSpec } from '../../pipeline/common/model.js';
+import { Replica } from '../../pipeline/worker/replica.js';
 import { codecFor, decodeTensor, type ParameterUpdate, type TrainingSample } from '../../schemas/index.js';
 import { marbleScheduler as scheduler } from '../support/marbles.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { auditNamespace, coverage } from '../../pipeline/audit.js';
-import { ensureNamespaceTopics, topicsOf } from '../../pipeline/topics.js';
+import { auditNamespace, coverage } from '../../pipeline/commands/audit.js';
+import { ensureNamespaceTopics, topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
 import { kafkaTest } from '../support/kafka.js';
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { BackendError, selectBackend } from '../../pipeline/backend.js';
+import { BackendError, selectBackend } from '../../pipeline/common/backend.js';
 import { ConfigError } from '../../schemas/index.js';
 
 describe('selectBackend', () => {

@@ -1,11 +1,11 @@
 import { describe, expect, onTestFinished } from 'vitest';
-import { auditNamespace, formatAudit } from '../../pipeline/audit.js';
-import { parseExperiment } from '../../pipeline/config.js';
-import { latestSnapshots } from '../../pipeline/modelStore.js';
-import { readTopic } from '../../pipeline/readTopic.js';
-import { Replica } from '../../pipeline/replica.js';
-import { seededRandom } from '../../pipeline/simulator.js';
-import { topicsOf } from '../../pipeline/topics.js';
+import { auditNamespace, formatAudit } from '../../pipeline/commands/audit.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { latestSnapshots } from '../../pipeline/common/modelStore.js';
+import { readTopic } from '../../pipeline/common/readTopic.js';
+import { Replica } from '../../pipeline/worker/replica.js';
+import { seededRandom } from '../../pipeline/commands/simulator.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
 import { sineReading } from '../support/arbitraries.js';
 import { waitFor } from '../support/childProcess.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect } from 'vitest';
 import { codecFor, type ModelSnapshot } from '../../schemas/index.js';
 import { sample16 } from '../support/arbitraries.js';
-import type { StatusReport } from '../../pipeline/status.js';
+import type { StatusReport } from '../../pipeline/commands/status.js';
 import { cliPath, runCli, spawnTs, waitFor } from '../support/childProcess.js';
 import { kafkaTest, testBrokers } from '../support/kafka.js';
 import { committedSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';

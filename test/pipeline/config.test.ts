@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadExperiment, parseExperiment } from '../../pipeline/config.js';
+import { loadExperiment, parseExperiment } from '../../pipeline/common/config.js';
 
 describe('worker configuration', () => {
   it('loads the shipped examples, JSON and YAML', () => {

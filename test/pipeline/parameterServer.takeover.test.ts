@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/config.js';
-import { startParameterServer } from '../../pipeline/parameterServer.js';
-import { startWorker } from '../../pipeline/worker.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { startParameterServer } from '../../pipeline/server/parameterServer.js';
+import { startWorker } from '../../pipeline/worker/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { sineReading } from '../support/arbitraries.js';

@@ -1,8 +1,8 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/config.js';
-import { startParameterServer } from '../../pipeline/parameterServer.js';
-import { topicsOf } from '../../pipeline/topics.js';
-import { startWorker } from '../../pipeline/worker.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { startParameterServer } from '../../pipeline/server/parameterServer.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
+import { startWorker } from '../../pipeline/worker/worker.js';
 import { codecFor, decodeTensor } from '../../schemas/index.js';
 import { kafkaTest as test } from '../support/kafka.js';
 import { latestSnapshots, waitForShards } from '../support/snapshots.js';

@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/config.js';
-import { startParameterServer } from '../../pipeline/parameterServer.js';
-import { topicsOf } from '../../pipeline/topics.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { startParameterServer } from '../../pipeline/server/parameterServer.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
 import { spawnTs, waitFor } from '../support/childProcess.js';
 import { sineReading } from '../support/arbitraries.js';

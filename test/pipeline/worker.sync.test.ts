@@ -1,11 +1,11 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/config.js';
-import { topicsOf } from '../../pipeline/topics.js';
-import { startWorker } from '../../pipeline/worker.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
+import { startWorker } from '../../pipeline/worker/worker.js';
 import { codecFor } from '../../schemas/index.js';
 import { waitFor } from '../support/childProcess.js';
 import { latestSnapshots } from '../support/snapshots.js';
-import { startParameterServer } from '../../pipeline/parameterServer.js';
+import { startParameterServer } from '../../pipeline/server/parameterServer.js';
 import { decodeTensor } from '../../schemas/index.js';
 import { kafkaTest as test } from '../support/kafka.js';
 

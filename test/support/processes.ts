@@ -2,9 +2,9 @@ import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Admin, Kafka } from 'kafkajs';
-import type { AuditReport } from '../../pipeline/audit.js';
-import { readTopic } from '../../pipeline/readTopic.js';
-import { topicsOf } from '../../pipeline/topics.js';
+import type { AuditReport } from '../../pipeline/commands/audit.js';
+import { readTopic } from '../../pipeline/common/readTopic.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor } from '../../schemas/index.js';
 import { cliPath, spawnTs, waitFor, type TsChild } from './childProcess.js';
 

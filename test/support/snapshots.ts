@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latestSnapshots as latestOf, readSnapshots } from '../../pipeline/modelStore.js';
+import { latestSnapshots as latestOf, readSnapshots } from '../../pipeline/common/modelStore.js';
 import type { ModelSnapshot } from '../../schemas/index.js';
 import { waitFor } from './childProcess.js';
 import type { KafkaFixture } from './kafka.js';

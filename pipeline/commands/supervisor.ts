@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
-import { ConfigError } from '../schemas/errors.js';
-import type { ExperimentConfig } from './config.js';
-import type { ConsoleDisplay } from './console.js';
-import { assertReachable, createKafka } from './kafkaClient.js';
+import { ConfigError } from '../../schemas/errors.js';
+import type { ExperimentConfig } from '../common/config.js';
+import type { ConsoleDisplay } from '../common/console.js';
+import { assertReachable, createKafka } from '../common/kafkaClient.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
 import { progressLine, StatusReader, type StatusReport } from './status.js';
-import { createTopics, ensureNamespaceTopics } from './topics.js';
+import { createTopics, ensureNamespaceTopics } from '../common/topics.js';
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
@@ -93,7 +93,7 @@ function cliCommand(): string[] {
   const flags = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
   const override = process.env.STREAMGRAD_CLI;
   if (override) return [...flags.filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import'), override];
-  return [...flags, fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './cli.ts' : './cli.js', import.meta.url))];
+  return [...flags, fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli.ts' : '../cli.js', import.meta.url))];
 }
 
 /** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics, where missing. */

@@ -1,13 +1,13 @@
 import { AssignerProtocol, type Admin, type Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, Subject, tap } from 'rxjs';
-import { fromKafka } from '../operators/fromKafka.js';
-import type { Lane } from '../operators/lane.js';
-import { withRetry } from '../operators/retry.js';
-import { codecFor } from '../schemas/codec.js';
-import { ConfigError, NamespaceError } from '../schemas/errors.js';
-import type { ModelSnapshot } from '../schemas/types.js';
-import type { ExperimentConfig } from './config.js';
-import { topicsOf } from './topics.js';
+import { fromKafka } from '../../operators/fromKafka.js';
+import type { Lane } from '../../operators/lane.js';
+import { withRetry } from '../../operators/retry.js';
+import { codecFor } from '../../schemas/codec.js';
+import { ConfigError, NamespaceError } from '../../schemas/errors.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
+import type { ExperimentConfig } from '../common/config.js';
+import { topicsOf } from '../common/topics.js';
 
 /** One input partition, as the workers' group sees it. */
 export interface PartitionStatus {

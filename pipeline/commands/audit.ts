@@ -1,10 +1,10 @@
 import type { Kafka } from 'kafkajs';
-import { withRetry } from '../operators/retry.js';
-import { codecFor } from '../schemas/codec.js';
-import type { ModelSnapshot } from '../schemas/types.js';
-import { readSnapshots } from './modelStore.js';
-import { readTopic } from './readTopic.js';
-import { topicsOf } from './topics.js';
+import { withRetry } from '../../operators/retry.js';
+import { codecFor } from '../../schemas/codec.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
+import { readSnapshots } from '../common/modelStore.js';
+import { readTopic } from '../common/readTopic.js';
+import { topicsOf } from '../common/topics.js';
 
 /** An inclusive run of offsets. */
 export interface OffsetRun {

@@ -1,20 +1,20 @@
 import { hostname } from 'node:os';
 import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
-import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
-import { fromKafka } from '../operators/fromKafka.js';
+import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
+import { fromKafka } from '../../operators/fromKafka.js';
 import type { Message } from 'kafkajs';
-import { deadLetterMessage } from '../operators/deadLetter.js';
-import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../operators/lane.js';
-import { RefusedUpdateError } from '../schemas/errors.js';
-import { codecFor } from '../schemas/codec.js';
-import type { ExperimentConfig } from './config.js';
-import { createKafka } from './kafkaClient.js';
-import { latestSnapshots } from './modelStore.js';
-import { Replica } from './replica.js';
-import { createServerMetrics, type ServerMetrics } from './metrics.js';
+import { deadLetterMessage } from '../../operators/deadLetter.js';
+import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../../operators/lane.js';
+import { RefusedUpdateError } from '../../schemas/errors.js';
+import { codecFor } from '../../schemas/codec.js';
+import type { ExperimentConfig } from '../common/config.js';
+import { createKafka } from '../common/kafkaClient.js';
+import { latestSnapshots } from '../common/modelStore.js';
+import { Replica } from '../worker/replica.js';
+import { createServerMetrics, type ServerMetrics } from '../common/metrics.js';
 import { ShardState, type UpdateOutcome } from './shardState.js';
-import { ensureNamespaceTopics } from './topics.js';
-import { selectBackend } from './backend.js';
+import { ensureNamespaceTopics } from '../common/topics.js';
+import { selectBackend } from '../common/backend.js';
 
 /** What a server reports per snapshot it publishes. */
 export interface SnapshotReport {

@@ -1,13 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { parseExperiment } from './config.js';
-import { ConsoleDisplay } from './console.js';
+import { parseExperiment } from '../common/config.js';
+import { ConsoleDisplay } from '../common/console.js';
 import { exportModel } from './export.js';
-import { selectBackend } from './backend.js';
-import { createKafka } from './kafkaClient.js';
+import { selectBackend } from '../common/backend.js';
+import { createKafka } from '../common/kafkaClient.js';
 import { acquireBroker } from './localBroker.js';
-import { latestSnapshots } from './modelStore.js';
+import { latestSnapshots } from '../common/modelStore.js';
 import { simulatedFeatureCount } from './simulator.js';
 import { runExperiment } from './supervisor.js';
 

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { packageInfo } from './packageInfo.js';
+import { packageInfo } from '../common/packageInfo.js';
 
 const run = promisify(execFile);
 

@@ -2,11 +2,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { encodeTensor } from '../schemas/tensorCodec.js';
-import type { ModelSnapshot } from '../schemas/types.js';
-import type { ModelSpec } from './model.js';
-import { packageInfo } from './packageInfo.js';
-import { Replica } from './replica.js';
+import { encodeTensor } from '../../schemas/tensorCodec.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
+import type { ModelSpec } from '../common/model.js';
+import { packageInfo } from '../common/packageInfo.js';
+import { Replica } from '../worker/replica.js';
 
 /** TF.js weight quantization: uint8 (affine, per tensor) or float16. */
 export type Quantization = 'uint8' | 'float16';

@@ -1,13 +1,13 @@
 import type { Kafka } from 'kafkajs';
-import type { EndPosition, StartPosition } from '../operators/fromKafka.js';
-import { ConfigError } from '../schemas/errors.js';
-import type { ExperimentConfig } from './config.js';
-import type { ConsoleDisplay } from './console.js';
-import { assertReachable, createKafka } from './kafkaClient.js';
-import { latestSnapshots, modelHash } from './modelStore.js';
-import { startParameterServer, type SnapshotReport } from './parameterServer.js';
-import { topicsOf } from './topics.js';
-import { startWorker } from './worker.js';
+import type { EndPosition, StartPosition } from '../../operators/fromKafka.js';
+import { ConfigError } from '../../schemas/errors.js';
+import type { ExperimentConfig } from '../common/config.js';
+import type { ConsoleDisplay } from '../common/console.js';
+import { assertReachable, createKafka } from '../common/kafkaClient.js';
+import { latestSnapshots, modelHash } from '../common/modelStore.js';
+import { startParameterServer, type SnapshotReport } from '../server/parameterServer.js';
+import { topicsOf } from '../common/topics.js';
+import { startWorker } from '../worker/worker.js';
 
 /** The range of a replay: by time (ms since the epoch) or by offsets per partition; each end defaults to the topic's. */
 export interface ReplayRange {

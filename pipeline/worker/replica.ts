@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { Subject, type Observable } from 'rxjs';
-import type { GradientModel, StepGradients } from '../operators/gradientStep.js';
-import { StreamgradError } from '../schemas/errors.js';
-import { decodeTensor } from '../schemas/tensorCodec.js';
-import type { ModelSnapshot, TrainingSample } from '../schemas/types.js';
-import { assignShards } from './shards.js';
-import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from './model.js';
+import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
+import { StreamgradError } from '../../schemas/errors.js';
+import { decodeTensor } from '../../schemas/tensorCodec.js';
+import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
+import { assignShards } from '../common/shards.js';
+import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 // tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log.
 const epsilon = 1e-7;

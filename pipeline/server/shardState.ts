@@ -1,6 +1,6 @@
-import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
-import type { ModelSnapshot, ParameterUpdate } from '../schemas/types.js';
-import type { ModelSpec } from './model.js';
+import { decodeTensor, encodeTensor } from '../../schemas/tensorCodec.js';
+import type { ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
+import type { ModelSpec } from '../common/model.js';
 import { createOptimizer, type Optimizer } from './optimizers.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { validateOptions } from '../operators/validateOptions.js';
+import { validateOptions } from '../../operators/validateOptions.js';
 
 const activation = z.enum(['linear', 'relu', 'tanh', 'sigmoid', 'elu']);
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { validateOptions } from '../operators/validateOptions.js';
-import { ConfigError } from '../schemas/errors.js';
+import { validateOptions } from '../../operators/validateOptions.js';
+import { ConfigError } from '../../schemas/errors.js';
 import { backendNames } from './backend.js';
 import { modelSpecSchema } from './model.js';
 

@@ -1,4 +1,4 @@
-import type { ModelSpec } from './model.js';
+import type { ModelSpec } from '../common/model.js';
 
 /** The optimizer part of a model spec. */
 export type OptimizerSpec = ModelSpec['optimizer'];

@@ -1,7 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, tap } from 'rxjs';
-import { fromKafka, type EndPosition, type StartPosition } from '../operators/fromKafka.js';
-import type { KafkaRecord } from '../operators/lane.js';
+import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
+import type { KafkaRecord } from '../../operators/lane.js';
 
 /** Options of {@link readTopic}. */
 export interface ReadTopicOptions {

@@ -1,7 +1,7 @@
 import type { Admin } from 'kafkajs';
-import { SourceError } from '../operators/fromKafka.js';
-import { withRetry } from '../operators/retry.js';
-import { ConfigError } from '../schemas/errors.js';
+import { SourceError } from '../../operators/fromKafka.js';
+import { withRetry } from '../../operators/retry.js';
+import { ConfigError } from '../../schemas/errors.js';
 
 /** The topics and groups of one experiment namespace. A replay gets a namespace of its own. */
 export interface NamespaceTopics {

@@ -1,6 +1,6 @@
 import type { Kafka } from 'kafkajs';
-import { codecFor } from '../schemas/codec.js';
-import type { TrainingSample } from '../schemas/types.js';
+import { codecFor } from '../../schemas/codec.js';
+import type { TrainingSample } from '../../schemas/types.js';
 
 /** Options of the IoT telemetry simulator. Times in ms, rates in samples/s. */
 export interface SimulatorOptions {

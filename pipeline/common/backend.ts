@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, StreamgradError } from '../schemas/errors.js';
+import { ConfigError, StreamgradError } from '../../schemas/errors.js';
 
 /** The compute backends, fastest first: native TensorFlow, WebAssembly, pure JavaScript. */
 export const backendNames = ['tensorflow', 'wasm', 'cpu'] as const;

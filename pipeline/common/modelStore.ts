@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
-import { codecFor } from '../schemas/codec.js';
-import type { ModelSnapshot } from '../schemas/types.js';
+import { codecFor } from '../../schemas/codec.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
 import { readTopic } from './readTopic.js';
 import { topicsOf } from './topics.js';
 

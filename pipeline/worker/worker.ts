@@ -1,22 +1,22 @@
 import { hostname } from 'node:os';
 import type { Message } from 'kafkajs';
 import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
-import { checkpoint, type CheckpointReport, type Outputs } from '../operators/checkpoint.js';
-import { countWindow } from '../operators/countWindow.js';
-import { deadLetterMessage } from '../operators/deadLetter.js';
-import type { Decoded, Rejected } from '../operators/decode.js';
-import { fromKafka, type EndPosition, type StartPosition } from '../operators/fromKafka.js';
-import { gradientStep, type GradientModel } from '../operators/gradientStep.js';
-import type { KafkaRecord, Lane } from '../operators/lane.js';
-import { codecFor } from '../schemas/codec.js';
-import { SampleDecoder } from '../schemas/sampleDecoder.js';
-import type { OffsetRange, ParameterUpdate, TrainingSample } from '../schemas/types.js';
-import { selectBackend, type BackendName } from './backend.js';
-import type { ExperimentConfig } from './config.js';
-import { createKafka } from './kafkaClient.js';
-import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
+import { countWindow } from '../../operators/countWindow.js';
+import { deadLetterMessage } from '../../operators/deadLetter.js';
+import type { Decoded, Rejected } from '../../operators/decode.js';
+import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
+import { gradientStep, type GradientModel } from '../../operators/gradientStep.js';
+import type { KafkaRecord, Lane } from '../../operators/lane.js';
+import { codecFor } from '../../schemas/codec.js';
+import { SampleDecoder } from '../../schemas/sampleDecoder.js';
+import type { OffsetRange, ParameterUpdate, TrainingSample } from '../../schemas/types.js';
+import { selectBackend, type BackendName } from '../common/backend.js';
+import type { ExperimentConfig } from '../common/config.js';
+import { createKafka } from '../common/kafkaClient.js';
+import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import { Replica } from './replica.js';
-import { ensureNamespaceTopics, type NamespaceTopics } from './topics.js';
+import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
 
 /** A running worker. */
 export interface Worker {
