@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { BackendError, selectBackend } from '../../pipeline/common/backend.js';
-import { ConfigError } from '../../schemas/index.js';
+import { BackendError, selectBackend } from '../../../pipeline/common/backend.js';
+import { ConfigError } from '../../../schemas/index.js';
 
 describe('selectBackend', () => {
   it('picks the fastest backend that starts: wasm here, where tfjs-node is not installed', async () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { auditNamespace, coverage } from '../../pipeline/commands/audit.js';
-import { ensureNamespaceTopics, topicsOf } from '../../pipeline/common/topics.js';
-import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
-import { kafkaTest } from '../support/kafka.js';
+import { auditNamespace, coverage } from '../../../pipeline/commands/audit.js';
+import { ensureNamespaceTopics, topicsOf } from '../../../pipeline/common/topics.js';
+import { codecFor, type ParameterUpdate } from '../../../schemas/index.js';
+import { kafkaTest } from '../../support/kafka.js';
 
 describe('coverage', () => {
   const records = [{ first: 0, last: 9 }, { first: 12, last: 14 }];

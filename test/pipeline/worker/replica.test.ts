@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../../pipeline/common/backend.js';
-import { parseModelSpec, type ModelSpecInput } from '../../pipeline/common/model.js';
-import { Replica } from '../../pipeline/worker/replica.js';
-import type { TrainingSample } from '../../schemas/index.js';
+import { selectBackend } from '../../../pipeline/common/backend.js';
+import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
+import { Replica } from '../../../pipeline/worker/replica.js';
+import type { TrainingSample } from '../../../schemas/index.js';
 
 // A float64 forward pass written out by hand for each model kind, to check tfjs' float32 gradients
 // against central finite differences.

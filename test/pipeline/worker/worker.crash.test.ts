@@ -1,14 +1,14 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/common/config.js';
-import { startParameterServer } from '../../pipeline/server/parameterServer.js';
-import { topicsOf } from '../../pipeline/common/topics.js';
-import { codecFor, type ParameterUpdate } from '../../schemas/index.js';
-import { spawnTs, waitFor } from '../support/childProcess.js';
-import { sineReading } from '../support/arbitraries.js';
-import { kafkaTest as test } from '../support/kafka.js';
-import { waitForShards, writeExperimentFile } from '../support/snapshots.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
+import { topicsOf } from '../../../pipeline/common/topics.js';
+import { codecFor, type ParameterUpdate } from '../../../schemas/index.js';
+import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { sineReading } from '../../support/arbitraries.js';
+import { kafkaTest as test } from '../../support/kafka.js';
+import { waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../pipeline/cli.ts', import.meta.url);
+const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('worker process', () => {
   test('killed with SIGKILL mid-stream and replaced, loses nothing and counts nothing twice; SIGTERM drains and exits 0', async ({ kafka }) => {

@@ -2,8 +2,8 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cliPath, spawnTs } from '../support/childProcess.js';
-import { testBrokers } from '../support/kafka.js';
+import { cliPath, spawnTs } from '../../support/childProcess.js';
+import { testBrokers } from '../../support/kafka.js';
 
 describe('streamgrad demo', () => {
   it('streams simulated telemetry through the broker, trains with live progress, stops cleanly, prints a summary and exports the model', async () => {

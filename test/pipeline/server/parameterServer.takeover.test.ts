@@ -1,14 +1,14 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/common/config.js';
-import { startParameterServer } from '../../pipeline/server/parameterServer.js';
-import { startWorker } from '../../pipeline/worker/worker.js';
-import { codecFor } from '../../schemas/index.js';
-import { spawnTs, waitFor } from '../support/childProcess.js';
-import { sineReading } from '../support/arbitraries.js';
-import { kafkaTest as test } from '../support/kafka.js';
-import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
+import { startWorker } from '../../../pipeline/worker/worker.js';
+import { codecFor } from '../../../schemas/index.js';
+import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { sineReading } from '../../support/arbitraries.js';
+import { kafkaTest as test } from '../../support/kafka.js';
+import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../pipeline/cli.ts', import.meta.url);
+const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('parameter servers', () => {
   test('two servers split the shards; when one is killed, the other takes its shards over with exact accounting', async ({ kafka }) => {

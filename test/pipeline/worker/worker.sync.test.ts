@@ -1,13 +1,13 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/common/config.js';
-import { topicsOf } from '../../pipeline/common/topics.js';
-import { startWorker } from '../../pipeline/worker/worker.js';
-import { codecFor } from '../../schemas/index.js';
-import { waitFor } from '../support/childProcess.js';
-import { latestSnapshots } from '../support/snapshots.js';
-import { startParameterServer } from '../../pipeline/server/parameterServer.js';
-import { decodeTensor } from '../../schemas/index.js';
-import { kafkaTest as test } from '../support/kafka.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { topicsOf } from '../../../pipeline/common/topics.js';
+import { startWorker } from '../../../pipeline/worker/worker.js';
+import { codecFor } from '../../../schemas/index.js';
+import { waitFor } from '../../support/childProcess.js';
+import { latestSnapshots } from '../../support/snapshots.js';
+import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
+import { decodeTensor } from '../../../schemas/index.js';
+import { kafkaTest as test } from '../../support/kafka.js';
 
 describe('worker in sync mode', () => {
   test('computes every update from the snapshot of the one before, and two runs through the parameter server give bit-identical models', async ({ kafka }) => {

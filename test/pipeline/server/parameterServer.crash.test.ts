@@ -1,13 +1,13 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/common/config.js';
-import { startWorker } from '../../pipeline/worker/worker.js';
-import { codecFor } from '../../schemas/index.js';
-import { spawnTs, waitFor } from '../support/childProcess.js';
-import { sineReading } from '../support/arbitraries.js';
-import { kafkaTest as test } from '../support/kafka.js';
-import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../support/snapshots.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { startWorker } from '../../../pipeline/worker/worker.js';
+import { codecFor } from '../../../schemas/index.js';
+import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { sineReading } from '../../support/arbitraries.js';
+import { kafkaTest as test } from '../../support/kafka.js';
+import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../pipeline/cli.ts', import.meta.url);
+const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('parameter server process', () => {
   test('killed with SIGKILL mid-stream and restarted: every record accounted for exactly once, versions only go up', async ({ kafka }) => {

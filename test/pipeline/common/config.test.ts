@@ -2,17 +2,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadExperiment, parseExperiment } from '../../pipeline/common/config.js';
+import { loadExperiment, parseExperiment } from '../../../pipeline/common/config.js';
 
 describe('worker configuration', () => {
   it('loads the shipped examples, JSON and YAML', () => {
-    const linear = loadExperiment(new URL('../../examples/linear.json', import.meta.url).pathname);
+    const linear = loadExperiment(new URL('../../../examples/linear.json', import.meta.url).pathname);
     expect(linear).toMatchObject({ namespace: 'demo', model: { kind: 'linear', features: 16, shards: 2 }, batchSize: 256 });
-    const mlp = loadExperiment(new URL('../../examples/mlp.yaml', import.meta.url).pathname);
+    const mlp = loadExperiment(new URL('../../../examples/mlp.yaml', import.meta.url).pathname);
     expect(mlp).toMatchObject({ encoding: 'INT8', model: { kind: 'mlp', layers: [{ units: 64 }, { units: 64, dropout: 0.1 }] } });
-    const iot = loadExperiment(new URL('../../examples/iot.yaml', import.meta.url).pathname);
+    const iot = loadExperiment(new URL('../../../examples/iot.yaml', import.meta.url).pathname);
     expect(iot).toMatchObject({ namespace: 'iot', inputPartitions: 4, simulator: { devices: 200, ratePerSecond: 5_000 }, metricsPort: 9464 });
-    const replay = loadExperiment(new URL('../../examples/iot-replay-lr0.003.yaml', import.meta.url).pathname);
+    const replay = loadExperiment(new URL('../../../examples/iot-replay-lr0.003.yaml', import.meta.url).pathname);
     expect(replay).toMatchObject({ inputTopic: iot.inputTopic, model: { optimizer: { learningRate: 0.003 } } });
   });
 

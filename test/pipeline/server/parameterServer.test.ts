@@ -1,11 +1,11 @@
 import { describe, expect } from 'vitest';
-import { parseExperiment } from '../../pipeline/common/config.js';
-import { startParameterServer } from '../../pipeline/server/parameterServer.js';
-import { topicsOf } from '../../pipeline/common/topics.js';
-import { startWorker } from '../../pipeline/worker/worker.js';
-import { codecFor, decodeTensor } from '../../schemas/index.js';
-import { kafkaTest as test } from '../support/kafka.js';
-import { latestSnapshots, waitForShards } from '../support/snapshots.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
+import { topicsOf } from '../../../pipeline/common/topics.js';
+import { startWorker } from '../../../pipeline/worker/worker.js';
+import { codecFor, decodeTensor } from '../../../schemas/index.js';
+import { kafkaTest as test } from '../../support/kafka.js';
+import { latestSnapshots, waitForShards } from '../../support/snapshots.js';
 
 const truth = { w: [1.5, -2, 0.5, 3], b: 0.7 };
 

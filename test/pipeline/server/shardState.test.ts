@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseModelSpec, type ModelSpecInput } from '../../pipeline/common/model.js';
-import { ShardState } from '../../pipeline/server/shardState.js';
-import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
+import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
+import { ShardState } from '../../../pipeline/server/shardState.js';
+import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../../schemas/index.js';
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
 function shard(optimizer: ModelSpecInput['optimizer']): ShardState {
