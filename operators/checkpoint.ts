@@ -1,7 +1,7 @@
 import type { Message, Producer, TopicMessages } from 'kafkajs';
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import { z } from 'zod';
-import { StreamgradError } from '../schemas/errors.js';
+import { CheckpointError, LaneLostError } from './errors.js';
 import type { Lane, OffsetSpan } from './lane.js';
 import { isTransient, withRetry } from './retry.js';
 import { validateOptions } from './validateOptions.js';
@@ -62,19 +62,6 @@ const optionsSchema = z
   })
   .refine((o) => o.mode === 'exactly-once' || o.producer !== undefined, { message: 'at-least-once needs a producer', path: ['producer'] });
 
-/** A checkpoint that could not be committed, even after retries. */
-export class CheckpointError extends StreamgradError {
-  constructor(lane: Lane, offset: number, cause: unknown) {
-    super('CHECKPOINT', `cannot commit the checkpoint of ${lane.name} up to offset ${offset}: ${(cause as Error)?.message ?? String(cause)}`, { retriable: false, cause });
-  }
-}
-
-/** After a failed commit: the partition belongs to another member now, or another member committed it meanwhile. */
-export class LaneLostError extends StreamgradError {
-  constructor(lane: Lane, committed: number | undefined) {
-    super('LANE_LOST', `${lane.name} belongs to another member now${committed === undefined ? '' : ` (its committed offset moved to ${committed})`}: this lane is a zombie`, { retriable: false });
-  }
-}
 
 // Our transactional producer's epoch is old: the partition's next owner registered our transactionalId (we are a
 // zombie for this lane), or the coordinator aborted our transaction because it outlived the transaction timeout (a

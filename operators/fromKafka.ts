@@ -3,6 +3,7 @@ import { AssignerProtocol, type Admin, type Consumer, type ConsumerConfig, type 
 import { Observable, type Observable as ObservableType } from 'rxjs';
 import { z } from 'zod';
 import { StreamgradError } from '../schemas/errors.js';
+import { SourceError } from './errors.js';
 import { Lane, type KafkaRecord } from './lane.js';
 import { isTransient, withRetry } from './retry.js';
 import { validateOptions } from './validateOptions.js';
@@ -79,13 +80,6 @@ const optionsSchema = z.object({
   consumer: z.record(z.string(), z.unknown()).default({}),
   outageToleranceMs: z.number().int().positive().default(300_000),
 });
-
-/** An error of the Kafka source that no retry inside kafkajs could fix. */
-export class SourceError extends StreamgradError {
-  constructor(detail: string, cause?: unknown, retriable = false) {
-    super('SOURCE', `Kafka source failed: ${detail}`, { retriable, cause });
-  }
-}
 
 const laneKey = (topic: string, partition: number) => `${topic}:${partition}`;
 

@@ -1,7 +1,8 @@
-export { checkpoint, batchRequests, CheckpointError, type CheckpointOptions, type CheckpointReport, type Outputs } from './checkpoint.js';
+export { CheckpointError, LaneLostError, SourceError } from './errors.js';
+export { checkpoint, batchRequests, type CheckpointOptions, type CheckpointReport, type Outputs } from './checkpoint.js';
 export { deadLetter, deadLetterMessage } from './deadLetter.js';
 export { decode, type Decoded, type Rejected, type RecordDecoder } from './decode.js';
-export { fromKafka, SourceError, type FromKafkaOptions, type StartPosition, type EndPosition } from './fromKafka.js';
+export { fromKafka, type FromKafkaOptions, type StartPosition, type EndPosition } from './fromKafka.js';
 export { Lane, spanOf, type KafkaRecord, type LaneControl, type OffsetSpan } from './lane.js';
 export { backoffDelay, isRetriable, isTransient, withRetry, type RetryOptions } from './retry.js';
 export { toKafka, type ToKafkaOptions } from './toKafka.js';

@@ -3,8 +3,8 @@ import { accessSync, constants, mkdirSync, realpathSync, rmSync, writeFileSync }
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { BrokerUnreachableError, ConfigError, NamespaceError, StreamgradError } from '../schemas/errors.js';
-import { BackendError } from './common/backend.js';
+import { ConfigError, StreamgradError } from '../schemas/errors.js';
+import { exitCodeOf, NamespaceError } from './common/errors.js';
 import { loadExperiment, parseNamespace, type ExperimentConfig } from './common/config.js';
 import { ConsoleDisplay } from './common/console.js';
 import { runDemo } from './commands/demo.js';
@@ -484,10 +484,6 @@ export function buildCli(): Command {
   return program;
 }
 
-/** Exit code 2: the command cannot run as given (bad config or option, unknown namespace, no broker, no backend); 1: it failed. */
-function exitCodeOf(error: unknown): number {
-  return error instanceof ConfigError || error instanceof NamespaceError || error instanceof BrokerUnreachableError || error instanceof BackendError ? 2 : 1;
-}
 
 const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
 if (invokedDirectly) {

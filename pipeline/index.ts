@@ -1,6 +1,7 @@
 export { buildCli } from './cli.js';
 export { packageInfo, type PackageInfo } from './common/packageInfo.js';
-export { selectBackend, BackendError, backendNames, type BackendName } from './common/backend.js';
+export { selectBackend, backendNames, type BackendName } from './common/backend.js';
+export { BackendError, BrokerUnreachableError, NamespaceError, SnapshotMismatchError, exitCodeOf } from './common/errors.js';
 export { loadExperiment, parseExperiment, experimentSchema, type ExperimentConfig } from './common/config.js';
 export { exportModel, registerFileSystem, quantizationErrorBound, type ExportResult, type Quantization } from './commands/export.js';
 export { latestSnapshots, modelHash, readSnapshots } from './common/modelStore.js';
@@ -11,7 +12,7 @@ export { startSimulator, trueWeights, type Simulator, type SimulatorOptions } fr
 export { createWorkerMetrics, serveMetrics, type MetricsEndpoint, type WorkerMetrics } from './common/metrics.js';
 export { createKafka } from './common/kafkaClient.js';
 export { buildModel, inputShapeOf, lossOf, modelSpecSchema, parseModelSpec, sampleLengthOf, trainableVariables, type ModelSpec, type ModelSpecInput } from './common/model.js';
-export { Replica, SnapshotMismatchError } from './worker/replica.js';
+export { Replica } from './worker/replica.js';
 export { assignShards } from './common/shards.js';
 export { ensureNamespaceTopics, topicsOf, type NamespaceTopics } from './common/topics.js';
 export { startWorker, type Worker, type WorkerOptions, type WorkerRange } from './worker/worker.js';

@@ -93,19 +93,5 @@ export class ConfigError extends StreamgradError {
   }
 }
 
-/** A command names an experiment namespace that has no topics on the broker. */
-export class NamespaceError extends StreamgradError {
-  constructor(readonly namespace: string, detail: string) {
-    super('NAMESPACE', `unknown namespace '${namespace}': ${detail}`, { retriable: false });
-  }
-}
-
-/** No broker answers at the configured bootstrap addresses. */
-export class BrokerUnreachableError extends StreamgradError {
-  constructor(readonly brokers: readonly string[], detail: string, cause?: unknown) {
-    super('BROKER', `cannot reach Kafka at ${brokers.join(',')} (config brokers or KAFKA_BROKERS): ${detail}`, { retriable: true, cause });
-  }
-}
-
 /** The outcome of decoding or checking one record: a value, or the reason it must be dead-lettered. */
 export type RecordResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: BadRecordError };

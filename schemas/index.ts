@@ -3,9 +3,7 @@ export { deadLetterFor, deadLetterMaxBytes, type SourceRecord } from './deadLett
 export {
   BadRecordError,
   ConfigError,
-  NamespaceError,
   RefusedUpdateError,
-  BrokerUnreachableError,
   EncodeError,
   StreamgradError,
   TensorError,

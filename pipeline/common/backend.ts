@@ -1,16 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConfigError, StreamgradError } from '../../schemas/errors.js';
+import { ConfigError } from '../../schemas/errors.js';
+import { BackendError } from './errors.js';
 
 /** The compute backends, fastest first: native TensorFlow, WebAssembly, pure JavaScript. */
 export const backendNames = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof backendNames)[number];
-
-/** A backend that was asked for by name and could not be started. */
-export class BackendError extends StreamgradError {
-  constructor(readonly backend: BackendName, detail: string, cause?: unknown) {
-    super('BACKEND', `cannot use the '${backend}' TensorFlow.js backend: ${detail}`, { retriable: false, cause });
-  }
-}
 
 async function register(name: BackendName): Promise<void> {
   // The packages register their backend when imported; tfjs-node is an optional peer dependency.
@@ -58,5 +52,5 @@ export async function selectBackend(options: { backend?: BackendName | 'auto' } 
       failures.push((error as Error).message);
     }
   }
-  throw new StreamgradError('BACKEND', `no TensorFlow.js backend could start:\n${failures.join('\n')}`, { retriable: false });
+  throw new BackendError('auto', `none of ${backendNames.join(', ')} could start:\n${failures.join('\n')}`);
 }

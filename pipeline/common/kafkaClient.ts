@@ -1,5 +1,5 @@
 import { Kafka, logLevel, type LogEntry, type logCreator } from 'kafkajs';
-import { BrokerUnreachableError } from '../../schemas/errors.js';
+import { BrokerUnreachableError } from './errors.js';
 
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
 // CONCURRENT_TRANSACTIONS, and kafkajs retries it, successfully, after logging it as an ERROR.

@@ -1,5 +1,5 @@
 import type { Admin } from 'kafkajs';
-import { SourceError } from '../../operators/fromKafka.js';
+import { SourceError } from '../../operators/errors.js';
 import { withRetry } from '../../operators/retry.js';
 import { ConfigError } from '../../schemas/errors.js';
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
-import { StreamgradError } from '../../schemas/errors.js';
+import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
 import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { assignShards } from '../common/shards.js';
@@ -164,12 +164,5 @@ export class Replica implements GradientModel<TrainingSample> {
   dispose(): void {
     this.applied.complete();
     this.model.dispose();
-  }
-}
-
-/** A snapshot that does not fit the worker's model: a different spec, or another experiment in the same namespace. */
-export class SnapshotMismatchError extends StreamgradError {
-  constructor(snapshot: ModelSnapshot, detail: string) {
-    super('SNAPSHOT_MISMATCH', `snapshot ${snapshot.namespace} shard ${snapshot.shard} version ${snapshot.version} does not fit this model: ${detail}`, { retriable: false });
   }
 }

@@ -5,7 +5,7 @@ import { codecFor, schemaFiles } from '../../schemas/index.js';
 import { sample16 } from '../support/arbitraries.js';
 
 // Plain avsc, not the project's codecs: the .avsc files alone are the contract.
-const dir = new URL('../../schemas', import.meta.url);
+const dir = new URL('../../schemas/', import.meta.url);
 const read = (file: string) => JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as avro.Schema & Record<string, unknown>;
 
 interface FieldSchema {

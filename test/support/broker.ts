@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const infraDir = fileURLToPath(new URL('../../infra/kafka', import.meta.url));
+const infraDir = fileURLToPath(new URL('../../infra/kafka/', import.meta.url));
 
 /** Where the test broker came from, in the order the harness tries them. */
 export type BrokerSource = 'KAFKA_BROKERS' | 'testcontainers' | 'infra';

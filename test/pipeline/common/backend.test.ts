@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { BackendError, selectBackend } from '../../../pipeline/common/backend.js';
+import { selectBackend } from '../../../pipeline/common/backend.js';
+import { BackendError } from '../../../pipeline/common/errors.js';
 import { ConfigError } from '../../../schemas/index.js';
 
 describe('selectBackend', () => {

@@ -1,0 +1,42 @@
+import { ConfigError, StreamgradError } from '../../schemas/errors.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
+import type { BackendName } from './backend.js';
+
+/** The errors of the processes: what a command meets before or while it runs, and the exit code each one means. */
+
+/** A command names an experiment namespace that has no topics on the broker. */
+export class NamespaceError extends StreamgradError {
+  constructor(readonly namespace: string, detail: string) {
+    super('NAMESPACE', `unknown namespace '${namespace}': ${detail}`, { retriable: false });
+  }
+}
+
+/** No broker answers at the configured bootstrap addresses. */
+export class BrokerUnreachableError extends StreamgradError {
+  constructor(readonly brokers: readonly string[], detail: string, cause?: unknown) {
+    super('BROKER', `cannot reach Kafka at ${brokers.join(',')} (config brokers or KAFKA_BROKERS): ${detail}`, { retriable: true, cause });
+  }
+}
+
+/** A backend that was asked for by name and could not be started. */
+export class BackendError extends StreamgradError {
+  constructor(readonly backend: BackendName | 'auto', detail: string, cause?: unknown) {
+    super('BACKEND', `cannot use the '${backend}' TensorFlow.js backend: ${detail}`, { retriable: false, cause });
+  }
+}
+
+/** A snapshot that does not fit the worker's model: a different spec, or another experiment in the same namespace. */
+export class SnapshotMismatchError extends StreamgradError {
+  constructor(snapshot: ModelSnapshot, detail: string) {
+    super('SNAPSHOT_MISMATCH', `snapshot ${snapshot.namespace} shard ${snapshot.shard} version ${snapshot.version} does not fit this model: ${detail}`, { retriable: false });
+  }
+}
+
+/**
+ * The exit code of a command that failed with `error`: 2 when it cannot run as given (a bad setting or option, an
+ * unknown namespace, no broker, no backend), 1 when it failed while running.
+ */
+export function exitCodeOf(error: unknown): 1 | 2 {
+  const cannotRun = [ConfigError, NamespaceError, BrokerUnreachableError, BackendError];
+  return cannotRun.some((kind) => error instanceof kind) ? 2 : 1;
+}
