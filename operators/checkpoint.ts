@@ -189,7 +189,7 @@ export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs
               if (committed !== before) throw new LaneLostError(lane, committed);
             }
             attempted = true;
-            const producer = lane.producer;
+            const producer = lane.transactionalProducer;
             if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
             const transaction = await producer.transaction();
             try {

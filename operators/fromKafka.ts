@@ -146,6 +146,8 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     });
     const admin: Admin = kafka.admin();
     const lanes = new Map<string, Lane>();
+    // Each lane's transactional producer (exactly-once), handed to the lane's sink through LaneControl.producer.
+    const producers = new Map<Lane, Producer>();
     const ready = new Set<string>();
     const endOffsets = new Map<string, number>();
     const listeners: Array<() => void> = [];
@@ -169,8 +171,8 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
 
     /** Disconnects the lane's transactional producer, once; resolves when it is closed. */
     const closeLane = async (lane: Lane): Promise<void> => {
-      const producer = lane.producer;
-      lane.producer = undefined;
+      const producer = producers.get(lane);
+      producers.delete(lane);
       await producer?.disconnect().catch(() => {});
     };
 
@@ -252,15 +254,15 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       if (!(await withRetry(() => stillOwns(lane, current), transient)) || !current()) return undefined;
       const { exactlyOnce } = config;
       if (exactlyOnce) {
-        const old = lane.producer;
-        lane.producer = undefined;
+        const old = producers.get(lane);
+        producers.delete(lane);
         await old?.disconnect().catch(() => {});
         const producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
         if (!current()) {
           await producer.disconnect().catch(() => {});
           return undefined;
         }
-        lane.producer = producer;
+        producers.set(lane, producer);
       }
       return withRetry(() => committedOffset(lane.topic, lane.partition), transient);
     };
@@ -268,7 +270,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     const prepareLane = async (lane: Lane) => {
       const key = laneKey(lane.topic, lane.partition);
       const { exactlyOnce } = config;
-      if (exactlyOnce) lane.producer = await withRetry(() => openProducer(lane, exactlyOnce), transient);
+      if (exactlyOnce) producers.set(lane, await withRetry(() => openProducer(lane, exactlyOnce), transient));
       const offset = await withRetry(() => startOffset(lane.topic, lane.partition), transient);
       if (lanes.get(key) !== lane) {
         await closeLane(lane);
@@ -340,7 +342,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       const separator = key.lastIndexOf(':');
       const topic = key.slice(0, separator);
       const partition = Number(key.slice(separator + 1));
-      const lane = new Lane(topic, partition, groupId, config.maxInFlight, {
+      const lane: Lane = new Lane(topic, partition, groupId, config.maxInFlight, {
         pause: () => consumer.pause([{ topic, partitions: [partition] }]),
         resume: () => {
           if (!draining && lanes.get(key) === lane) consumer.resume([{ topic, partitions: [partition] }]);
@@ -350,6 +352,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         },
         recover: (): Promise<number | undefined> => recoverLane(lane),
         revoked: () => reopenIfStillOwned(lane),
+        producer: () => producers.get(lane),
       });
       lanes.set(key, lane);
       listeners.push(lane.onRelease(finishIfDrained));

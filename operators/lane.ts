@@ -33,6 +33,11 @@ export interface LaneControl {
   recover(): Promise<number | undefined>;
   /** Told after the lane was revoked (by its source on a rebalance, or by its checkpoint on finding it fenced). */
   revoked?(): void;
+  /**
+   * The partition's transactional producer (one transactionalId per input partition, registered before the lane
+   * started, so any earlier owner is fenced), when the source reads for exactly-once; {@link recover} replaces it.
+   */
+  producer(): Producer | undefined;
 }
 
 /**
@@ -54,8 +59,6 @@ export class Lane {
   readonly records: Observable<KafkaRecord>;
   /** The group the lane's consumer belongs to. */
   readonly groupId: string;
-  /** The transactional producer of this partition (one transactionalId per input partition), when exactly-once is on. */
-  producer: Producer | undefined;
 
   private readonly subject = new Subject<KafkaRecord>();
   private markStarted: () => void = () => {};
@@ -222,6 +225,11 @@ export class Lane {
   /** Commits `offset` in the consumer group, outside any transaction (at-least-once). */
   commitOffset(offset: number): Promise<void> {
     return this.control.commitOffset(offset);
+  }
+
+  /** The transactional producer to commit the lane's outputs and offsets with (see {@link LaneControl.producer}). */
+  get transactionalProducer(): Producer | undefined {
+    return this.control.producer();
   }
 
   /** See {@link LaneControl.recover}. */

@@ -29,8 +29,11 @@ function recordingProducer() {
   return { producer: producer as unknown as Producer, log };
 }
 
+/** The transactional producer each test lane hands its checkpoint (fromKafka keeps them the same way). */
+const producers = new WeakMap<Lane, Producer>();
 function lane(log: string[], recover: () => Promise<number | undefined> = async () => undefined) {
-  const lane = new Lane('in', 0, 'group', 100, {
+  const lane: Lane = new Lane('in', 0, 'group', 100, {
+    producer: () => producers.get(lane),
     pause: () => {},
     resume: () => {},
     commitOffset: async (offset) => {
@@ -69,7 +72,7 @@ describe('checkpoint', () => {
   it('commits outputs and offsets in one transaction, and releases what it committed', async () => {
     const { producer, log } = recordingProducer();
     const theLane = lane(log);
-    theLane.producer = producer;
+    producers.set(theLane, producer);
     [0, 1, 2].forEach((o) => theLane.offer(record(o)));
     const outputs = new Subject<Outputs>();
     const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));
@@ -155,7 +158,7 @@ describe('checkpoint', () => {
           }),
         } as unknown as Producer;
         const theLane = lane([]);
-        theLane.producer = producer;
+        producers.set(theLane, producer);
         dead.forEach((_, offset) => theLane.offer(record(offset)));
         const outputs = new Subject<Outputs>();
         const done = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 1_000_000, maxPendingOutputs }), toArray()));
@@ -206,7 +209,7 @@ describe('checkpoint', () => {
         }),
       } as unknown as Producer;
       const theLane = lane(log, async () => committed);
-      theLane.producer = producer;
+      producers.set(theLane, producer);
       const reports = checkpointOneOutput(theLane);
       expect((await reports).map((r) => r.offset), `committed before failing: ${committedBeforeFailing}`).toEqual([2]);
       expect(log.filter((line) => line === 'tx-commit')).toHaveLength(1);
@@ -233,10 +236,10 @@ describe('checkpoint', () => {
       }) as unknown as Producer;
     const theLane = lane(log, async () => {
       // recover() replaces the producer, as fromKafka's does, and reads the committed offset: nothing was committed.
-      theLane.producer = producerOf(epoch);
+      producers.set(theLane, producerOf(epoch));
       return 0;
     });
-    theLane.producer = producerOf(0);
+    producers.set(theLane, producerOf(0));
     epoch = 1;
     const reports = checkpointOneOutput(theLane);
     expect((await reports).map((r) => r.offset)).toEqual([2]);
@@ -257,7 +260,7 @@ describe('checkpoint', () => {
       }),
     } as unknown as Producer;
     const theLane = lane(log, async () => 7);
-    theLane.producer = producer;
+    producers.set(theLane, producer);
     const reports = checkpointOneOutput(theLane);
     expect(await reports).toEqual([]);
     expect(log).toEqual(['recover']);
@@ -266,7 +269,7 @@ describe('checkpoint', () => {
   it('commits nothing for a revoked lane and completes', async () => {
     const { producer, log } = recordingProducer();
     const theLane = lane(log);
-    theLane.producer = producer;
+    producers.set(theLane, producer);
     theLane.offer(record(0));
     const outputs = new Subject<Outputs>();
     const reports = lastValueFrom(outputs.pipe(checkpoint({ lane: theLane, intervalMs: 10_000 }), toArray()));

@@ -4,6 +4,7 @@ import { Lane, type KafkaRecord } from '../../operators/index.js';
 function laneWithControl(maxInFlight: number) {
   const calls: string[] = [];
   const lane = new Lane('telemetry', 2, 'group', maxInFlight, {
+    producer: () => undefined,
     pause: () => calls.push('pause'),
     resume: () => calls.push('resume'),
     commitOffset: async (offset) => {
