@@ -2,9 +2,10 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { codecFor, type CodecOptions } from '../schemas/codec.js';
 import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
-import type { OffsetRange, ParameterUpdate, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
+import type { OffsetRange, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
+import { appendTimes, updateMessages } from './parameterUpdates.js';
 import { validateOptions } from './validateOptions.js';
 
 /** One variable's gradient, summed over a batch: float32 elements in row-major order. */
@@ -110,33 +111,9 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
         const { gradients, lossSum, sampleCount } = model.gradients(batch.map((decoded) => decoded.value));
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encode(gradient));
-        let firstAppendTime = Number.POSITIVE_INFINITY;
-        let lastAppendTime = 0;
-        for (const { record } of batch) {
-          const appended = Number(record.timestamp);
-          if (appended < firstAppendTime) firstAppendTime = appended;
-          if (appended > lastAppendTime) lastAppendTime = appended;
-        }
         const covers = recordSpans(batch);
-        const offsets = offsetRanges(batch, covers);
-        const createdAt = now();
-        const messages = perShard.map((tensors, shard) => {
-          const update: ParameterUpdate = {
-            namespace,
-            shard,
-            workerId,
-            baseVersion: model.baseVersion(shard),
-            sampleCount,
-            lossSum,
-            deadLettered: 0,
-            offsets,
-            firstAppendTime,
-            lastAppendTime,
-            createdAt,
-            tensors,
-          };
-          return { key: String(shard), partition: shard, value: codec.encode(update) };
-        });
+        const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
+        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec);
         return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 

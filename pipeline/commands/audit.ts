@@ -1,3 +1,4 @@
+import { formatCount } from '../common/console.js';
 import type { Kafka } from 'kafkajs';
 import { withRetry } from '../../operators/retry.js';
 import { codecFor } from '../../schemas/codec.js';
@@ -85,7 +86,7 @@ interface UpdateEntry {
 
 const updateCodec = codecFor('ParameterUpdate');
 const deadLetterCodec = codecFor('DeadLetter');
-const count = (n: number) => n.toLocaleString('en-US');
+const count = formatCount;
 const describeRuns = (runs: readonly OffsetRun[]) =>
   runs
     .slice(0, 20)

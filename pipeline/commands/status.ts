@@ -1,3 +1,4 @@
+import { formatCount } from '../common/console.js';
 import { AssignerProtocol, type Admin, type Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, Subject, tap } from 'rxjs';
 import { fromKafka } from '../../operators/fromKafka.js';
@@ -216,7 +217,7 @@ export class StatusReader {
   }
 }
 
-const count = (n: number) => Math.round(n).toLocaleString('en-US');
+const count = formatCount;
 
 /** One line for a live display: samples/s, loss, lag, versions, freshness. */
 export function progressLine(report: StatusReport): string {

@@ -36,3 +36,8 @@ export class ConsoleDisplay {
     this.live = '';
   }
 }
+
+/** A count as people read it: rounded, with thousands separators (1,234,567). */
+export function formatCount(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}

@@ -43,3 +43,8 @@ export async function assertReachable(brokers: readonly string[]): Promise<void>
     await admin.disconnect().catch(() => {});
   }
 }
+
+/** A consumer's session timeout and the heartbeat interval that goes with it (a tenth, at least 500 ms). */
+export function groupTimings(sessionTimeoutMs: number): { readonly sessionTimeout: number; readonly heartbeatInterval: number } {
+  return { sessionTimeout: sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)) };
+}

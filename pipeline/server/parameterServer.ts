@@ -2,13 +2,14 @@ import { hostname } from 'node:os';
 import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { fromKafka } from '../../operators/fromKafka.js';
+import { shardMessage } from '../../operators/parameterUpdates.js';
 import type { Message } from 'kafkajs';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
 import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../../operators/lane.js';
 import { RefusedUpdateError } from '../../schemas/errors.js';
 import { codecFor } from '../../schemas/codec.js';
 import type { ExperimentConfig } from '../common/config.js';
-import { createKafka } from '../common/kafkaClient.js';
+import { createKafka, groupTimings } from '../common/kafkaClient.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { Replica } from '../worker/replica.js';
 import { createServerMetrics, type ServerMetrics } from '../common/metrics.js';
@@ -131,7 +132,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
         snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, samplesDroppedStale: snapshot.samplesDroppedStale, deadLettered: snapshot.deadLettered, samplesRefused: snapshot.samplesRefused, updatesRefused: snapshot.updatesRefused, freshnessMs: snapshot.freshnessMs });
         // The refused records' dead letters commit with the snapshot that counts them.
         subscriber.next({
-          messages: [{ topic: topics.model, messages: [{ key: String(shard), partition: shard, value: snapshots.encode(snapshot) }] }, ...(refusals.length > 0 ? [{ topic: topics.serverDeadLetters, messages: refusals }] : [])],
+          messages: [{ topic: topics.model, messages: [shardMessage(shard, snapshots.encode(snapshot))] }, ...(refusals.length > 0 ? [{ topic: topics.serverDeadLetters, messages: refusals }] : [])],
           covers,
         });
         covers = [];
@@ -181,7 +182,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
       groupId: topics.serverGroup,
       exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
       until: stop$,
-      consumer: { sessionTimeout: config.sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)) },
+      consumer: groupTimings(config.sessionTimeoutMs),
     }).pipe(mergeMap(lanePipeline), filter(() => false)),
     { defaultValue: undefined },
   )

@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import type { Message } from 'kafkajs';
 import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
@@ -7,13 +6,14 @@ import { deadLetterMessage } from '../../operators/deadLetter.js';
 import type { Decoded, Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
 import { gradientStep, type GradientModel } from '../../operators/gradientStep.js';
+import { appendTimes, updateMessages } from '../../operators/parameterUpdates.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
 import { SampleDecoder } from '../../schemas/sampleDecoder.js';
-import type { OffsetRange, ParameterUpdate, TrainingSample } from '../../schemas/types.js';
+import type { OffsetRange, TrainingSample } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
-import { createKafka } from '../common/kafkaClient.js';
+import { createKafka, groupTimings } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import { Replica } from './replica.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
@@ -54,23 +54,8 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConf
     const range = byPartition.get(key);
     byPartition.set(key, range ? { ...range, firstOffset: Math.min(range.firstOffset, offset), lastOffset: Math.max(range.lastOffset, offset) } : { topic: record.topic, partition: record.partition, firstOffset: offset, lastOffset: offset });
   }
-  const counts: Message[] = Array.from({ length: replica.shardCount }, (_, shard) => {
-    const update: ParameterUpdate = {
-      namespace: config.namespace,
-      shard,
-      workerId,
-      baseVersion: replica.baseVersion(shard),
-      sampleCount: 0,
-      lossSum: 0,
-      deadLettered: rejected.length,
-      offsets: [...byPartition.values()],
-      firstAppendTime: Math.min(...rejected.map((r) => Number(r.record.timestamp))),
-      lastAppendTime: Math.max(...rejected.map((r) => Number(r.record.timestamp))),
-      createdAt: now,
-      tensors: [],
-    };
-    return { key: String(shard), partition: shard, value: updateCodec.encode(update) };
-  });
+  const body = { namespace: config.namespace, workerId, sampleCount: 0, lossSum: 0, deadLettered: rejected.length, offsets: [...byPartition.values()], ...appendTimes(rejected.map((r) => r.record)), createdAt: now };
+  const counts = updateMessages(body, replica.shardCount, (shard) => replica.baseVersion(shard), () => [], updateCodec);
   return {
     messages: [
       { topic: topics.deadLetters, messages: rejected.map((one) => deadLetterMessage(one, deadLetterCodec, now)) },
@@ -243,8 +228,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   // Smaller fetches than kafkajs' 1 MB per partition and 10 MB per response: kafkajs decodes a whole response in one
   // go, and every broker round trip of a checkpoint's transaction waited behind it (commit p50 355 → 260 ms in the bench).
   const consumer = {
-    sessionTimeout: config.sessionTimeoutMs,
-    heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)),
+    ...groupTimings(config.sessionTimeoutMs),
     metadataMaxAge: 5_000,
     maxBytesPerPartition: 256 * 1024,
     maxBytes: 2 * 1024 * 1024,
