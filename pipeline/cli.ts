@@ -179,7 +179,7 @@ async function simulateCommand(options: SimulateOptions): Promise<void> {
     ...(options.count ? { count: options.count } : {}),
   };
   const display = new ConsoleDisplay('[simulate]');
-  const simulator = startSimulator(kafka, config.inputTopic, settings);
+  const simulator = startSimulator(kafka, config.inputTopic, settings, config.input);
   display.log(`${settings.devices} devices at ${settings.ratePerSecond} samples/s into ${config.inputTopic}${settings.count ? `, ${count(settings.count)} samples` : ''}${options.duration ? `, for ${options.duration} s` : ''} (seed ${settings.seed}${settings.driftAfterMs !== undefined ? `, drift after ${settings.driftAfterMs / 1000} s` : ''})`);
   const startedAt = Date.now();
   const progress = setInterval(() => display.progress(`${Math.round((Date.now() - startedAt) / 1000)}s | sent ${count(simulator.sent())}`), 1_000);

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { codecFor } from '../../schemas/codec.js';
+import { codecFor, type CodecOptions } from '../../schemas/codec.js';
 import type { TrainingSample } from '../../schemas/types.js';
 
 /** Options of the IoT telemetry simulator. Times in ms, rates in samples/s. */
@@ -72,12 +72,12 @@ export interface Simulator {
 }
 
 /**
- * Produces simulated IoT telemetry (`TrainingSample`s, raw Avro, keyed by
- * device id) to `topic` at `ratePerSecond`, in 50 ms ticks, until stopped or
- * `count` samples are sent.
+ * Produces simulated IoT telemetry (`TrainingSample`s keyed by device id, in
+ * the input's framing: the experiment's `input`, raw Avro by default) to `topic`
+ * at `ratePerSecond`, in 50 ms ticks, until stopped or `count` samples are sent.
  */
-export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions): Simulator {
-  const codec = codecFor('TrainingSample');
+export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions, framing: Pick<CodecOptions, 'framing' | 'schemaId'> = {}): Simulator {
+  const codec = codecFor('TrainingSample', { framing: framing.framing, schemaId: framing.schemaId });
   const random = seededRandom(options.seed);
   // metadataMaxAge: partitions added by `streamgrad scale` get records within seconds.
   const producer = kafka.producer({ idempotent: true, metadataMaxAge: 5_000 });

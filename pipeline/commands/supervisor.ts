@@ -200,7 +200,7 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   let simulator: Simulator | undefined;
   if (options.simulate) {
     const settings: SimulatorOptions = { ...config.simulator, ...Object.fromEntries(Object.entries(options.simulate).filter(([, v]) => v !== undefined)) };
-    simulator = startSimulator(kafka, config.inputTopic, settings);
+    simulator = startSimulator(kafka, config.inputTopic, settings, config.input);
     simulator.done.catch((error: Error) => {
       failure ??= new Error(`the simulator failed: ${error.message}`);
       requestStop();
