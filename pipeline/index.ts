@@ -1,7 +1,7 @@
 export { buildCli } from './cli.js';
 export { packageInfo, type PackageInfo } from './common/packageInfo.js';
 export { selectBackend, backendNames, type BackendName } from './common/backend.js';
-export { BackendError, BrokerUnreachableError, NamespaceError, SnapshotMismatchError, exitCodeOf } from './common/errors.js';
+export { BackendError, BrokerUnreachableError, NamespaceError, SnapshotDecodeError, SnapshotMismatchError, exitCodeOf } from './common/errors.js';
 export { loadExperiment, parseExperiment, experimentSchema, type ExperimentConfig } from './common/config.js';
 export { exportModel, registerFileSystem, quantizationErrorBound, type ExportResult, type Quantization } from './commands/export.js';
 export { latestSnapshots, modelHash, readSnapshots } from './common/modelStore.js';

@@ -6,7 +6,7 @@ import type { Lane } from '../../operators/lane.js';
 import { withRetry } from '../../operators/retry.js';
 import { codecFor } from '../../schemas/codec.js';
 import { ConfigError } from '../../schemas/errors.js';
-import { NamespaceError } from '../common/errors.js';
+import { NamespaceError, SnapshotDecodeError } from '../common/errors.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { topicsOf } from '../common/topics.js';
@@ -57,6 +57,8 @@ export interface StatusReport {
   readonly deadLetters: number;
   /** Samples applied per second (shard 0) since the previous reading. */
   readonly samplesPerSecond: number | undefined;
+  /** Records of `<ns>.model` that are not snapshots (the newest snapshot shown may be older than the shard's). */
+  readonly undecodableSnapshots: readonly string[];
 }
 
 const snapshotCodec = codecFor('ModelSnapshot');
@@ -70,6 +72,8 @@ const snapshotCodec = codecFor('ModelSnapshot');
 export class StatusReader {
   private readonly admin: Admin;
   private readonly latest = new Map<number, ModelSnapshot>();
+  /** What the tail of `<ns>.model` could not decode, one message each (the first 10). */
+  private readonly undecodable: string[] = [];
   private readonly tailLanes = new Map<number, Lane>();
   private readonly stop$ = new Subject<void>();
   private tail: Promise<void> | undefined;
@@ -102,6 +106,7 @@ export class StatusReader {
             tap((record) => {
               lane.ack(record.offset);
               const decoded = snapshotCodec.decode(record.value, record);
+              if (!decoded.ok && this.undecodable.length < 10) this.undecodable.push(new SnapshotDecodeError(record, decoded.error.message).message);
               if (!decoded.ok || decoded.value.namespace !== this.config.namespace) return;
               const known = this.latest.get(decoded.value.shard);
               if (!known || decoded.value.version > known.version) this.latest.set(decoded.value.shard, decoded.value);
@@ -204,6 +209,7 @@ export class StatusReader {
       loss,
       lag: partitions.reduce((sum, p) => sum + p.lag, 0),
       deadLetters: first?.deadLettered ?? 0,
+      undecodableSnapshots: [...this.undecodable],
       samplesPerSecond: first && before ? (moved * 1000) / Math.max(1, now - previous!.at) : undefined,
     };
     this.previous = report;
@@ -232,6 +238,7 @@ export function progressLine(report: StatusReport): string {
     `freshness ${freshness}`,
     `dead letters ${count(report.deadLetters)}`,
     ...refusedWarning(report),
+    ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
   ].join(' | ');
 }
 
@@ -269,5 +276,6 @@ export function formatStatus(report: StatusReport): string {
     '',
     `loss ${report.loss === undefined ? '-' : report.loss.toFixed(4)} | lag ${count(report.lag)} | dead letters ${count(report.deadLetters)}${report.samplesPerSecond === undefined ? '' : ` | ${count(report.samplesPerSecond)} samples/s`}`,
     ...refusedWarning(report),
+    ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
   ].join('\n');
 }

@@ -1,4 +1,4 @@
-import { ConfigError, StreamgradError } from '../../schemas/errors.js';
+import { ConfigError, describeOrigin, StreamgradError, type RecordOrigin } from '../../schemas/errors.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { BackendName } from './backend.js';
 
@@ -29,6 +29,13 @@ export class BackendError extends StreamgradError {
 export class SnapshotMismatchError extends StreamgradError {
   constructor(snapshot: ModelSnapshot, detail: string) {
     super('SNAPSHOT_MISMATCH', `snapshot ${snapshot.namespace} shard ${snapshot.shard} version ${snapshot.version} does not fit this model: ${detail}`, { retriable: false });
+  }
+}
+
+/** A record of `<ns>.model` that is not a snapshot: a snapshot read past it would be stale, a shard restored past it wrong. */
+export class SnapshotDecodeError extends StreamgradError {
+  constructor(readonly origin: RecordOrigin, detail: string) {
+    super('SNAPSHOT_DECODE', `cannot decode the snapshot at ${describeOrigin(origin)}: ${detail}`, { retriable: false });
   }
 }
 

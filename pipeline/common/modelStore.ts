@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { codecFor } from '../../schemas/codec.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
+import { SnapshotDecodeError } from './errors.js';
 import { readTopic } from './readTopic.js';
 import { topicsOf } from './topics.js';
 
@@ -18,7 +19,8 @@ export async function readSnapshots(kafka: Kafka, namespace: string, partitions?
     topicsOf(namespace).model,
     (record) => {
       const decoded = snapshotCodec.decode(record.value, record);
-      if (decoded.ok && decoded.value.namespace === namespace) snapshots.push(decoded.value);
+      if (!decoded.ok) throw new SnapshotDecodeError(record, decoded.error.message);
+      if (decoded.value.namespace === namespace) snapshots.push(decoded.value);
     },
     partitions ? { partitions } : {},
   );

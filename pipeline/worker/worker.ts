@@ -15,6 +15,7 @@ import { selectBackend, type BackendName } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { createKafka, groupTimings } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
+import { SnapshotDecodeError } from '../common/errors.js';
 import { Replica } from './replica.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
 
@@ -129,7 +130,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
         lane.records.pipe(
           tap((record) => {
             const snapshot = snapshotCodec.decode(record.value, record);
-            if (snapshot.ok && snapshot.value.namespace === config.namespace) replica.applySnapshot(snapshot.value);
+            // The replica keeps the weights it has: the next snapshot of the shard brings it up to date.
+            if (!snapshot.ok) log(`[worker ${workerId}] ${new SnapshotDecodeError(record, snapshot.error.message).message}; skipped`);
+            else if (snapshot.value.namespace === config.namespace) replica.applySnapshot(snapshot.value);
             lane.ack(record.offset);
           }),
         ),
