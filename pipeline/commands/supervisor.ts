@@ -113,7 +113,9 @@ export async function growInputTopic(kafka: Kafka, topic: string, partitions: nu
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const [metadata] = (await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => ({ topics: [] }))).topics;
+    // Only a topic the broker does not know is a bad setting; any other error (a broker away) is itself.
+    const missing = (error: { type?: string }) => (error.type === 'UNKNOWN_TOPIC_OR_PARTITION' ? { topics: [] } : Promise.reject(error));
+    const [metadata] = (await admin.fetchTopicMetadata({ topics: [topic] }).catch(missing)).topics;
     if (!metadata) throw new ConfigError('inputTopic', `topic '${topic}' does not exist on the broker`);
     const current = metadata.partitions.length;
     if (partitions < current) throw new ConfigError('--partitions', `${topic} has ${current} partitions; Kafka can only add partitions, so ask for ${current} or more`);
