@@ -1,7 +1,7 @@
 import type { Producer } from 'kafkajs';
 import { lastValueFrom, Subject, toArray } from 'rxjs';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { checkpoint, Lane, type CheckpointReport, type KafkaRecord, type Outputs } from '../../operators/index.js';
 
 // Unit tests with a recording producer; the exactly-once proof against the real broker is fromKafka.crash.test.ts.
@@ -86,6 +86,8 @@ describe('checkpoint', () => {
   });
 
   it('holds back an output whose records are not all processed yet', async () => {
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
     const { producer, log } = recordingProducer();
     const theLane = lane(log);
     [0, 1, 2].forEach((o) => theLane.offer(record(o)));
@@ -94,16 +96,19 @@ describe('checkpoint', () => {
     outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 5 })).subscribe((r) => reports.push(r));
     // A dead letter for offset 2 while offsets 0 and 1 are still in a window: nothing may be committed past 0.
     outputs.next(output(2));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // One checkpoint interval on the virtual clock: exactly one commit attempt.
+    await vi.advanceTimersByTimeAsync(5);
     expect(log).toEqual([]);
     outputs.next(output(0, 1));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await vi.advanceTimersByTimeAsync(5);
     expect(log).toEqual(['send outx2', 'commit 3']);
     expect(reports.map((r) => r.offset)).toEqual([3]);
     outputs.complete();
   });
 
   it('never commits an offset past the first record of an output it holds back', async () => {
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
     const { producer, log } = recordingProducer();
     const theLane = lane(log);
     [0, 1, 2, 3, 4].forEach((o) => theLane.offer(record(o)));
@@ -113,11 +118,11 @@ describe('checkpoint', () => {
     // offset may not pass 1 while the output that covers it is held back; otherwise losing the lane loses it.
     outputs.next(output(0));
     outputs.next({ messages: [{ topic: 'out', messages: [{ value: 'dead 1, 3' }] }], covers: [{ first: 1, last: 1 }, { first: 3, last: 3 }] });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await vi.advanceTimersByTimeAsync(5);
     expect(log).toEqual(['send outx1', 'commit 1']);
     outputs.next(output(2));
     outputs.next(output(4));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await vi.advanceTimersByTimeAsync(5);
     expect(log).toEqual(['send outx1', 'commit 1', 'send outx3', 'commit 5']);
     outputs.complete();
   });
@@ -295,10 +300,14 @@ describe('checkpoint', () => {
     const theLane = lane(log);
     theLane.offer(record(0));
     const outputs = new Subject<Outputs>();
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
     const subscription = outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 5 })).subscribe();
     outputs.next(output(0));
     subscription.unsubscribe();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Its timer is gone: ten intervals on the virtual clock commit nothing.
+    await vi.advanceTimersByTimeAsync(50);
+    expect(vi.getTimerCount()).toBe(0);
     expect(log).toEqual([]);
   });
 
