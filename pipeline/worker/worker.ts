@@ -38,6 +38,23 @@ export interface Worker {
 
 // Codecs are built once: dead-letter batches come from every lane.
 const deadLetterCodec = codecFor('DeadLetter');
+
+/**
+ * The server sees an update only once its transaction commits, and a lane holding maxInFlightUpdates waits for the
+ * server: a lane commits by half that many outputs, at most this many (for freshness), or idles until the next
+ * checkpoint interval.
+ */
+const maxOutputsPerCheckpoint = 8;
+/**
+ * Fetch sizes smaller than kafkajs' 1 MB per partition and 10 MB per response: kafkajs decodes a whole response in
+ * one go, and every broker round trip of a checkpoint's transaction waited behind it (commit p50 355 → 260 ms in the
+ * bench).
+ */
+const fetchBytes = { maxBytesPerPartition: 256 * 1024, maxBytes: 2 * 1024 * 1024 };
+/** How often a worker says what its drain still waits for. */
+const drainReportMs = 10_000;
+/** How soon a worker sees a partition added to its input topic (`streamgrad scale`), in ms. */
+const metadataMaxAgeMs = 5_000;
 const updateCodec = codecFor('ParameterUpdate');
 
 /**
@@ -216,10 +233,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
-      // The server sees an update only once its transaction commits, and a lane holding maxInFlightUpdates waits for
-      // the server: commit by half that many outputs (at most 8, for freshness), or the lane idles until the next
-      // checkpoint interval.
-      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(8, Math.floor(maxInFlightUpdates / 2))) }),
+      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.floor(maxInFlightUpdates / 2))) }),
       // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
       finalize(() => {
         lanes.delete(lane);
@@ -228,14 +242,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     );
   };
 
-  // Smaller fetches than kafkajs' 1 MB per partition and 10 MB per response: kafkajs decodes a whole response in one
-  // go, and every broker round trip of a checkpoint's transaction waited behind it (commit p50 355 → 260 ms in the bench).
-  const consumer = {
-    ...groupTimings(config.sessionTimeoutMs),
-    metadataMaxAge: 5_000,
-    maxBytesPerPartition: 256 * 1024,
-    maxBytes: 2 * 1024 * 1024,
-  };
+  const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: metadataMaxAgeMs, ...fetchBytes };
   const exactlyOnce = { transactionalIdPrefix: topics.workerTransactions };
   const train = (source: Observable<Lane>) =>
     lastValueFrom(
@@ -256,7 +263,6 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
         }
       })()
     : train(
-        // metadataMaxAge: a partition added to the input topic is seen, and assigned, within seconds.
         fromKafka({ kafka, topics: [config.inputTopic], groupId: topics.workerGroup, exactlyOnce, maxInFlight: config.maxInFlight, until: stop$, consumer }),
       );
 
@@ -285,7 +291,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       stopping = true;
       stop$.next();
       // A drain that takes long says what it waits for.
-      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${[...lanes].map((lane) => lane.describe()).join('; ') || 'no lane open'}`), 10_000);
+      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${[...lanes].map((lane) => lane.describe()).join('; ') || 'no lane open'}`), drainReportMs);
       void done.finally(() => clearInterval(report)).catch(() => {});
     },
     done,
