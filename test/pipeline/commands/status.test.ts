@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatus, progressLine, type ShardStatus, type StatusReport } from '../../../pipeline/commands/status.js';
+
+const shard = (id: number, refused = 0): ShardStatus => ({
+  shard: id, version: 120, samplesApplied: 12_345, updatesDroppedStale: 0, samplesDroppedStale: 0, deadLettered: 3,
+  updatesRefused: refused, samplesRefused: refused * 32, refusedByReason: refused > 0 ? { ABSURD: refused } : {}, freshnessMs: 250, lossSum: 12.3,
+});
+const report = (overrides: Partial<StatusReport> = {}): StatusReport => ({
+  namespace: 'iot', inputTopic: 'telemetry', at: Date.UTC(2026, 10, 28),
+  partitions: [{ partition: 0, end: 10_000, committed: 9_000, lag: 1_000, rate: 500, owner: 'host-1' }],
+  shards: [shard(0), shard(1)], loss: 0.0123, lag: 1_000, deadLetters: 3, samplesPerSecond: 4_321, undecodableSnapshots: [],
+  ...overrides,
+});
+
+describe('status display', () => {
+  it('shows the partitions, the shards and the totals, with counts as people read them', () => {
+    const text = formatStatus(report());
+    expect(text).toContain('namespace iot, input telemetry');
+    expect(text).toContain('12,345');
+    expect(text).toContain('loss 0.0123 | lag 1,000 | dead letters 3 | 4,321 samples/s');
+    expect(text).not.toContain('ERROR');
+    expect(progressLine(report())).toBe('4,321 samples/s | loss 0.0123 | applied 12,345 | lag 1,000 | version 120/120 | freshness 250 ms | dead letters 3');
+  });
+
+  it('says ERROR for refused updates and for records of the model topic that are not snapshots', () => {
+    const bad = report({ shards: [shard(0, 2), shard(1, 2)], undecodableSnapshots: ['cannot decode the snapshot at iot.model[1]@7: cannot decode'] });
+    for (const text of [formatStatus(bad), progressLine(bad)]) {
+      expect(text).toContain('ERROR: 4 updates refused (ABSURD 4; 64 samples not learnt; see <namespace>.ps.dlq)');
+      expect(text).toContain('ERROR: cannot decode the snapshot at iot.model[1]@7');
+    }
+  });
+});
