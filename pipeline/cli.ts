@@ -19,11 +19,12 @@ import { percentile } from './common/percentile.js';
 import { parseOffsets, parseTime, runReplay, type ReplayRange } from './commands/replay.js';
 import { startSimulator } from './commands/simulator.js';
 import { formatStatus, StatusReader } from './commands/status.js';
-import { ensureExperimentTopics, findRun, growInputTopic, runExperiment } from './commands/supervisor.js';
+import { findRun } from './commands/runProcesses.js';
+import { runExperiment } from './commands/supervisor.js';
 import { startWorker } from './worker/worker.js';
 import { selectBackend } from './common/backend.js';
 import { auditNamespace, formatAudit } from './commands/audit.js';
-import { topicsOf } from './common/topics.js';
+import { ensureExperimentTopics, growInputTopic, topicsOf } from './common/topics.js';
 import type { Registry } from 'prom-client';
 
 /** A long-running process: stopped gracefully on SIGTERM or SIGINT, done once it has drained. */

@@ -7,14 +7,14 @@ export { exportModel, registerFileSystem, quantizationErrorBound, type ExportRes
 export { latestSnapshots, modelHash, readSnapshots } from './common/modelStore.js';
 export { runReplay, type ReplayOptions, type ReplayRange, type ReplaySummary } from './commands/replay.js';
 export { StatusReader, formatStatus, progressLine, type PartitionStatus, type ShardStatus, type StatusReport } from './commands/status.js';
-export { runExperiment, growInputTopic, type RunOptions, type RunSummary } from './commands/supervisor.js';
+export { runExperiment, type RunOptions, type RunSummary } from './commands/supervisor.js';
 export { startSimulator, trueWeights, type Simulator, type SimulatorOptions } from './commands/simulator.js';
 export { createWorkerMetrics, serveMetrics, type MetricsEndpoint, type WorkerMetrics } from './common/metrics.js';
 export { createKafka } from './common/kafkaClient.js';
 export { buildModel, inputShapeOf, lossOf, modelSpecSchema, parseModelSpec, sampleLengthOf, trainableVariables, type ModelSpec, type ModelSpecInput } from './common/model.js';
 export { Replica } from './worker/replica.js';
 export { assignShards } from './common/shards.js';
-export { ensureNamespaceTopics, topicsOf, type NamespaceTopics } from './common/topics.js';
+export { ensureExperimentTopics, ensureNamespaceTopics, growInputTopic, topicsOf, type NamespaceTopics } from './common/topics.js';
 export { startWorker, type Worker, type WorkerOptions, type WorkerRange } from './worker/worker.js';
 export { createServerMetrics, type ServerMetrics } from './common/metrics.js';
 export { startParameterServer, type ParameterServer, type SnapshotReport } from './server/parameterServer.js';

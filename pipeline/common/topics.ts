@@ -1,7 +1,8 @@
-import type { Admin } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import { SourceError } from '../../operators/errors.js';
 import { withRetry } from '../../operators/retry.js';
 import { ConfigError } from '../../schemas/errors.js';
+import type { ExperimentConfig } from './config.js';
 
 /** The topics and groups of one experiment namespace. A replay gets a namespace of its own. */
 export interface NamespaceTopics {
@@ -93,4 +94,34 @@ export async function ensureNamespaceTopics(admin: Admin, namespace: string, sha
     throw new ConfigError('model.shards', `the model has ${shards} shards but ${topics.updates} has ${updates.partitions.length} partitions; use a new namespace or the same shard count`);
   }
   return topics;
+}
+
+/** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics, where missing. */
+export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentConfig, inputOnly = false): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    if (!(await admin.listTopics()).includes(config.inputTopic)) await createTopics(admin, [{ topic: config.inputTopic, numPartitions: config.inputPartitions }]);
+    if (!inputOnly) await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Grows the input topic to `partitions`; running workers pick the new partitions up within seconds. */
+export async function growInputTopic(kafka: Kafka, topic: string, partitions: number): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    // Only a topic the broker does not know is a bad setting; any other error (a broker away) is itself.
+    const missing = (error: { type?: string }) => (error.type === 'UNKNOWN_TOPIC_OR_PARTITION' ? { topics: [] } : Promise.reject(error));
+    const [metadata] = (await admin.fetchTopicMetadata({ topics: [topic] }).catch(missing)).topics;
+    if (!metadata) throw new ConfigError('inputTopic', `topic '${topic}' does not exist on the broker`);
+    const current = metadata.partitions.length;
+    if (partitions < current) throw new ConfigError('--partitions', `${topic} has ${current} partitions; Kafka can only add partitions, so ask for ${current} or more`);
+    if (partitions > current) await admin.createPartitions({ topicPartitions: [{ topic, count: partitions }] });
+    return current;
+  } finally {
+    await admin.disconnect();
+  }
 }

@@ -11,7 +11,9 @@ import { readSnapshots } from '../../pipeline/common/modelStore.js';
 import { parseModelSpec } from '../../pipeline/common/model.js';
 import { percentile } from '../../pipeline/common/percentile.js';
 import { Replica } from '../../pipeline/worker/replica.js';
-import { cpuSecondsOf, ensureExperimentTopics, runExperiment } from '../../pipeline/commands/supervisor.js';
+import { cpuSecondsOf } from '../../pipeline/commands/runProcesses.js';
+import { runExperiment } from '../../pipeline/commands/supervisor.js';
+import { ensureExperimentTopics } from '../../pipeline/common/topics.js';
 import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 
