@@ -156,6 +156,17 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     let assignedOnce = false;
     let closed = false;
 
+    // kafkajs restarts a consumer that crashed on a retriable error (a broker away): until it has rejoined, pause,
+    // resume and seek throw. Nothing is fetched meanwhile, and the rejoin assigns every partition afresh (as a member
+    // with a new id, whose lanes are all reopened), so a call that finds the consumer restarting has nothing to do.
+    const control = (call: () => void) => {
+      try {
+        call();
+      } catch (error) {
+        if (!/consumer#run must be called first/.test((error as Error)?.message ?? '')) throw error;
+      }
+    };
+
     const fail = (error: unknown) => {
       if (!closed) subscriber.error(error instanceof StreamgradError ? error : new SourceError(String((error as Error)?.message ?? error), error));
     };
@@ -228,16 +239,15 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       return Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
     };
 
-    /**
-     * Whether the group, stable, assigns the lane's partition to this member (as long as `valid` holds: asking again
-     * stops once it does not); a group mid-rebalance is asked again, an empty or dead one assigns nothing.
-     */
+    /** Whether the group, stable, assigns the lane's partition to this member, as long as `valid` holds. */
     const stillOwns = async (lane: Lane, valid: () => boolean): Promise<boolean> => {
       if (!valid()) return false;
       const { groups } = await admin.describeGroups([groupId]);
       const group = groups[0];
-      if (group?.state === 'PreparingRebalance' || group?.state === 'CompletingRebalance') throw new SourceError(`group ${groupId} is ${group.state}; asking again`, undefined, true);
-      if (!group || group.state !== 'Stable' || !valid()) return false;
+      // A group mid-rebalance, or empty after a broker restart until its members rejoin, is asked again (as long as
+      // `valid` holds: a rejoin under a new member id, a drop or the end stop the asking).
+      if (group?.state !== 'Stable') throw new SourceError(`group ${groupId} is ${group?.state ?? 'gone'}; asking again`, undefined, true);
+      if (!valid()) return false;
       const member = group.members.find((m) => m.memberId === memberId);
       if (!member || member.memberAssignment.length === 0) return false;
       const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
@@ -283,9 +293,9 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
         finishIfDrained();
         return;
       }
-      consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(offset) });
+      control(() => consumer.seek({ topic: lane.topic, partition: lane.partition, offset: String(offset) }));
       ready.add(key);
-      if (!draining) consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]);
+      if (!draining) control(() => consumer.resume([{ topic: lane.topic, partitions: [lane.partition] }]));
     };
 
     /** Ends a lane that fromKafka takes away (a rebalance, a lost membership); its producer closes. */
@@ -324,7 +334,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       const key = laneKey(lane.topic, lane.partition);
       if (lanes.get(key) !== lane) return;
       dropLane(key, lane);
-      consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]);
+      control(() => consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]));
       // Until a rebalance, a drain or the end settles the partition's fate anyway.
       const member = memberId;
       const open = () => !draining && !closed && memberId === member && assigned.has(key) && !lanes.has(key);
@@ -343,9 +353,9 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
       const topic = key.slice(0, separator);
       const partition = Number(key.slice(separator + 1));
       const lane: Lane = new Lane(topic, partition, groupId, config.maxInFlight, {
-        pause: () => consumer.pause([{ topic, partitions: [partition] }]),
+        pause: () => control(() => consumer.pause([{ topic, partitions: [partition] }])),
         resume: () => {
-          if (!draining && lanes.get(key) === lane) consumer.resume([{ topic, partitions: [partition] }]);
+          if (!draining && lanes.get(key) === lane) control(() => consumer.resume([{ topic, partitions: [partition] }]));
         },
         commitOffset: async (offset) => {
           if (!direct) await consumer.commitOffsets([{ topic, partition, offset: String(offset) }]);
@@ -448,7 +458,7 @@ export function fromKafka(options: FromKafkaOptions): ObservableType<Lane> {
     const untilSubscription = config.until?.subscribe(() => {
       if (draining) return;
       draining = true;
-      consumer.pause(topics.map((topic) => ({ topic })));
+      control(() => consumer.pause(topics.map((topic) => ({ topic }))));
       for (const lane of lanes.values()) lane.complete();
       finishIfDrained();
     });
