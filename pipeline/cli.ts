@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigError, StreamgradError } from '../schemas/errors.js';
 import { exitCodeOf, NamespaceError } from './common/errors.js';
 import { loadExperiment, parseNamespace, type ExperimentConfig } from './common/config.js';
-import { ConsoleDisplay, formatCount } from './common/console.js';
+import { ConsoleDisplay, formatCount as count } from './common/console.js';
 import { runDemo } from './commands/demo.js';
 import { exportModel, type Quantization } from './commands/export.js';
 import { assertReachable, createKafka } from './common/kafkaClient.js';
@@ -92,7 +92,6 @@ const positive = (name: string) => (value: string) => {
 const configOption = () => new Option('-c, --config <file>', 'experiment configuration, JSON or YAML (see examples/)').makeOptionMandatory();
 const metricsOption = () => new Option('--metrics-port <port>', 'serve Prometheus metrics at http://127.0.0.1:<port>/metrics (0: any free port; default: the config\'s metricsPort, else off)').argParser(integer('--metrics-port', 0));
 const example = (lines: string) => `\nExample:\n${lines}`;
-const count = formatCount;
 
 async function workerCommand(options: { config: string; workerId?: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);

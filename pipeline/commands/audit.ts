@@ -1,8 +1,8 @@
-import { formatCount } from '../common/console.js';
 import type { Kafka } from 'kafkajs';
 import { withRetry } from '../../operators/retry.js';
 import { codecFor } from '../../schemas/codec.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
+import { formatCount as count } from '../common/console.js';
 import { readSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
 import { topicsOf } from '../common/topics.js';
@@ -86,7 +86,6 @@ interface UpdateEntry {
 
 const updateCodec = codecFor('ParameterUpdate');
 const deadLetterCodec = codecFor('DeadLetter');
-const count = formatCount;
 const describeRuns = (runs: readonly OffsetRun[]) =>
   runs
     .slice(0, 20)

@@ -1,4 +1,3 @@
-import { formatCount } from '../common/console.js';
 import { AssignerProtocol, type Admin, type Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, Subject, tap } from 'rxjs';
 import { fromKafka } from '../../operators/fromKafka.js';
@@ -6,6 +5,7 @@ import type { Lane } from '../../operators/lane.js';
 import { withRetry } from '../../operators/retry.js';
 import { codecFor } from '../../schemas/codec.js';
 import { ConfigError } from '../../schemas/errors.js';
+import { formatCount as count } from '../common/console.js';
 import { NamespaceError, SnapshotDecodeError } from '../common/errors.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ExperimentConfig } from '../common/config.js';
@@ -223,7 +223,6 @@ export class StatusReader {
   }
 }
 
-const count = formatCount;
 
 /** One line for a live display: samples/s, loss, lag, versions, freshness. */
 export function progressLine(report: StatusReport): string {
