@@ -1,5 +1,5 @@
 import type { Message, Producer, TopicMessages } from 'kafkajs';
-import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import { CheckpointError, LaneLostError } from './errors.js';
 import type { Lane, OffsetSpan } from './lane.js';
@@ -151,133 +151,163 @@ export function batchRequests(outputs: readonly Outputs[], maxBytes: number): To
  */
 export function checkpoint(options: CheckpointOptions): OperatorFunction<Outputs, CheckpointReport> {
   const config = validateOptions('checkpoint', optionsSchema, options);
-  const { lane } = config;
   return (source) =>
     new Observable<CheckpointReport>((subscriber) => {
-      let pending: Outputs[] = [];
-      let committing: Promise<void> | undefined;
-      let again = false;
-      let sourceDone = false;
-      let committedOffset = -1;
-
-      const commitOnce = async (): Promise<void> => {
-        await lane.whenCommitAllowed();
-        if (lane.revoked) {
-          pending = [];
-          return;
-        }
-        const { ready, frontier } = committable(pending, lane.processedFrontier());
-        // Nothing new: no outputs, and the offset to commit is the one already committed (or started from).
-        if (ready.length === 0 && frontier <= Math.max(committedOffset, lane.startOffset)) return;
-        const started = Date.now();
-        const requests = batchRequests(ready, config.maxRequestBytes);
-        const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
-        const before = Math.max(committedOffset, lane.startOffset);
-        let attempted = false;
-        await withRetry(
-          async () => {
-            if (lane.revoked) return;
-            if (config.mode === 'at-least-once') {
-              for (const topicMessages of requests) await config.producer!.sendBatch({ topicMessages, acks: -1 });
-              if (!lane.revoked) await lane.commitOffset(frontier);
-              return;
-            }
-            if (attempted) {
-              // The last attempt failed in an unknown state: it may have committed before the broker went away.
-              const committed = await lane.recover();
-              if (committed === frontier) return;
-              if (committed !== before) throw new LaneLostError(lane, committed);
-            }
-            attempted = true;
-            const producer = lane.transactionalProducer;
-            if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
-            const transaction = await producer.transaction();
-            try {
-              for (const topicMessages of requests) await transaction.sendBatch({ topicMessages });
-              await transaction.sendOffsets({ consumerGroupId: lane.groupId, topics: offsets });
-              if (lane.revoked) await transaction.abort();
-              else await transaction.commit();
-            } catch (error) {
-              await transaction.abort().catch(() => {});
-              throw error;
-            }
-          },
-          // A fenced producer is retried too: the next attempt first recovers the lane, which ends it (LaneLostError)
-          // when another member owns the partition, and otherwise commits the same outputs with a fresh producer.
-          { retries: Number.POSITIVE_INFINITY, retriable: (error) => !(error instanceof LaneLostError) && (isFenced(error) || isTransient(error)), deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 },
-        );
-        if (lane.revoked) {
-          pending = [];
-          return;
-        }
-        pending = pending.filter((output) => !ready.includes(output));
-        committedOffset = frontier;
-        lane.release(frontier);
-        subscriber.next({
-          topic: lane.topic,
-          partition: lane.partition,
-          offset: frontier,
-          messages: requests.reduce((sum, request) => sum + request.reduce((n, t) => n + t.messages.length, 0), 0),
-          outputs: ready.length,
-          durationMs: Date.now() - started,
-        });
-      };
-
-      const finish = () => {
-        if (!committing && sourceDone && !subscriber.closed) subscriber.complete();
-      };
-
-      const trigger = () => {
-        if (committing) {
-          again = true;
-          return;
-        }
-        committing = commitOnce()
-          .catch((error: unknown) => {
-            if (error instanceof LaneLostError || lane.revoked) {
-              // Another member owns the partition now and reads it from the last committed offset; a commit
-              // that failed because the lane was taken away (its producer closed mid-transaction) is that too.
-              // Nothing of this lane can be committed any more: end it, so that it holds up no drain.
-              const span = pending.length > 0 ? `, offsets ${Math.min(...pending.map(lowestCovered))}–${Math.max(...pending.map(highestCovered))}` : '';
-              lane.revoke(`${error instanceof LaneLostError ? `fenced: ${error.message}` : 'revoked during a commit'}; ${pending.length} output(s) not committed${span}`);
-              pending = [];
-              return;
-            }
-            subscriber.error(error instanceof CheckpointError ? error : new CheckpointError(lane, lane.processedFrontier(), error));
-          })
-          .finally(() => {
-            committing = undefined;
-            if (again) {
-              again = false;
-              trigger();
-            } else {
-              finish();
-            }
-          });
-      };
-
+      const sink = new LaneSink(config, subscriber);
       const timer: Subscription = config.scheduler.schedule(function tick() {
-        trigger();
+        sink.trigger();
         this.schedule(undefined, config.intervalMs);
       }, config.intervalMs);
-
       const subscription = source.subscribe({
-        next: (output) => {
-          lane.markProcessed(output.covers);
-          pending.push(output);
-          if (pending.length >= config.maxPendingOutputs || lane.isFull) trigger();
-        },
+        next: (output) => sink.add(output),
         error: (error: unknown) => subscriber.error(error),
         complete: () => {
-          sourceDone = true;
           timer.unsubscribe();
-          trigger();
+          sink.end();
         },
       });
-
       return () => {
         timer.unsubscribe();
         subscription.unsubscribe();
       };
     });
+}
+
+type CheckpointConfig = z.output<typeof optionsSchema>;
+
+/** One subscription of `checkpoint`: the lane's outputs that wait, the commit under way and the offset committed last. */
+class LaneSink {
+  private readonly lane: Lane;
+  private pending: Outputs[] = [];
+  private committing: Promise<void> | undefined;
+  private again = false;
+  private sourceDone = false;
+  private committedOffset = -1;
+
+  constructor(
+    private readonly config: CheckpointConfig,
+    private readonly subscriber: Subscriber<CheckpointReport>,
+  ) {
+    this.lane = config.lane;
+  }
+
+  add(output: Outputs): void {
+    this.lane.markProcessed(output.covers);
+    this.pending.push(output);
+    if (this.pending.length >= this.config.maxPendingOutputs || this.lane.isFull) this.trigger();
+  }
+
+  /** The source completed: commit what is left, then complete. */
+  end(): void {
+    this.sourceDone = true;
+    this.trigger();
+  }
+
+  /** Starts a commit, or asks for another one right after the commit under way. */
+  trigger(): void {
+    if (this.committing) {
+      this.again = true;
+      return;
+    }
+    this.committing = this.commitOnce()
+      .catch((error: unknown) => this.onCommitFailed(error))
+      .finally(() => {
+        this.committing = undefined;
+        if (this.again) {
+          this.again = false;
+          this.trigger();
+        } else if (this.sourceDone && !this.subscriber.closed) {
+          this.subscriber.complete();
+        }
+      });
+  }
+
+  private async commitOnce(): Promise<void> {
+    const { lane } = this;
+    await lane.whenCommitAllowed();
+    if (lane.revoked) {
+      this.pending = [];
+      return;
+    }
+    const before = Math.max(this.committedOffset, lane.startOffset);
+    const { ready, frontier } = committable(this.pending, lane.processedFrontier());
+    // Nothing new: no outputs, and the offset to commit is the one already committed (or started from).
+    if (ready.length === 0 && frontier <= before) return;
+    const started = Date.now();
+    const requests = batchRequests(ready, this.config.maxRequestBytes);
+    await this.write(requests, frontier, before);
+    if (lane.revoked) {
+      this.pending = [];
+      return;
+    }
+    this.pending = this.pending.filter((output) => !ready.includes(output));
+    this.committedOffset = frontier;
+    lane.release(frontier);
+    this.subscriber.next({
+      topic: lane.topic,
+      partition: lane.partition,
+      offset: frontier,
+      messages: requests.reduce((sum, request) => sum + request.reduce((n, t) => n + t.messages.length, 0), 0),
+      outputs: ready.length,
+      durationMs: Date.now() - started,
+    });
+  }
+
+  /** Writes the requests and commits `frontier` with them, retrying through outages; `before` is the offset committed until now. */
+  private async write(requests: readonly TopicMessages[][], frontier: number, before: number): Promise<void> {
+    const { lane, config } = this;
+    let attempted = false;
+    const attempt = async () => {
+      if (lane.revoked) return;
+      if (config.mode === 'at-least-once') {
+        for (const topicMessages of requests) await config.producer!.sendBatch({ topicMessages, acks: -1 });
+        if (!lane.revoked) await lane.commitOffset(frontier);
+        return;
+      }
+      if (attempted) {
+        // The last attempt failed in an unknown state: it may have committed before the broker went away.
+        const committed = await lane.recover();
+        if (committed === frontier) return;
+        if (committed !== before) throw new LaneLostError(lane, committed);
+      }
+      attempted = true;
+      await this.commitTransaction(requests, frontier);
+    };
+    // A fenced producer is retried too: the next attempt first recovers the lane, which ends it (LaneLostError)
+    // when another member owns the partition, and otherwise commits the same outputs with a fresh producer.
+    const retriable = (error: unknown) => !(error instanceof LaneLostError) && (isFenced(error) || isTransient(error));
+    await withRetry(attempt, { retries: Number.POSITIVE_INFINITY, retriable, deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 });
+  }
+
+  /** One Kafka transaction on the lane's producer: the requests and the group offset, aborted if the lane was revoked meanwhile. */
+  private async commitTransaction(requests: readonly TopicMessages[][], frontier: number): Promise<void> {
+    const { lane } = this;
+    const producer = lane.transactionalProducer;
+    if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
+    const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
+    const transaction = await producer.transaction();
+    try {
+      for (const topicMessages of requests) await transaction.sendBatch({ topicMessages });
+      await transaction.sendOffsets({ consumerGroupId: lane.groupId, topics: offsets });
+      if (lane.revoked) await transaction.abort();
+      else await transaction.commit();
+    } catch (error) {
+      await transaction.abort().catch(() => {});
+      throw error;
+    }
+  }
+
+  private onCommitFailed(error: unknown): void {
+    const { lane, pending } = this;
+    if (!(error instanceof LaneLostError || lane.revoked)) {
+      this.subscriber.error(error instanceof CheckpointError ? error : new CheckpointError(lane, lane.processedFrontier(), error));
+      return;
+    }
+    // Another member owns the partition now and reads it from the last committed offset; a commit that failed
+    // because the lane was taken away (its producer closed mid-transaction) is that too. Nothing of this lane can be
+    // committed any more: end it, so that it holds up no drain.
+    const span = pending.length > 0 ? `, offsets ${Math.min(...pending.map(lowestCovered))}–${Math.max(...pending.map(highestCovered))}` : '';
+    lane.revoke(`${error instanceof LaneLostError ? `fenced: ${error.message}` : 'revoked during a commit'}; ${pending.length} output(s) not committed${span}`);
+    this.pending = [];
+  }
 }
