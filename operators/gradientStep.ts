@@ -56,6 +56,28 @@ const optionsSchema = z.object({
 });
 
 /**
+ * Encodes gradients, carrying each variable's rounding residual into its next gradient (error feedback), so that
+ * FP16 and INT8 do not bias training. One per subscription, that is, per lane.
+ */
+class ErrorFeedbackEncoder {
+  private readonly residuals = new Map<string, Float32Array>();
+
+  constructor(private readonly encoding: TensorEncoding) {}
+
+  encode(gradient: TensorGradient): Tensor {
+    if (this.encoding === 'FP32') return encodeTensor(gradient.name, gradient.shape, gradient.values, 'FP32');
+    const corrected = new Float32Array(gradient.values);
+    const carried = this.residuals.get(gradient.name);
+    if (carried) for (let i = 0; i < corrected.length; i++) corrected[i]! += carried[i]!;
+    const tensor = encodeTensor(gradient.name, gradient.shape, corrected, this.encoding);
+    const sent = decodeTensor(tensor);
+    for (let i = 0; i < corrected.length; i++) corrected[i]! -= sent[i]!;
+    this.residuals.set(gradient.name, corrected);
+    return tensor;
+  }
+}
+
+/**
  * The batch's records as runs of consecutive offsets. Not one span from first to last: a rejected record inside
  * it is accounted for by its own dead-letter output, and must not count as processed before that is made.
  */
@@ -93,24 +115,12 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
   const now = options.now ?? Date.now;
   return (source) =>
     new Observable<Outputs>((subscriber) => {
-      const residuals = new Map<string, Float32Array>();
-
-      const encode = (gradient: TensorGradient): Tensor => {
-        if (encoding === 'FP32') return encodeTensor(gradient.name, gradient.shape, gradient.values, 'FP32');
-        const carried = residuals.get(gradient.name);
-        const corrected = new Float32Array(gradient.values);
-        if (carried) for (let i = 0; i < corrected.length; i++) corrected[i]! += carried[i]!;
-        const tensor = encodeTensor(gradient.name, gradient.shape, corrected, encoding);
-        const sent = decodeTensor(tensor);
-        for (let i = 0; i < corrected.length; i++) corrected[i]! -= sent[i]!;
-        residuals.set(gradient.name, corrected);
-        return tensor;
-      };
+      const encoder = new ErrorFeedbackEncoder(encoding);
 
       const step = (batch: readonly Decoded<TrainingSample>[]): Outputs => {
         const { gradients, lossSum, sampleCount } = model.gradients(batch.map((decoded) => decoded.value));
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
-        for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encode(gradient));
+        for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
         const covers = recordSpans(batch);
         const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
         const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec);

@@ -53,61 +53,83 @@ interface WindowState<T> {
  * source completes, every open window fires, as at Flink's final watermark.
  */
 export function slidingWindow<T>(options: SlidingWindowOptions<T>): OperatorFunction<StreamElement<T>, Window<T>> {
-  const { sizeMs, slideMs, allowedLatenessMs } = validateOptions('slidingWindow', optionsSchema, options);
+  const config = validateOptions('slidingWindow', optionsSchema, options);
   return (source) =>
     new Observable<Window<T>>((subscriber) => {
-      const windows = new Map<number, WindowState<T>>();
-      let watermark = Number.NEGATIVE_INFINITY;
-
-      const fire = (state: WindowState<T>, late: boolean) => {
-        state.fired = true;
-        subscriber.next({ start: state.start, end: state.start + sizeMs, values: [...state.values], late });
-      };
-
-      const onRecord = (value: T, eventTime: number) => {
-        let joined = false;
-        const lastStart = Math.floor(eventTime / slideMs) * slideMs;
-        for (let start = lastStart; start > eventTime - sizeMs; start -= slideMs) {
-          const end = start + sizeMs;
-          if (end - 1 + allowedLatenessMs <= watermark) continue;
-          let state = windows.get(start);
-          if (!state) windows.set(start, (state = { start, values: [], fired: false }));
-          state.values.push(value);
-          joined = true;
-          if (end - 1 <= watermark) fire(state, true);
-        }
-        if (!joined) {
-          if (options.stats) options.stats.late++;
-          options.lateRecords?.next(value);
-        }
-      };
-
-      const onWatermark = (next: number) => {
-        if (next <= watermark) return;
-        watermark = next;
-        const starts = [...windows.keys()].sort((a, b) => a - b);
-        for (const start of starts) {
-          const state = windows.get(start)!;
-          const end = start + sizeMs;
-          if (!state.fired && end - 1 <= watermark) fire(state, false);
-          if (end - 1 + allowedLatenessMs <= watermark) windows.delete(start);
-        }
-      };
-
+      const windows = new OpenWindows<T>(config, options, (window) => subscriber.next(window));
       return source.subscribe({
         next: (element) => {
-          if (element.kind === 'record') onRecord(element.value, element.eventTime);
-          else onWatermark(element.watermark);
+          if (element.kind === 'record') windows.add(element.value, element.eventTime);
+          else windows.advance(element.watermark);
         },
         error: (error: unknown) => subscriber.error(error),
         complete: () => {
-          for (const start of [...windows.keys()].sort((a, b) => a - b)) {
-            const state = windows.get(start)!;
-            if (!state.fired) fire(state, false);
-          }
-          windows.clear();
+          windows.fireAll();
           subscriber.complete();
         },
       });
     });
+}
+
+/** The windows of one subscription that may still fire, keyed by start, and the watermark they have seen. */
+class OpenWindows<T> {
+  private readonly windows = new Map<number, WindowState<T>>();
+  private watermark = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly sizes: { readonly sizeMs: number; readonly slideMs: number; readonly allowedLatenessMs: number },
+    private readonly late: Pick<SlidingWindowOptions<T>, 'stats' | 'lateRecords'>,
+    private readonly emit: (window: Window<T>) => void,
+  ) {}
+
+  /** Adds a record to every window that covers its event time and is not yet closed; a record no window takes is late. */
+  add(value: T, eventTime: number): void {
+    const { sizeMs, slideMs, allowedLatenessMs } = this.sizes;
+    let joined = false;
+    const lastStart = Math.floor(eventTime / slideMs) * slideMs;
+    for (let start = lastStart; start > eventTime - sizeMs; start -= slideMs) {
+      const end = start + sizeMs;
+      if (end - 1 + allowedLatenessMs <= this.watermark) continue;
+      const state = this.stateAt(start);
+      state.values.push(value);
+      joined = true;
+      if (end - 1 <= this.watermark) this.fire(state, true);
+    }
+    if (joined) return;
+    if (this.late.stats) this.late.stats.late++;
+    this.late.lateRecords?.next(value);
+  }
+
+  /** Fires each window the watermark passed, and forgets those past their allowed lateness. */
+  advance(watermark: number): void {
+    if (watermark <= this.watermark) return;
+    this.watermark = watermark;
+    const { sizeMs, allowedLatenessMs } = this.sizes;
+    for (const state of this.inOrder()) {
+      const end = state.start + sizeMs;
+      if (!state.fired && end - 1 <= watermark) this.fire(state, false);
+      if (end - 1 + allowedLatenessMs <= watermark) this.windows.delete(state.start);
+    }
+  }
+
+  /** The source completed: every window not yet fired fires, as at Flink's final watermark. */
+  fireAll(): void {
+    for (const state of this.inOrder()) if (!state.fired) this.fire(state, false);
+    this.windows.clear();
+  }
+
+  private stateAt(start: number): WindowState<T> {
+    let state = this.windows.get(start);
+    if (!state) this.windows.set(start, (state = { start, values: [], fired: false }));
+    return state;
+  }
+
+  private inOrder(): WindowState<T>[] {
+    return [...this.windows.values()].sort((a, b) => a.start - b.start);
+  }
+
+  private fire(state: WindowState<T>, late: boolean): void {
+    state.fired = true;
+    this.emit({ start: state.start, end: state.start + this.sizes.sizeMs, values: [...state.values], late });
+  }
 }

@@ -46,9 +46,7 @@ export function toKafka(options: ToKafkaOptions): OperatorFunction<Outputs, Outp
       const connected = owned ? owned.connect() : Promise.resolve();
       const send = async (outputs: Outputs[]) => {
         await connected;
-        for (const topicMessages of batchRequests(outputs, config.maxRequestBytes)) {
-          await withRetry(() => producer.sendBatch({ topicMessages, acks: -1 }));
-        }
+        await sendOutputs(producer, outputs, config.maxRequestBytes);
         return outputs;
       };
       return source
@@ -57,10 +55,13 @@ export function toKafka(options: ToKafkaOptions): OperatorFunction<Outputs, Outp
           filter((batch) => batch.length > 0),
           concatMap((batch) => from(send(batch))),
           mergeMap((batch) => batch),
-          finalize(() => {
-            if (owned) void connected.then(() => owned.disconnect()).catch(() => {});
-          }),
+          finalize(() => void connected.then(() => owned?.disconnect()).catch(() => {})),
         )
         .subscribe(subscriber);
     });
+}
+
+/** Writes the outputs' messages in requests of about `maxRequestBytes`, each acknowledged by all in-sync replicas. */
+async function sendOutputs(producer: Producer, outputs: readonly Outputs[], maxRequestBytes: number): Promise<void> {
+  for (const topicMessages of batchRequests(outputs, maxRequestBytes)) await withRetry(() => producer.sendBatch({ topicMessages, acks: -1 }));
 }

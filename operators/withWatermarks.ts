@@ -33,6 +33,17 @@ interface LaneClock {
   lastSeen: number;
 }
 
+/** The smallest watermark over the lanes that are not idle; undefined when every lane is idle (or there is none). */
+function lowestWatermark(clocks: Iterable<LaneClock>, now: number, maxOutOfOrdernessMs: number, idleTimeoutMs: number | undefined): number | undefined {
+  let lowest: number | undefined;
+  for (const clock of clocks) {
+    if (idleTimeoutMs !== undefined && now - clock.lastSeen >= idleTimeoutMs) continue;
+    const watermark = clock.maxEventTime - maxOutOfOrdernessMs - 1;
+    if (lowest === undefined || watermark < lowest) lowest = watermark;
+  }
+  return lowest;
+}
+
 /**
  * Flink's bounded-out-of-orderness watermarks, per lane: each lane's watermark
  * is its largest event time so far minus `maxOutOfOrdernessMs` minus 1, and the
@@ -51,16 +62,10 @@ export function withWatermarks<T>(options: WatermarkOptions<T>): OperatorFunctio
       let emitted = Number.NEGATIVE_INFINITY;
 
       const advance = () => {
-        const now = scheduler.now();
-        let lowest = Number.POSITIVE_INFINITY;
-        for (const clock of lanes.values()) {
-          if (idleTimeoutMs !== undefined && now - clock.lastSeen >= idleTimeoutMs) continue;
-          lowest = Math.min(lowest, clock.maxEventTime - maxOutOfOrdernessMs - 1);
-        }
-        if (lowest !== Number.POSITIVE_INFINITY && lowest > emitted) {
-          emitted = lowest;
-          subscriber.next({ kind: 'watermark', watermark: lowest });
-        }
+        const lowest = lowestWatermark(lanes.values(), scheduler.now(), maxOutOfOrdernessMs, idleTimeoutMs);
+        if (lowest === undefined || lowest <= emitted) return;
+        emitted = lowest;
+        subscriber.next({ kind: 'watermark', watermark: lowest });
       };
 
       // Checking at half the timeout notices an idle lane at most 1.5 timeouts after its last record.
