@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { bufferCount, concat, concatMap, defer, ignoreElements, filter, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
+import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
@@ -15,6 +15,7 @@ import { selectBackend, type BackendName } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { createKafka, groupTimings } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
+import type { Kafka } from 'kafkajs';
 import { SnapshotDecodeError } from '../common/errors.js';
 import { Replica } from './replica.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
@@ -116,65 +117,165 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
   const replica = new Replica(config.model);
-  const lanes = new Set<Lane>();
-  const metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })));
-  let samplesTrained = 0;
-  let deadLettered = 0;
-  // The replica, with each gradient step timed and counted.
-  const timedModel: GradientModel<TrainingSample> = {
-    shardCount: replica.shardCount,
-    shardOf: (name) => replica.shardOf(name),
-    baseVersion: (shard) => replica.baseVersion(shard),
-    gradients: (batch) => {
-      const endTimer = metrics.stepSeconds.startTimer();
-      const result = replica.gradients(batch);
-      endTimer();
-      samplesTrained += batch.length;
-      metrics.samples.inc(batch.length);
-      return result;
+  const training = new Training(config, topics, workerId, replica, backend, log);
+  const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
+  const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: metadataMaxAgeMs, ...fetchBytes };
+  const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
+  const range = options.range;
+  const trained = range
+    ? (async () => {
+        // One partition after another: with sync mode, a replay is then a deterministic function of its range.
+        for (const partition of range.partitions) {
+          if (training.stopping) return;
+          await training.run(fromKafka({ ...source, partitions: [partition], start: range.start, bounded: range.end }));
+        }
+      })()
+    : training.run(fromKafka({ ...source, groupId: topics.workerGroup }));
+
+  const done = trained
+    .finally(() => training.stop())
+    .then(() => tailer)
+    .finally(() => {
+      training.checkpoints.complete();
+      replica.dispose();
+    });
+
+  return {
+    workerId,
+    backend,
+    replica,
+    metrics: training.metrics,
+    trained: () => ({ samples: training.samplesTrained, deadLettered: training.deadLettered }),
+    checkpoints: training.checkpoints.asObservable(),
+    stop: () => {
+      if (!training.stop()) return;
+      // A drain that takes long says what it waits for.
+      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${training.describeLanes()}`), drainReportMs);
+      void done.finally(() => clearInterval(report)).catch(() => {});
     },
+    done,
   };
-  const stop$ = new Subject<void>();
-  const checkpoints = new Subject<CheckpointReport>();
-  const maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
+}
+
+/**
+ * Tails `<ns>.model` into the replica until training stops. A failing tail stops the worker, and its error comes out
+ * of `done`: left alone until training ended, it was an unhandled rejection, which the wasm runtime's handler turns
+ * into exit code 7.
+ */
+function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, training: Training, log: (line: string) => void): Promise<void> {
   const snapshotCodec = codecFor('ModelSnapshot');
-  const samples = new SampleDecoder({ featureCount: replica.spec.kind === 'timeseries' ? replica.spec.window * replica.spec.features : replica.spec.features, labelCount: replica.spec.outputs, ...config.input });
-  let stopping = false;
-
-  const tailer = lastValueFrom(
-    fromKafka({ kafka, topics: [topics.model], start: 'earliest', until: stop$ }).pipe(
-      mergeMap((lane) =>
-        lane.records.pipe(
-          tap((record) => {
-            const snapshot = snapshotCodec.decode(record.value, record);
-            // The replica keeps the weights it has: the next snapshot of the shard brings it up to date.
-            if (!snapshot.ok) log(`[worker ${workerId}] ${new SnapshotDecodeError(record, snapshot.error.message).message}; skipped`);
-            else if (snapshot.value.namespace === config.namespace) replica.applySnapshot(snapshot.value);
-            lane.ack(record.offset);
-          }),
-        ),
-      ),
-    ),
-    { defaultValue: undefined },
-  );
-  // A failing snapshot tail stops the worker, and its error comes out of `done`: left alone until training ended, it
-  // was an unhandled rejection, which the wasm runtime's handler turns into exit code 7.
-  tailer.catch((error: unknown) => {
-    log(`[worker ${workerId}] the tail of ${topics.model} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
-    if (stopping) return;
-    stopping = true;
-    stop$.next();
-  });
-
-  /** Waits while too many of this lane's updates are not yet reflected in the snapshots. */
-  const waitForStaleness = async (lane: Lane, pending: number[], allowed = maxInFlightUpdates) => {
-    for (;;) {
-      const reflected = replica.reflectedOffset(lane.topic, lane.partition);
-      while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
-      if (pending.length <= allowed || stopping || lane.revoked) return;
-      await firstValueFrom(race(replica.snapshots, stop$), { defaultValue: undefined });
-    }
+  const { replica, workerId } = training;
+  const apply = (lane: Lane, record: KafkaRecord) => {
+    const snapshot = snapshotCodec.decode(record.value, record);
+    // The replica keeps the weights it has: the next snapshot of the shard brings it up to date.
+    if (!snapshot.ok) log(`[worker ${workerId}] ${new SnapshotDecodeError(record, snapshot.error.message).message}; skipped`);
+    else if (snapshot.value.namespace === namespace) replica.applySnapshot(snapshot.value);
+    lane.ack(record.offset);
   };
+  const snapshots = fromKafka({ kafka, topics: [modelTopic], start: 'earliest', until: training.stop$ }).pipe(mergeMap((lane) => lane.records.pipe(tap((record) => apply(lane, record)))));
+  const tail = lastValueFrom(snapshots.pipe(ignoreElements()), { defaultValue: undefined });
+  tail.catch((error: unknown) => {
+    log(`[worker ${workerId}] the tail of ${modelTopic} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
+    training.stop();
+  });
+  return tail;
+}
+
+/** What a worker's lanes share: the replica, the counters, the open lanes and the stop signal. */
+class Training {
+  samplesTrained = 0;
+  deadLettered = 0;
+  stopping = false;
+  /** Emits once when the worker stops: every source drains, and every wait for a snapshot ends. */
+  readonly stop$ = new Subject<void>();
+  readonly checkpoints = new Subject<CheckpointReport>();
+  readonly metrics: WorkerMetrics;
+  private readonly lanes = new Set<Lane>();
+  private readonly maxInFlightUpdates: number;
+  private readonly samples: SampleDecoder;
+  /** The replica, with each gradient step timed and counted. */
+  private readonly timedModel: GradientModel<TrainingSample>;
+
+  constructor(
+    private readonly config: ExperimentConfig,
+    private readonly topics: NamespaceTopics,
+    readonly workerId: string,
+    readonly replica: Replica,
+    backend: BackendName,
+    private readonly log: (line: string) => void,
+  ) {
+    this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })));
+    this.maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
+    const { spec } = replica;
+    this.samples = new SampleDecoder({ featureCount: spec.kind === 'timeseries' ? spec.window * spec.features : spec.features, labelCount: spec.outputs, ...config.input });
+    this.timedModel = {
+      shardCount: replica.shardCount,
+      shardOf: (name) => replica.shardOf(name),
+      baseVersion: (shard) => replica.baseVersion(shard),
+      gradients: (batch) => {
+        const endTimer = this.metrics.stepSeconds.startTimer();
+        const result = replica.gradients(batch);
+        endTimer();
+        this.samplesTrained += batch.length;
+        this.metrics.samples.inc(batch.length);
+        return result;
+      },
+    };
+  }
+
+  /** Trains every lane of the source; resolves once the source completed and every lane committed. */
+  run(source: Observable<Lane>): Promise<void> {
+    const reports = source.pipe(
+      mergeMap((lane) => this.lanePipeline(lane)),
+      tap((report) => this.checkpoints.next(report)),
+      ignoreElements(),
+    );
+    return lastValueFrom(reports, { defaultValue: undefined });
+  }
+
+  /** Stops once; false if it was stopping already. */
+  stop(): boolean {
+    if (this.stopping) return false;
+    this.stopping = true;
+    this.stop$.next();
+    this.stop$.complete();
+    return true;
+  }
+
+  describeLanes(): string {
+    return [...this.lanes].map((lane) => lane.describe()).join('; ') || 'no lane open';
+  }
+
+  private lanePipeline(lane: Lane): Observable<CheckpointReport> {
+    const { config, log, workerId } = this;
+    this.lanes.add(lane);
+    const pending: number[] = [];
+    return lane.records.pipe(
+      // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
+      config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
+      concatMap((window) => defer(() => this.waitForStaleness(lane, pending)).pipe(map(() => window))),
+      this.trainWindows(pending),
+      // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
+      // partition) then starts from weights that include it.
+      config.sync ? (source) => concat(source, defer(() => this.waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
+      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.floor(this.maxInFlightUpdates / 2))) }),
+      // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
+      finalize(() => {
+        this.lanes.delete(lane);
+        if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
+      }),
+    );
+  }
+
+  /** Waits while too many of this lane's updates (their last offsets in `pending`) are not yet reflected in the snapshots. */
+  private async waitForStaleness(lane: Lane, pending: number[], allowed = this.maxInFlightUpdates): Promise<void> {
+    for (;;) {
+      const reflected = this.replica.reflectedOffset(lane.topic, lane.partition);
+      while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
+      if (pending.length <= allowed || this.stopping || lane.revoked) return;
+      await firstValueFrom(race(this.replica.snapshots, this.stop$), { defaultValue: undefined });
+    }
+  }
 
   /**
    * One output per window of a lane's records: the gradient updates of its good samples and the dead letters
@@ -183,117 +284,51 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
    * letters gathered across gradient batches) would hold back every update after it, while the lane waits for
    * those very updates to show in a snapshot.
    */
-  const trainWindows = (pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> => (windows) =>
-    new Observable<Outputs>((subscriber) => {
-      // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
-      const batches = new Subject<readonly Decoded<TrainingSample>[]>();
-      const last: { stepped?: Outputs } = {};
-      const steps = batches.pipe(gradientStep({ model: timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding })).subscribe({
-        next: (outputs) => (last.stepped = outputs),
-        error: (error: unknown) => subscriber.error(error),
-      });
-      const subscription = windows.subscribe({
-        next: (records) => {
-          const good: Array<Decoded<TrainingSample>> = [];
-          const rejected: Rejected[] = [];
-          for (const record of records) {
-            const result = samples.decode(record.value, record);
-            if (result.ok) good.push({ value: result.value, record });
-            else rejected.push({ record, error: result.error });
-          }
-          last.stepped = undefined;
+  private trainWindows(pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> {
+    const { config, topics, workerId } = this;
+    return (windows) =>
+      new Observable<Outputs>((subscriber) => {
+        // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
+        const batches = new Subject<readonly Decoded<TrainingSample>[]>();
+        let stepped: Outputs | undefined;
+        const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding })).subscribe({
+          next: (outputs) => (stepped = outputs),
+          error: (error: unknown) => subscriber.error(error),
+        });
+        const step = (good: Array<Decoded<TrainingSample>>) => {
+          stepped = undefined;
           batches.next(good);
-          const stepped = last.stepped as Outputs | undefined;
-          const messages = [...(stepped?.messages ?? [])];
-          if (stepped) pending.push(stepped.covers[stepped.covers.length - 1]!.last);
-          if (rejected.length > 0) {
-            deadLettered += rejected.length;
-            metrics.deadLetters.inc(rejected.length);
-            messages.push(...deadLetterOutputs(rejected, config, topics, workerId, replica).messages);
-          }
-          subscriber.next({ messages, covers: [{ first: Number(records[0]!.offset), last: Number(records[records.length - 1]!.offset) }] });
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => subscriber.complete(),
+          return stepped;
+        };
+        const subscription = windows.subscribe({
+          next: (records) => subscriber.next(this.trainWindow(records, pending, step)),
+          error: (error: unknown) => subscriber.error(error),
+          complete: () => subscriber.complete(),
+        });
+        return () => {
+          subscription.unsubscribe();
+          steps.unsubscribe();
+        };
       });
-      return () => {
-        subscription.unsubscribe();
-        steps.unsubscribe();
-      };
-    });
+  }
 
-  const lanePipeline = (lane: Lane) => {
-    lanes.add(lane);
-    const pending: number[] = [];
-    return lane.records.pipe(
-      // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
-      config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
-      concatMap((window) => defer(() => waitForStaleness(lane, pending)).pipe(map(() => window))),
-      trainWindows(pending),
-      // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
-      // partition) then starts from weights that include it.
-      config.sync ? (source) => concat(source, defer(() => waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
-      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.floor(maxInFlightUpdates / 2))) }),
-      // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
-      finalize(() => {
-        lanes.delete(lane);
-        if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
-      }),
-    );
-  };
-
-  const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: metadataMaxAgeMs, ...fetchBytes };
-  const exactlyOnce = { transactionalIdPrefix: topics.workerTransactions };
-  const train = (source: Observable<Lane>) =>
-    lastValueFrom(
-      source.pipe(
-        mergeMap(lanePipeline),
-        tap((report) => checkpoints.next(report)),
-        filter(() => false),
-      ),
-      { defaultValue: undefined },
-    );
-  const range = options.range;
-  const training = range
-    ? (async () => {
-        // One partition after another: with sync mode, a replay is then a deterministic function of its range.
-        for (const partition of range.partitions) {
-          if (stopping) return;
-          await train(fromKafka({ kafka, topics: [config.inputTopic], partitions: [partition], start: range.start, bounded: range.end, exactlyOnce, maxInFlight: config.maxInFlight, until: stop$, consumer }));
-        }
-      })()
-    : train(
-        fromKafka({ kafka, topics: [config.inputTopic], groupId: topics.workerGroup, exactlyOnce, maxInFlight: config.maxInFlight, until: stop$, consumer }),
-      );
-
-  const done = training
-    .finally(() => {
-      stopping = true;
-      stop$.next();
-      stop$.complete();
-    })
-    .then(() => tailer)
-    .then(() => undefined)
-    .finally(() => {
-      checkpoints.complete();
-      replica.dispose();
-    });
-
-  return {
-    workerId,
-    backend,
-    replica,
-    metrics,
-    trained: () => ({ samples: samplesTrained, deadLettered }),
-    checkpoints: checkpoints.asObservable(),
-    stop: () => {
-      if (stopping) return;
-      stopping = true;
-      stop$.next();
-      // A drain that takes long says what it waits for.
-      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${[...lanes].map((lane) => lane.describe()).join('; ') || 'no lane open'}`), drainReportMs);
-      void done.finally(() => clearInterval(report)).catch(() => {});
-    },
-    done,
-  };
+  /** The output of one window: `step` trains its good samples, the rest are dead-lettered. */
+  private trainWindow(records: readonly KafkaRecord[], pending: number[], step: (good: Array<Decoded<TrainingSample>>) => Outputs | undefined): Outputs {
+    const good: Array<Decoded<TrainingSample>> = [];
+    const rejected: Rejected[] = [];
+    for (const record of records) {
+      const result = this.samples.decode(record.value, record);
+      if (result.ok) good.push({ value: result.value, record });
+      else rejected.push({ record, error: result.error });
+    }
+    const stepped = step(good);
+    const messages = [...(stepped?.messages ?? [])];
+    if (stepped) pending.push(stepped.covers[stepped.covers.length - 1]!.last);
+    if (rejected.length > 0) {
+      this.deadLettered += rejected.length;
+      this.metrics.deadLetters.inc(rejected.length);
+      messages.push(...deadLetterOutputs(rejected, this.config, this.topics, this.workerId, this.replica).messages);
+    }
+    return { messages, covers: [{ first: Number(records[0]!.offset), last: Number(records[records.length - 1]!.offset) }] };
+  }
 }
