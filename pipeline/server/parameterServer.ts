@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import { concatMap, filter, from, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
+import { concatMap, from, ignoreElements, lastValueFrom, map, mergeMap, Observable, Subject, tap } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { fromKafka } from '../../operators/fromKafka.js';
 import { shardMessage } from '../../operators/parameterUpdates.js';
-import type { Message } from 'kafkajs';
+import type { Kafka, Message } from 'kafkajs';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
 import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../../operators/lane.js';
 import { RefusedUpdateError } from '../../schemas/errors.js';
@@ -14,7 +14,7 @@ import { latestSnapshots } from '../common/modelStore.js';
 import { Replica } from '../worker/replica.js';
 import { createServerMetrics, type ServerMetrics } from '../common/metrics.js';
 import { ShardState, type UpdateOutcome } from './shardState.js';
-import { ensureNamespaceTopics } from '../common/topics.js';
+import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
 import { selectBackend } from '../common/backend.js';
 
 /** What a server reports per snapshot it publishes. */
@@ -68,138 +68,195 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
   const initialWeights = initial.weights().map((w) => ({ ...w, shard: initial.shardOf(w.name) }));
   initial.dispose();
 
-  const updates = codecFor('ParameterUpdate');
-  const snapshots = codecFor('ModelSnapshot');
-  const deadLetterCodec = codecFor('DeadLetter');
-  const { snapshotEveryUpdates, snapshotIntervalMs, staleness, clipNorm, maxAbsGradient } = config.server;
   const stop$ = new Subject<void>();
-  const snapshotReports = new Subject<SnapshotReport>();
-  const outcomes = new Subject<UpdateOutcome>();
-  const freshness = new Subject<number>();
-  const metrics = createServerMetrics(config.namespace, backend);
+  const serving = new Serving(kafka, config, topics, serverId, initialWeights, createServerMetrics(config.namespace, backend), log);
+  const lanes = fromKafka({
+    kafka,
+    topics: [topics.updates],
+    groupId: topics.serverGroup,
+    exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
+    until: stop$,
+    consumer: groupTimings(config.sessionTimeoutMs),
+  });
+  const done = lastValueFrom(lanes.pipe(mergeMap((lane) => serving.lanePipeline(lane)), ignoreElements()), { defaultValue: undefined }).finally(() => serving.complete());
+
+  return {
+    serverId,
+    snapshots: serving.snapshotReports.asObservable(),
+    outcomes: serving.outcomes.asObservable(),
+    freshness: serving.freshness.asObservable(),
+    metrics: serving.metrics,
+    stop: () => stop$.next(),
+    done,
+  };
+}
+
+/** The seeded initial weights of every variable, with the shard that owns it. */
+type InitialWeights = ReadonlyArray<ReturnType<Replica["weights"]>[number] & { readonly shard: number }>;
+
+/** A snapshot published and not yet committed: the last update offset it covers, and its updates' append times. */
+interface AwaitingCommit {
+  readonly lastOffset: number;
+  readonly appendTimes: readonly number[];
+}
+
+/** What the server's lanes (one per shard it owns) share: the codecs, the metrics and the report streams. */
+class Serving {
+  readonly snapshotReports = new Subject<SnapshotReport>();
+  readonly outcomes = new Subject<UpdateOutcome>();
+  readonly freshness = new Subject<number>();
+  private readonly updates = codecFor('ParameterUpdate');
+  private readonly snapshots = codecFor('ModelSnapshot');
+  private readonly deadLetterCodec = codecFor('DeadLetter');
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: ExperimentConfig,
+    private readonly topics: NamespaceTopics,
+    private readonly serverId: string,
+    private readonly initialWeights: InitialWeights,
+    readonly metrics: ServerMetrics,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  complete(): void {
+    this.snapshotReports.complete();
+    this.outcomes.complete();
+    this.freshness.complete();
+  }
+
+  /** One shard: its updates in, its snapshots out, each committed with the update offsets it accounts for. */
+  lanePipeline(lane: Lane): Observable<CheckpointReport> {
+    const awaitingCommit: AwaitingCommit[] = [];
+    return this.snapshotOutputs(lane, awaitingCommit).pipe(
+      checkpoint({ lane, intervalMs: this.config.server.snapshotIntervalMs, maxPendingOutputs: 1 }),
+      tap((report) => this.observeFreshness(lane.partition, awaitingCommit, report.offset)),
+    );
+  }
 
   /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
-  const loadShard = async (lane: Lane): Promise<ShardState> => {
+  private async loadShard(lane: Lane): Promise<ShardState> {
+    const { config, serverId, log } = this;
     await lane.started;
-    const latest = (await latestSnapshots(kafka, config.namespace, [lane.partition])).get(lane.partition);
+    const latest = (await latestSnapshots(this.kafka, config.namespace, [lane.partition])).get(lane.partition);
     if (latest) {
-      log(`[ps ${serverId}] shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${topics.updates}[${lane.partition}]@${lane.startOffset}`);
+      log(`[ps ${serverId}] shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${this.topics.updates}[${lane.partition}]@${lane.startOffset}`);
       return ShardState.fromSnapshot(latest, config.model);
     }
     log(`[ps ${serverId}] shard ${lane.partition}: starting from the initial weights`);
-    return ShardState.initial(config.namespace, lane.partition, config.model, initialWeights.filter((w) => w.shard === lane.partition));
-  };
+    return ShardState.initial(config.namespace, lane.partition, config.model, this.initialWeights.filter((w) => w.shard === lane.partition));
+  }
 
   /**
-   * Takes one record of the shard's updates partition into its state. No record can stop the shard: one it
-   * refuses is counted by reason and comes back as the dead letter for `<ns>.ps.dlq`.
+   * The lane's records taken into its shard, and a snapshot output every `snapshotEveryUpdates` updates, every
+   * `snapshotIntervalMs` and at the end.
    */
-  const takeRecord = (state: ShardState, record: KafkaRecord): Message | undefined => {
-    const shard = state.shard;
-    const decoded = updates.decode(record.value, record);
-    const update = decoded.ok ? decoded.value : undefined;
-    if (update) metrics.staleness.observe({ shard }, state.stalenessOf(update));
-    const result = update ? state.take(update, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.ok ? '' : decoded.error.message);
-    metrics.updates.inc({ shard, outcome: result.outcome });
-    outcomes.next(result.outcome);
-    if (result.outcome === 'refused') {
-      metrics.refused.inc({ shard, reason: result.reason });
-      metrics.samples.inc({ shard, outcome: 'refused' }, result.sampleCount);
-      const error = new RefusedUpdateError(result.reason, record, result.detail);
-      log(`[ps ${serverId}] shard ${shard}: ${error.message}`);
-      return deadLetterMessage({ record, error }, deadLetterCodec, Date.now());
-    }
-    if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update!.sampleCount);
-    metrics.deadLetters.inc({ shard }, update!.deadLettered);
-    return undefined;
-  };
-
-  const lanePipeline = (lane: Lane): Observable<CheckpointReport> => {
-    const shard = lane.partition;
-    const loaded = loadShard(lane);
-    // Snapshots published and not yet committed: the last update offset each covers, and its updates' append times.
-    const awaitingCommit: Array<{ lastOffset: number; appendTimes: number[] }> = [];
-    const snapshotOutputs = new Observable<Outputs>((subscriber) => {
+  private snapshotOutputs(lane: Lane, awaitingCommit: AwaitingCommit[]): Observable<Outputs> {
+    const loaded = this.loadShard(lane);
+    const { snapshotEveryUpdates, snapshotIntervalMs } = this.config.server;
+    return new Observable<Outputs>((subscriber) => {
+      const pending = new PendingSnapshot();
       let state: ShardState | undefined;
-      let covers: OffsetSpan[] = [];
-      let refusals: Message[] = [];
       const publish = () => {
-        if (!state || covers.length === 0) return;
-        const appendTimes = state.takeAppendTimes();
-        const lastOffset = covers[covers.length - 1]!.last;
-        awaitingCommit.push({ lastOffset, appendTimes });
-        const snapshot = state.snapshot(Date.now(), config.model.shards, appendTimes, lastOffset + 1);
-        snapshotReports.next({ shard, version: snapshot.version, samplesApplied: snapshot.samplesApplied, lossSum: snapshot.lossSum, samplesDroppedStale: snapshot.samplesDroppedStale, deadLettered: snapshot.deadLettered, samplesRefused: snapshot.samplesRefused, updatesRefused: snapshot.updatesRefused, freshnessMs: snapshot.freshnessMs });
-        // The refused records' dead letters commit with the snapshot that counts them.
-        subscriber.next({
-          messages: [{ topic: topics.model, messages: [shardMessage(shard, snapshots.encode(snapshot))] }, ...(refusals.length > 0 ? [{ topic: topics.serverDeadLetters, messages: refusals }] : [])],
-          covers,
-        });
-        covers = [];
-        refusals = [];
+        if (!state || pending.isEmpty) return;
+        subscriber.next(this.publish(state, pending, awaitingCommit));
       };
       // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes.
       loaded.catch((error: unknown) => subscriber.error(error));
       const timer = setInterval(publish, snapshotIntervalMs);
-      const subscription = lane.records
-        .pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record)))))
-        .subscribe({
-          next: (record) => {
-            const refused = takeRecord(state!, record);
-            if (refused) refusals.push(refused);
-            covers.push(spanOf(record));
-            if (covers.length >= snapshotEveryUpdates) publish();
-          },
-          error: (error: unknown) => subscriber.error(error),
-          complete: () => {
-            publish();
-            subscriber.complete();
-          },
-        });
+      const subscription = lane.records.pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record))))).subscribe({
+        next: (record) => {
+          pending.add(record, this.takeRecord(state!, record));
+          if (pending.size >= snapshotEveryUpdates) publish();
+        },
+        error: (error: unknown) => subscriber.error(error),
+        complete: () => {
+          publish();
+          subscriber.complete();
+        },
+      });
       return () => {
         clearInterval(timer);
         subscription.unsubscribe();
       };
     });
-    return snapshotOutputs.pipe(
-      checkpoint({ lane, intervalMs: snapshotIntervalMs, maxPendingOutputs: 1 }),
-      tap((report) => {
-        const now = Date.now();
-        while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < report.offset) {
-          for (const appended of awaitingCommit.shift()!.appendTimes) {
-            metrics.freshness.observe({ shard }, now - appended);
-            freshness.next(now - appended);
-          }
-        }
-      }),
-    );
-  };
+  }
 
-  const done = lastValueFrom(
-    fromKafka({
-      kafka,
-      topics: [topics.updates],
-      groupId: topics.serverGroup,
-      exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
-      until: stop$,
-      consumer: groupTimings(config.sessionTimeoutMs),
-    }).pipe(mergeMap(lanePipeline), filter(() => false)),
-    { defaultValue: undefined },
-  )
-    .then(() => undefined)
-    .finally(() => {
-      snapshotReports.complete();
-      outcomes.complete();
-      freshness.complete();
-    });
+  /** Makes the shard's next snapshot from what is pending, and empties it. */
+  private publish(state: ShardState, pending: PendingSnapshot, awaitingCommit: AwaitingCommit[]): Outputs {
+    const { covers, refusals } = pending.take();
+    const appendTimes = state.takeAppendTimes();
+    const lastOffset = covers[covers.length - 1]!.last;
+    awaitingCommit.push({ lastOffset, appendTimes });
+    const snapshot = state.snapshot(Date.now(), this.config.model.shards, appendTimes, lastOffset + 1);
+    const { version, samplesApplied, lossSum, samplesDroppedStale, deadLettered, samplesRefused, updatesRefused, freshnessMs } = snapshot;
+    this.snapshotReports.next({ shard: state.shard, version, samplesApplied, lossSum, samplesDroppedStale, deadLettered, samplesRefused, updatesRefused, freshnessMs });
+    // The refused records' dead letters commit with the snapshot that counts them.
+    const messages = [{ topic: this.topics.model, messages: [shardMessage(state.shard, this.snapshots.encode(snapshot))] }];
+    if (refusals.length > 0) messages.push({ topic: this.topics.serverDeadLetters, messages: refusals });
+    return { messages, covers };
+  }
 
-  return {
-    serverId,
-    snapshots: snapshotReports.asObservable(),
-    outcomes: outcomes.asObservable(),
-    freshness: freshness.asObservable(),
-    metrics,
-    stop: () => stop$.next(),
-    done,
-  };
+  /**
+   * Takes one record of the shard's updates partition into its state. No record can stop the shard: one it
+   * refuses is counted by reason and comes back as the dead letter for `<ns>.ps.dlq`.
+   */
+  private takeRecord(state: ShardState, record: KafkaRecord): Message | undefined {
+    const { metrics } = this;
+    const { staleness, clipNorm, maxAbsGradient } = this.config.server;
+    const shard = state.shard;
+    const decoded = this.updates.decode(record.value, record);
+    const update = decoded.ok ? decoded.value : undefined;
+    if (update) metrics.staleness.observe({ shard }, state.stalenessOf(update));
+    const result = update ? state.take(update, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.ok ? '' : decoded.error.message);
+    metrics.updates.inc({ shard, outcome: result.outcome });
+    this.outcomes.next(result.outcome);
+    if (result.outcome === 'refused') {
+      metrics.refused.inc({ shard, reason: result.reason });
+      metrics.samples.inc({ shard, outcome: 'refused' }, result.sampleCount);
+      const error = new RefusedUpdateError(result.reason, record, result.detail);
+      this.log(`[ps ${this.serverId}] shard ${shard}: ${error.message}`);
+      return deadLetterMessage({ record, error }, this.deadLetterCodec, Date.now());
+    }
+    if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update!.sampleCount);
+    metrics.deadLetters.inc({ shard }, update!.deadLettered);
+    return undefined;
+  }
+
+  /** After a commit up to `committed`: each update of the snapshots it includes is now fresh that many ms after its append. */
+  private observeFreshness(shard: number, awaitingCommit: AwaitingCommit[], committed: number): void {
+    const now = Date.now();
+    while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < committed) {
+      for (const appended of awaitingCommit.shift()!.appendTimes) {
+        this.metrics.freshness.observe({ shard }, now - appended);
+        this.freshness.next(now - appended);
+      }
+    }
+  }
+}
+
+/** The update records a shard's next snapshot accounts for, and the dead letters of those it refused. */
+class PendingSnapshot {
+  private covers: OffsetSpan[] = [];
+  private refusals: Message[] = [];
+
+  get size(): number {
+    return this.covers.length;
+  }
+
+  get isEmpty(): boolean {
+    return this.covers.length === 0;
+  }
+
+  add(record: KafkaRecord, refusal: Message | undefined): void {
+    if (refusal) this.refusals.push(refusal);
+    this.covers.push(spanOf(record));
+  }
+
+  take(): { readonly covers: OffsetSpan[]; readonly refusals: Message[] } {
+    const taken = { covers: this.covers, refusals: this.refusals };
+    this.covers = [];
+    this.refusals = [];
+    return taken;
+  }
 }
