@@ -5,7 +5,7 @@ import type { ModelSnapshot } from '../../schemas/types.js';
 import { formatCount as count } from '../common/console.js';
 import { readSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
-import { topicsOf } from '../common/topics.js';
+import { topicsOf, type NamespaceTopics } from '../common/topics.js';
 
 /** An inclusive run of offsets. */
 export interface OffsetRun {
@@ -159,30 +159,66 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
   const { kafka, namespace, inputTopic } = options;
   const log = options.log ?? (() => {});
   const topics = topicsOf(namespace);
+  const { existing, ends, committed } = await readInputState(kafka, inputTopic, topics.workerGroup);
+  const accounting = await readAccounting(kafka, topics, inputTopic, existing, log);
+
+  log(`reading ${topics.model}`);
+  const snapshots = await readSnapshots(kafka, namespace);
+  const { updatesByShard, refusedAt, undecodable } = accounting;
+  const shardIds = [...new Set([...updatesByShard.keys(), ...snapshots.map((s) => s.shard)])].sort((a, b) => a - b);
+
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const shards = shardIds.map((shard) => auditShard(shard, snapshots.filter((s) => s.shard === shard), updatesByShard.get(shard) ?? [], refusedAt.get(shard) ?? new Map(), undecodable.get(shard) ?? [], problems));
+  const partitions: PartitionAudit[] = [];
+  for (const { partition, low, high } of [...ends].sort((a, b) => a.partition - b.partition)) {
+    const range = auditedRange(partition, Number(low), Number(high), committed, accounting, shardIds, inputTopic, topics.workerGroup, { problems, notes });
+    if (!range) continue;
+    const records: OffsetRun[] = [];
+    if (range.frontier > range.start) {
+      log(`reading ${inputTopic}[${partition}] ${count(range.start)}–${count(range.frontier)}`);
+      const key = `${inputTopic}:${partition}`;
+      await readTopic(kafka, inputTopic, (record) => addOffset(records, Number(record.offset)), { partitions: [partition], start: { offsets: { [key]: range.start } }, end: { offsets: { [key]: range.frontier } } });
+    }
+    for (const shard of shardIds) partitions.push(auditPartition(shard, partition, range, records, accounting, inputTopic, problems));
+  }
+  return { namespace, inputTopic, ok: problems.length === 0, partitions, shards, problems, notes };
+}
+
+/** What the committed updates and dead letters account for, by shard and input partition. */
+interface Accounting {
+  readonly updatesByShard: ReadonlyMap<number, UpdateEntry[]>;
+  /** Offsets of update records that did not decode, by shard. */
+  readonly undecodable: ReadonlyMap<number, number[]>;
+  /** The update records the server refused (offset → error code), by shard. */
+  readonly refusedAt: ReadonlyMap<number, ReadonlyMap<number, string>>;
+  /** The dead-lettered input offsets, by input partition. */
+  readonly deadLettersOf: ReadonlyMap<number, number[]>;
+}
+
+/** The topics that exist, the input's offsets and the workers' committed offsets. */
+async function readInputState(kafka: Kafka, inputTopic: string, workerGroup: string) {
   const admin = kafka.admin();
   await admin.connect();
-  let ends: Array<{ partition: number; low: string; high: string }>;
-  let committed: Map<number, number>;
-  let existing: Set<string>;
   try {
-    existing = new Set(await admin.listTopics());
-    ends = await admin.fetchTopicOffsets(inputTopic);
+    const existing = new Set(await admin.listTopics());
+    const ends = await admin.fetchTopicOffsets(inputTopic);
     // Stable offsets: on a running pipeline, one a transaction holds pending is asked again.
-    const [group] = await withRetry(() => admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic], requireStable: true }), { retries: 20 });
-    committed = new Map((group?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+    const [group] = await withRetry(() => admin.fetchOffsets({ groupId: workerGroup, topics: [inputTopic], requireStable: true }), { retries: 20 });
+    const committed = new Map((group?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+    return { existing, ends, committed };
   } finally {
     await admin.disconnect();
   }
+}
 
+async function readAccounting(kafka: Kafka, topics: NamespaceTopics, inputTopic: string, existing: ReadonlySet<string>, log: (line: string) => void): Promise<Accounting> {
   log(`reading ${topics.updates}`);
   const updatesByShard = new Map<number, UpdateEntry[]>();
   const undecodable = new Map<number, number[]>();
   await readTopic(kafka, topics.updates, (record) => {
     const decoded = updateCodec.decode(record.value, record);
-    if (!decoded.ok) {
-      pushTo(undecodable, record.partition, Number(record.offset));
-      return;
-    }
+    if (!decoded.ok) return pushTo(undecodable, record.partition, Number(record.offset));
     const { sampleCount, deadLettered, offsets, workerId, createdAt } = decoded.value;
     pushTo(updatesByShard, record.partition, { offset: Number(record.offset), sampleCount, deadLettered, workerId, createdAt, ranges: offsets });
   });
@@ -201,78 +237,72 @@ export async function auditNamespace(options: AuditOptions): Promise<AuditReport
   const deadLettersOf = new Map<number, number[]>();
   await readIfThere(kafka, topics.deadLetters, (record) => {
     const letter = deadLetterCodec.decode(record.value, record);
-    if (!letter.ok || letter.value.topic !== inputTopic) return;
-    pushTo(deadLettersOf, letter.value.partition, letter.value.offset);
+    if (letter.ok && letter.value.topic === inputTopic) pushTo(deadLettersOf, letter.value.partition, letter.value.offset);
   });
+  return { updatesByShard, undecodable, refusedAt, deadLettersOf };
+}
 
-  log(`reading ${topics.model}`);
-  const snapshots = await readSnapshots(kafka, namespace);
-  const shardIds = [...new Set([...updatesByShard.keys(), ...snapshots.map((s) => s.shard)])].sort((a, b) => a - b);
+/** The offsets of an input partition that the audit checks, [start, frontier). */
+interface AuditedRange {
+  readonly start: number;
+  readonly frontier: number;
+  /** The partition's dead-lettered offsets. */
+  readonly dead: readonly OffsetRun[];
+}
 
-  const problems: string[] = [];
-  const shards = shardIds.map((shard) => auditShard(shard, snapshots.filter((s) => s.shard === shard), updatesByShard.get(shard) ?? [], refusedAt.get(shard) ?? new Map(), undecodable.get(shard) ?? [], problems));
-
-  const partitions: PartitionAudit[] = [];
-  const notes: string[] = [];
-  for (const { partition, low, high } of [...ends].sort((a, b) => a.partition - b.partition)) {
-    const dead = (deadLettersOf.get(partition) ?? []).map((o) => ({ first: o, last: o }));
-    let start = Number(low);
-    let frontier = committed.get(partition) ?? -1;
-    if (frontier < 0) {
-      // No committed offset: a replay (it reads without a group) covers a range of its own; audit what it covers.
-      const accounted = [...dead, ...(updatesByShard.get(shardIds[0] ?? 0) ?? []).flatMap((u) => u.ranges.filter((r) => r.topic === inputTopic && r.partition === partition).map((r) => ({ first: r.firstOffset, last: r.lastOffset })))];
-      if (accounted.length > 0) {
-        start = Math.min(...accounted.map((r) => r.first));
-        frontier = Math.max(...accounted.map((r) => r.last)) + 1;
-        notes.push(`${inputTopic}[${partition}]: no committed offset of ${topics.workerGroup}; audited the range its updates and dead letters cover, ${start}–${frontier - 1}`);
-      } else {
-        if (committed.size > 0 && Number(high) > start) problems.push(`${inputTopic}[${partition}]: ${count(Number(high) - start)} records and no committed offset of ${topics.workerGroup}: never trained`);
-        continue;
-      }
-    }
-    const records: OffsetRun[] = [];
-    if (frontier > start) {
-      log(`reading ${inputTopic}[${partition}] ${count(start)}–${count(frontier)}`);
-      await readTopic(kafka, inputTopic, (record) => addOffset(records, Number(record.offset)), {
-        partitions: [partition],
-        start: { offsets: { [`${inputTopic}:${partition}`]: start } },
-        end: { offsets: { [`${inputTopic}:${partition}`]: frontier } },
-      });
-    }
-    for (const shard of shardIds) {
-      const updates = updatesByShard.get(shard) ?? [];
-      const refused = refusedAt.get(shard) ?? new Map<number, string>();
-      const trainedRuns: OffsetRun[] = [];
-      const refusedRuns: OffsetRun[] = [];
-      for (const update of updates) {
-        if (update.sampleCount <= 0) continue;
-        for (const range of update.ranges) {
-          if (range.topic !== inputTopic || range.partition !== partition) continue;
-          (refused.has(update.offset) ? refusedRuns : trainedRuns).push({ first: range.firstOffset, last: range.lastOffset });
-        }
-      }
-      const all = [...trainedRuns, ...refusedRuns, ...dead];
-      const audit: PartitionAudit = {
-        shard,
-        partition,
-        start,
-        frontier,
-        records: sizeOf(records),
-        trained: sizeOf(coverage(records, trainedRuns, (n) => n > 0)),
-        deadLettered: sizeOf(coverage(records, dead, (n) => n > 0)),
-        refused: sizeOf(coverage(records, refusedRuns, (n) => n > 0)),
-        gaps: coverage(records, all, (n) => n === 0),
-        overlaps: coverage(records, all, (n) => n > 1),
-        beyondFrontier: coverage([{ first: frontier, last: Number.MAX_SAFE_INTEGER }], all, (n) => n > 0),
-      };
-      const where = `shard ${shard}, ${inputTopic}[${partition}]`;
-      if (audit.gaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.gaps))} records in no update or dead letter (lost): ${describeRuns(audit.gaps)}`);
-      if (audit.overlaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.overlaps))} records in more than one update or dead letter: ${describeRuns(audit.overlaps)}; ${describeCovering(audit.overlaps[0]!, updates, inputTopic, partition)}`);
-      if (audit.beyondFrontier.length > 0) problems.push(`${where}: committed outputs cover offsets at or past the committed offset ${frontier}: ${describeRuns(audit.beyondFrontier)}`);
-      partitions.push(audit);
-    }
+/**
+ * From the partition's first record to the workers' committed offset; without a committed offset (a replay reads
+ * without a group), the range its updates and dead letters cover. Undefined when there is nothing to audit.
+ */
+function auditedRange(partition: number, low: number, high: number, committed: ReadonlyMap<number, number>, accounting: Accounting, shardIds: readonly number[], inputTopic: string, workerGroup: string, found: { problems: string[]; notes: string[] }): AuditedRange | undefined {
+  const dead = (accounting.deadLettersOf.get(partition) ?? []).map((o) => ({ first: o, last: o }));
+  const frontier = committed.get(partition) ?? -1;
+  if (frontier >= 0) return { start: low, frontier, dead };
+  const updates = accounting.updatesByShard.get(shardIds[0] ?? 0) ?? [];
+  const accounted = [...dead, ...updates.flatMap((u) => rangesOf(u, inputTopic, partition))];
+  if (accounted.length === 0) {
+    if (committed.size > 0 && high > low) found.problems.push(`${inputTopic}[${partition}]: ${count(high - low)} records and no committed offset of ${workerGroup}: never trained`);
+    return undefined;
   }
-  return { namespace, inputTopic, ok: problems.length === 0, partitions, shards, problems, notes };
+  const range = { start: Math.min(...accounted.map((r) => r.first)), frontier: Math.max(...accounted.map((r) => r.last)) + 1, dead };
+  found.notes.push(`${inputTopic}[${partition}]: no committed offset of ${workerGroup}; audited the range its updates and dead letters cover, ${range.start}–${range.frontier - 1}`);
+  return range;
+}
+
+/** The input offsets an update covers in one partition. */
+function rangesOf(update: UpdateEntry, inputTopic: string, partition: number): OffsetRun[] {
+  return update.ranges.filter((r) => r.topic === inputTopic && r.partition === partition).map((r) => ({ first: r.firstOffset, last: r.lastOffset }));
+}
+
+/** One input partition as one shard saw it: every record in exactly one update or dead letter, none past the frontier. */
+function auditPartition(shard: number, partition: number, range: AuditedRange, records: readonly OffsetRun[], accounting: Accounting, inputTopic: string, problems: string[]): PartitionAudit {
+  const { start, frontier, dead } = range;
+  const updates = accounting.updatesByShard.get(shard) ?? [];
+  const refused = accounting.refusedAt.get(shard) ?? new Map<number, string>();
+  const trainedRuns: OffsetRun[] = [];
+  const refusedRuns: OffsetRun[] = [];
+  for (const update of updates) {
+    if (update.sampleCount > 0) (refused.has(update.offset) ? refusedRuns : trainedRuns).push(...rangesOf(update, inputTopic, partition));
+  }
+  const all = [...trainedRuns, ...refusedRuns, ...dead];
+  const audit: PartitionAudit = {
+    shard,
+    partition,
+    start,
+    frontier,
+    records: sizeOf(records),
+    trained: sizeOf(coverage(records, trainedRuns, (n) => n > 0)),
+    deadLettered: sizeOf(coverage(records, dead, (n) => n > 0)),
+    refused: sizeOf(coverage(records, refusedRuns, (n) => n > 0)),
+    gaps: coverage(records, all, (n) => n === 0),
+    overlaps: coverage(records, all, (n) => n > 1),
+    beyondFrontier: coverage([{ first: frontier, last: Number.MAX_SAFE_INTEGER }], all, (n) => n > 0),
+  };
+  const where = `shard ${shard}, ${inputTopic}[${partition}]`;
+  if (audit.gaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.gaps))} records in no update or dead letter (lost): ${describeRuns(audit.gaps)}`);
+  if (audit.overlaps.length > 0) problems.push(`${where}: ${count(sizeOf(audit.overlaps))} records in more than one update or dead letter: ${describeRuns(audit.overlaps)}; ${describeCovering(audit.overlaps[0]!, updates, inputTopic, partition)}`);
+  if (audit.beyondFrontier.length > 0) problems.push(`${where}: committed outputs cover offsets at or past the committed offset ${frontier}: ${describeRuns(audit.beyondFrontier)}`);
+  return audit;
 }
 
 /** Which updates cover `run` (offset, worker, age), so that a record trained twice can be traced to its writers. */
