@@ -127,16 +127,16 @@ export function registerFileSystem(): void {
     // A router answers null for URLs that are not its own (the declared type omits it).
     if (typeof path !== 'string' || !path.startsWith('file://')) return null as unknown as tf.io.IOHandler;
     const file = fileURLToPath(path);
-    return {
-      load: async () => {
-        const modelJson = JSON.parse(readFileSync(file, 'utf8')) as tf.io.ModelJSON;
-        return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
-          const specs = manifest.flatMap((group) => group.weights);
-          const buffers = manifest.flatMap((group) => group.paths.map((p) => readFileSync(join(dirname(file), p))));
-          const joined = Buffer.concat(buffers);
-          return [specs, joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength)];
-        });
-      },
-    };
+    return { load: () => loadModelFile(file) };
+  });
+}
+
+/** A saved model's artifacts: its model.json and the weight files it names, beside it. */
+async function loadModelFile(file: string): Promise<tf.io.ModelArtifacts> {
+  const modelJson = JSON.parse(readFileSync(file, 'utf8')) as tf.io.ModelJSON;
+  return tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
+    const specs = manifest.flatMap((group) => group.weights);
+    const joined = Buffer.concat(manifest.flatMap((group) => group.paths.map((p) => readFileSync(join(dirname(file), p)))));
+    return [specs, joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength)];
   });
 }

@@ -63,6 +63,11 @@ export function simulatedReading(device: number, t: number, random: () => number
   return { deviceId: `device-${String(device).padStart(4, '0')}`, eventTime: t, features, label: Math.fround(label), labels: [], weight: 1, attributes: { site: `site-${device % 5}` } };
 }
 
+/** A tick that fell behind (a slow broker) catches up by at most this many records. */
+const maxRecordsPerTick = 20_000;
+/** A large tick must stay under the broker's message size limit. */
+const maxRecordsPerRequest = 2_000;
+
 /** A running simulator. */
 export interface Simulator {
   /** Samples sent so far. */
@@ -84,24 +89,24 @@ export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOp
   let sent = 0;
   let stopped = false;
   const tickMs = 50;
+  let startedAt = 0;
+  const send = async (batch: number) => {
+    const now = Date.now();
+    const messages = Array.from({ length: batch }, (_, k) => {
+      const sample = simulatedReading((sent + k) % options.devices, now, random, options, startedAt);
+      return { key: sample.deviceId, value: codec.encode(sample) };
+    });
+    for (let from = 0; from < messages.length; from += maxRecordsPerRequest) await producer.send({ topic, messages: messages.slice(from, from + maxRecordsPerRequest) });
+    sent += batch;
+  };
   const run = async () => {
     await producer.connect();
-    const startedAt = Date.now();
+    startedAt = Date.now();
     try {
       while (!stopped && (options.count === undefined || sent < options.count)) {
         const due = Math.floor(((Date.now() - startedAt) / 1000) * options.ratePerSecond) - sent;
-        const batch = Math.min(Math.max(due, 0), options.count === undefined ? due : options.count - sent, 20_000);
-        if (batch > 0) {
-          const now = Date.now();
-          const messages = Array.from({ length: batch }, (_, k) => {
-            const device = (sent + k) % options.devices;
-            const sample = simulatedReading(device, now, random, options, startedAt);
-            return { key: sample.deviceId, value: codec.encode(sample) };
-          });
-          // At most 2,000 records per request: a large tick must stay under the broker's message size limit.
-          for (let from = 0; from < messages.length; from += 2_000) await producer.send({ topic, messages: messages.slice(from, from + 2_000) });
-          sent += batch;
-        }
+        const batch = Math.min(Math.max(due, 0), options.count === undefined ? due : options.count - sent, maxRecordsPerTick);
+        if (batch > 0) await send(batch);
         await new Promise((resolve) => setTimeout(resolve, tickMs));
       }
     } finally {
