@@ -1,0 +1,17 @@
+import type { Command } from 'commander';
+import { runDemo } from '../commands/demo.js';
+import { integer, positive, example } from './options.js';
+
+/** `streamgrad demo`. */
+export function addDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('the main job in one command: a local broker, simulated IoT telemetry, a parameter server and two workers training for about 60 s, with live progress, a summary and an exported model')
+    .option('--duration <seconds>', 'how long to train', positive('--duration'), 60)
+    .option('--rate <samples/s>', 'simulated telemetry rate', positive('--rate'), 5_000)
+    .option('--devices <n>', 'simulated devices', integer('--devices'), 200)
+    .option('--workers <n>', 'worker processes', integer('--workers'), 2)
+    .option('--out <dir>', 'where to export the model', 'streamgrad-demo-model')
+    .addHelpText('after', example('  streamgrad demo --duration 30 --rate 10000') + '\n\nUses KAFKA_BROKERS when set, else starts infra/kafka (Java 17+ and Maven). Ctrl-C stops it cleanly.')
+    .action(runDemo);
+}

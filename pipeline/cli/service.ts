@@ -1,0 +1,52 @@
+import { serveMetrics } from '../common/metrics.js';
+import type { Registry } from 'prom-client';
+
+/** A long-running process: stopped gracefully on SIGTERM or SIGINT, done once it has drained. */
+interface Service {
+  stop(): void;
+  readonly done: Promise<void>;
+}
+
+/**
+ * Runs the service that `start` starts until SIGTERM or SIGINT, then lets it finish what it holds (`draining`), and
+ * waits for it. A signal that arrives while the service is still starting stops it as soon as it runs.
+ */
+export async function runUntilSignal<S extends Service>(name: (service: S) => string, start: () => Promise<S>, draining: string): Promise<void> {
+  let service: S | undefined;
+  let early: string | undefined;
+  const stop = (signal: string) => {
+    if (!service) {
+      early = signal;
+      return;
+    }
+    console.error(`[${name(service)}] ${signal}: ${draining}`);
+    service.stop();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  // A promise some library left without a handler must not kill a process that holds uncommitted work (the wasm
+  // runtime's own handler turned one into exit code 7 mid-drain): say so loudly, and go on draining.
+  process.on('unhandledRejection', (reason) => {
+    console.error(`[${service ? name(service) : 'streamgrad'}] ERROR: unhandled rejection (not fatal): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
+  });
+  service = await start();
+  console.error(`[${name(service)}] running; SIGTERM or Ctrl-C stops it cleanly`);
+  if (early) stop(early);
+  await service.done;
+  console.error(`[${name(service)}] stopped`);
+  // Everything is committed by now. kafkajs can keep a socket of a producer closed mid-rebalance open for a minute:
+  // say what is still open, and exit rather than wait for it.
+  setTimeout(() => {
+    const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
+    console.error(`[${name(service!)}] exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    process.exit(0);
+  }, 5_000).unref();
+}
+
+/** Serves `registry` at /metrics while `done` is pending, when a port is given. */
+export async function withMetrics(name: string, registry: Registry, port: number | undefined, done: Promise<void>): Promise<void> {
+  if (port === undefined) return;
+  const endpoint = await serveMetrics(registry, port);
+  console.error(`[${name}] Prometheus metrics at ${endpoint.url}`);
+  void done.finally(() => endpoint.close());
+}
