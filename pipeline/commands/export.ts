@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { encodeTensor } from '../../schemas/tensorCodec.js';
+import { encodeTensor, tensorErrorBounds } from '../../schemas/tensorCodec.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ModelSpec } from '../common/model.js';
 import { packageInfo } from '../common/packageInfo.js';
@@ -14,11 +14,12 @@ export type Quantization = 'uint8' | 'float16';
 /**
  * The documented error of a quantized weight: uint8 stores each tensor as
  * `min + q·scale` with `scale = (max − min) / 255`, so a weight is off by at most
- * `scale / 2` (plus float32 rounding); float16 by at most 2^-11 of its size.
+ * `scale / 2` (plus float32 rounding); float16 is the wire's FP16 encoding (TF.js
+ * only widens it back, exactly), so its bound is `tensorErrorBounds.FP16`.
  */
 export const quantizationErrorBound = {
   uint8: (min: number, max: number) => ((max - min) / 255) * 0.5 * (1 + 1e-6) + 1e-7 * Math.max(Math.abs(min), Math.abs(max)),
-  float16: (x: number) => Math.max(2 ** -11 * Math.abs(x), 2 ** -24),
+  float16: tensorErrorBounds.FP16,
 } as const;
 
 /** What {@link exportModel} wrote. */

@@ -44,6 +44,13 @@ export async function runCli(args: readonly string[], env: Record<string, string
   return { code, stdout: child.lines, stderr: child.errors };
 }
 
+/** Runs `streamgrad <args>` and returns its stdout lines; fails the test, with its stderr, unless it exits 0. */
+export async function cliOutput(args: readonly string[], env: Record<string, string> = {}): Promise<string[]> {
+  const { code, stdout, stderr } = await runCli(args, env);
+  if (code !== 0) throw new Error(`streamgrad ${args.join(' ')} exited with ${code}:\n${stderr.join('\n')}`);
+  return stdout;
+}
+
 /** Polls `condition` every `everyMs` until it holds, or fails after `timeoutMs` with `what`. */
 export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;

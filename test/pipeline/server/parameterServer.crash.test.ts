@@ -2,12 +2,11 @@ import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../../pipeline/common/config.js';
 import { startWorker } from '../../../pipeline/worker/worker.js';
 import { codecFor } from '../../../schemas/index.js';
-import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
 import { sineReading } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('parameter server process', () => {
   test('killed with SIGKILL mid-stream and restarted: every record accounted for exactly once, versions only go up', async ({ kafka }) => {
@@ -33,7 +32,7 @@ describe('parameter server process', () => {
     };
     const configFile = writeExperimentFile(experiment);
 
-    const firstServer = spawnTs(cli, ['ps', '--config', configFile]);
+    const firstServer = spawnTs(cliPath, ['ps', '--config', configFile]);
     const worker = await startWorker(parseExperiment(experiment), { log: () => {} });
     let killedAt = 0;
     try {
@@ -45,7 +44,7 @@ describe('parameter server process', () => {
       firstServer.process.kill('SIGKILL');
       expect(await firstServer.exited).toBe('SIGKILL');
 
-      const secondServer = spawnTs(cli, ['ps', '--config', configFile]);
+      const secondServer = spawnTs(cliPath, ['ps', '--config', configFile]);
       await waitForShards(kafka, namespace, 2, 'every record accounted for in both shards', (s) => s.samplesApplied + s.deadLettered + s.samplesDroppedStale === total);
       secondServer.process.kill('SIGTERM');
       expect(await secondServer.exited).toBe(0);

@@ -3,12 +3,11 @@ import { parseExperiment } from '../../../pipeline/common/config.js';
 import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
 import { startWorker } from '../../../pipeline/worker/worker.js';
 import { codecFor } from '../../../schemas/index.js';
-import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
 import { sineReading } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('parameter servers', () => {
   test('two servers split the shards; when one is killed, the other takes its shards over with exact accounting', async ({ kafka }) => {
@@ -34,7 +33,7 @@ describe('parameter servers', () => {
     const configFile = writeExperimentFile(experiment);
     const config = parseExperiment(experiment);
 
-    const victim = spawnTs(cli, ['ps', '--config', configFile]);
+    const victim = spawnTs(cliPath, ['ps', '--config', configFile]);
     const worker = await startWorker(config, { log: () => {} });
     await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, namespace)).size === 2, 120_000, 200);
     const survivor = await startParameterServer(config, { log: () => {} });

@@ -3,12 +3,11 @@ import { parseExperiment } from '../../../pipeline/common/config.js';
 import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
 import { topicsOf } from '../../../pipeline/common/topics.js';
 import { codecFor, type ParameterUpdate } from '../../../schemas/index.js';
-import { spawnTs, waitFor } from '../../support/childProcess.js';
+import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
 import { sineReading } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
-const cli = new URL('../../../pipeline/cli.ts', import.meta.url);
 
 describe('worker process', () => {
   test('killed with SIGKILL mid-stream and replaced, loses nothing and counts nothing twice; SIGTERM drains and exits 0', async ({ kafka }) => {
@@ -37,13 +36,13 @@ describe('worker process', () => {
     const topics = topicsOf(namespace);
     const committed = () => kafka.committedTotal(topics.workerGroup, input);
 
-    const first = spawnTs(cli, ['worker', '--config', configFile]);
+    const first = spawnTs(cliPath, ['worker', '--config', configFile]);
     await waitFor('the first worker to commit 10,000 records', async () => (await committed()) >= 10_000, 120_000, 100);
     first.process.kill('SIGKILL');
     expect(await first.exited).toBe('SIGKILL');
     const atCrash = await committed();
 
-    const second = spawnTs(cli, ['worker', '--config', configFile]);
+    const second = spawnTs(cliPath, ['worker', '--config', configFile]);
     await waitFor('the second worker to commit every record', async () => (await committed()) === total, 180_000, 250);
     second.process.kill('SIGTERM');
     expect(await second.exited).toBe(0);

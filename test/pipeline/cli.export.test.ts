@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect } from 'vitest';
+import { quantizationErrorBound } from '../../pipeline/commands/export.js';
+import { selectBackend } from '../../pipeline/common/backend.js';
+import { parseExperiment } from '../../pipeline/common/config.js';
+import { Replica } from '../../pipeline/worker/replica.js';
+import { decodeTensor } from '../../schemas/index.js';
+import { cliOutput, spawnTs } from '../support/childProcess.js';
+import { kafkaTest, testBrokers, type KafkaFixture } from '../support/kafka.js';
+import { latestSnapshots, writeExperimentFile } from '../support/snapshots.js';
+
+const cli = (args: string[]) => cliOutput(args, { KAFKA_BROKERS: testBrokers().join(',') });
+
+/** Runs the exported model in a fresh Node process with the standard TF.js loader. */
+async function predictInFreshProcess(modelJson: string, inputs: number[][]): Promise<{ predictions: number[]; weights: Array<{ name: string; values: number[] }> }> {
+  const inputsFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-inputs-')), 'inputs.json');
+  writeFileSync(inputsFile, JSON.stringify(inputs));
+  const child = spawnTs(new URL('./fixtures/predictExported.ts', import.meta.url), [modelJson, inputsFile]);
+  expect(await child.exited).toBe(0);
+  return JSON.parse(child.lines.join('')) as { predictions: number[]; weights: Array<{ name: string; values: number[] }> };
+}
+
+async function serverModel(kafka: KafkaFixture, namespace: string, spec: object): Promise<Replica> {
+  await selectBackend({ backend: 'wasm' });
+  const replica = new Replica(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model);
+  for (const snapshot of (await latestSnapshots(kafka, namespace)).values()) replica.applySnapshot(snapshot);
+  return replica;
+}
+
+describe('streamgrad export', () => {
+  kafkaTest('writes a LayersModel that a fresh process loads and that predicts as the server\'s weights do; uint8 within its bound at ≤ 30% of the size', async ({ kafka }) => {
+    const spec = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 24, activation: 'tanh' }, { units: 8, activation: 'relu' }], optimizer: { kind: 'adam', learningRate: 0.01 } };
+    const inputTopic = `export-input-${randomUUID().slice(0, 8)}`;
+    const file = writeExperimentFile({ namespace: `live-${randomUUID().slice(0, 8)}`, inputTopic, inputPartitions: 4, model: spec, batchSize: 128, simulator: { devices: 30, ratePerSecond: 20_000, seed: 5, dropoutRate: 0.01 } });
+    await cli(['simulate', '--config', file, '--count', '4000']);
+    const { namespace } = JSON.parse((await cli(['replay', '--config', file, '--json'])).join('')) as { namespace: string };
+
+    const out = mkdtempSync(join(tmpdir(), 'streamgrad-export-'));
+    const [modelJson] = await cli(['export', '--config', file, '--namespace', namespace, '--out', join(out, 'fp32')]);
+    const [quantizedJson] = await cli(['export', '--config', file, '--namespace', namespace, '--out', join(out, 'uint8'), '--quantize', 'uint8']);
+    const [halfJson] = await cli(['export', '--config', file, '--namespace', namespace, '--out', join(out, 'float16'), '--quantize', 'float16']);
+    expect(modelJson).toBe(join(out, 'fp32', 'model.json'));
+
+    const random = (i: number) => Math.sin(i * 12.9898) * 1.5;
+    const inputs = Array.from({ length: 32 }, (_, row) => Array.from({ length: 16 }, (_, col) => random(row * 16 + col + 1)));
+    const replica = await serverModel(kafka, namespace, spec);
+    const expected = Array.from((replica.model.predict(tf.tensor2d(inputs)) as tf.Tensor).dataSync());
+    const snapshots = await latestSnapshots(kafka, namespace);
+    const serverWeights = new Map([...snapshots.values()].flatMap((s) => s.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
+    replica.dispose();
+
+    const exact = await predictInFreshProcess(modelJson!, inputs);
+    exact.predictions.forEach((p, i) => expect(Math.abs(p - expected[i]!)).toBeLessThanOrEqual(1e-6));
+    for (const { name, values } of exact.weights) expect(values).toEqual(Array.from(serverWeights.get(name)!));
+
+    const quantized = await predictInFreshProcess(quantizedJson!, inputs);
+    for (const { name, values } of quantized.weights) {
+      const original = serverWeights.get(name)!;
+      const bound = quantizationErrorBound.uint8(Math.min(...original), Math.max(...original));
+      values.forEach((v, i) => expect(Math.abs(v - original[i]!), `${name}[${i}]`).toBeLessThanOrEqual(bound));
+    }
+    expect(quantized.predictions.every(Number.isFinite)).toBe(true);
+    const size = (json: string) => statSync(join(json, '..', 'weights.bin')).size;
+    expect(size(quantizedJson!)).toBeLessThanOrEqual(0.3 * size(modelJson!));
+
+    const half = await predictInFreshProcess(halfJson!, inputs);
+    for (const { name, values } of half.weights) {
+      const original = serverWeights.get(name)!;
+      values.forEach((v, i) => expect(Math.abs(v - original[i]!), `${name}[${i}]`).toBeLessThanOrEqual(quantizationErrorBound.float16(original[i]!)));
+    }
+    expect(size(halfJson!)).toBe(size(modelJson!) / 2);
+  }, 180_000);
+});
