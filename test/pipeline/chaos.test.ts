@@ -7,7 +7,7 @@ import { Replica } from '../../pipeline/worker/replica.js';
 import { seededRandom } from '../../pipeline/commands/simulator.js';
 import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, encodeTensor, type ParameterUpdate } from '../../schemas/index.js';
-import { sineReading } from '../support/arbitraries.js';
+import { sineRecord } from '../support/arbitraries.js';
 import { waitFor } from '../support/childProcess.js';
 import { chaosExperiment, CliProcesses, recordChaosRun, waitUntilAccounted } from '../support/processes.js';
 import { kafkaTest as test } from '../support/kafka.js';
@@ -30,11 +30,7 @@ describe('chaos', () => {
     const input = await kafka.createTopic({ partitions, prefix: 'chaos', configEntries: { 'max.message.bytes': String(3 * 1024 * 1024) } });
     const namespace = `chaos-${input}`;
     const topics = topicsOf(namespace);
-    const samples = codecFor('TrainingSample');
-    const record = (i: number) => ({
-      key: `d${i % 13}`,
-      value: i % 997 === 3 ? Buffer.from('corrupt') : samples.encode(sineReading(i, { devices: 13, label: Math.sin, extra: [1, 0] })),
-    });
+    const record = sineRecord({ devices: 13, label: Math.sin, extra: [1, 0], corrupt: (i) => i % 997 === 3 });
     await kafka.produce(input, backlog, record);
     const experiment = chaosExperiment(kafka.brokers, namespace, input);
     const configFile = writeExperimentFile(experiment);

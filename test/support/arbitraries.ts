@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { DeadLetter, ModelSnapshot, OffsetRange, ParameterUpdate, PartitionOffset, Tensor, TrainingSample } from '../../schemas/index.js';
+import { codecFor, type DeadLetter, type ModelSnapshot, type OffsetRange, type ParameterUpdate, type PartitionOffset, type Tensor, type TrainingSample } from '../../schemas/index.js';
 
 /** fast-check generators for every streamgrad record, covering each field's whole domain. */
 const text = fc.string({ unit: 'grapheme', maxLength: 24 });
@@ -100,12 +100,28 @@ export function sample16(overrides: Partial<TrainingSample> = {}): TrainingSampl
   };
 }
 
+/** The stream of {@link sineReading}: how many devices, the label function, features after sin and cos. */
+export interface SineOptions {
+  readonly devices: number;
+  readonly label: (i: number) => number;
+  readonly extra?: readonly number[];
+}
+
+/**
+ * Record `i` of an input topic of {@link sineReading}s, keyed by device; where `corrupt(i)` holds, the value is not
+ * a sample at all (a dead letter to be).
+ */
+export function sineRecord(options: SineOptions & { readonly corrupt?: (i: number) => boolean }): (i: number) => { key: string; value: Buffer } {
+  const samples = codecFor('TrainingSample');
+  return (i) => ({ key: `d${i % options.devices}`, value: options.corrupt?.(i) ? Buffer.from('corrupt') : samples.encode(sineReading(i, options)) });
+}
+
 /**
  * Reading `i` of a deterministic stream: device `d<i mod devices>`, features
  * `[sin i, cos i, …extra]`, labelled by `label(i)`. The process-kill tests
  * train on it; what they check is the accounting, not the model.
  */
-export function sineReading(i: number, options: { devices: number; label: (i: number) => number; extra?: readonly number[] }): TrainingSample {
+export function sineReading(i: number, options: SineOptions): TrainingSample {
   return {
     deviceId: `d${i % options.devices}`,
     eventTime: i,

@@ -1,9 +1,8 @@
 import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../../pipeline/common/config.js';
 import { startWorker } from '../../../pipeline/worker/worker.js';
-import { codecFor } from '../../../schemas/index.js';
 import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
-import { sineReading } from '../../support/arbitraries.js';
+import { sineRecord } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
@@ -13,12 +12,8 @@ describe('parameter server process', () => {
     const total = 60_000;
     const input = await kafka.createTopic({ partitions: 2, prefix: 'telemetry' });
     const namespace = `pscrash-${input}`;
-    const samples = codecFor('TrainingSample');
     const isBad = (i: number) => i % 7_919 === 3;
-    await kafka.produce(input, total, (i) => ({
-      key: `d${i % 7}`,
-      value: isBad(i) ? Buffer.from('bad') : samples.encode(sineReading(i, { devices: 7, label: (n) => Math.sin(n) - Math.cos(n) })),
-    }));
+    await kafka.produce(input, total, sineRecord({ devices: 7, label: (n) => Math.sin(n) - Math.cos(n), corrupt: isBad }));
     const bad = Array.from({ length: total }, (_, i) => i).filter(isBad).length;
     const experiment = {
       brokers: kafka.brokers,

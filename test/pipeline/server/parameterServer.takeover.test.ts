@@ -4,7 +4,7 @@ import { startParameterServer } from '../../../pipeline/server/parameterServer.j
 import { startWorker } from '../../../pipeline/worker/worker.js';
 import { codecFor } from '../../../schemas/index.js';
 import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
-import { sineReading } from '../../support/arbitraries.js';
+import { sineRecord } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
@@ -14,11 +14,7 @@ describe('parameter servers', () => {
     const total = 50_000;
     const input = await kafka.createTopic({ partitions: 2, prefix: 'telemetry' });
     const namespace = `takeover-${input}`;
-    const samples = codecFor('TrainingSample');
-    await kafka.produce(input, total, (i) => ({
-      key: `d${i % 5}`,
-      value: samples.encode(sineReading(i, { devices: 5, label: Math.sin })),
-    }));
+    await kafka.produce(input, total, sineRecord({ devices: 5, label: Math.sin }));
     const experiment = {
       brokers: kafka.brokers,
       namespace,

@@ -4,7 +4,7 @@ import { startParameterServer } from '../../../pipeline/server/parameterServer.j
 import { topicsOf } from '../../../pipeline/common/topics.js';
 import { codecFor, type ParameterUpdate } from '../../../schemas/index.js';
 import { cliPath, spawnTs, waitFor } from '../../support/childProcess.js';
-import { sineReading } from '../../support/arbitraries.js';
+import { sineRecord } from '../../support/arbitraries.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { waitForShards, writeExperimentFile } from '../../support/snapshots.js';
 
@@ -14,11 +14,7 @@ describe('worker process', () => {
     const total = 60_000;
     const input = await kafka.createTopic({ partitions: 3, prefix: 'telemetry' });
     const namespace = `crash-${input}`;
-    const samples = codecFor('TrainingSample');
-    await kafka.produce(input, total, (i) => ({
-      key: `d${i % 11}`,
-      value: i % 10_007 === 5 ? Buffer.from('corrupt') : samples.encode(sineReading(i, { devices: 11, label: Math.sin, extra: [1, 0] })),
-    }));
+    await kafka.produce(input, total, sineRecord({ devices: 11, label: Math.sin, extra: [1, 0], corrupt: (i) => i % 10_007 === 5 }));
     const bad = Array.from({ length: total }, (_, i) => i).filter((i) => i % 10_007 === 5).length;
     const experiment = {
       brokers: kafka.brokers,
