@@ -3,7 +3,7 @@ import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, 
 import { z } from 'zod';
 import { CheckpointError, LaneLostError } from './errors.js';
 import type { Lane, OffsetSpan } from './lane.js';
-import { isTransient, withRetry } from './retry.js';
+import { isTransient, untilHealed, withRetry } from './retry.js';
 import { validateOptions } from './validateOptions.js';
 
 /** Messages to write, and the lane offsets they were made from. What `checkpoint` and `toKafka` take. */
@@ -276,7 +276,7 @@ class LaneSink {
     // A fenced producer is retried too: the next attempt first recovers the lane, which ends it (LaneLostError)
     // when another member owns the partition, and otherwise commits the same outputs with a fresh producer.
     const retriable = (error: unknown) => !(error instanceof LaneLostError) && (isFenced(error) || isTransient(error));
-    await withRetry(attempt, { retries: Number.POSITIVE_INFINITY, retriable, deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 });
+    await withRetry(attempt, untilHealed(config.outageToleranceMs, retriable));
   }
 
   /** One Kafka transaction on the lane's producer: the requests and the group offset, aborted if the lane was revoked meanwhile. */

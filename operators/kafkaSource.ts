@@ -7,7 +7,7 @@ import type { SourceConfig } from './fromKafka.js';
 import { endOffsetsOf, laneKey, parseLaneKey, stableCommittedOffset, startOffsetOf } from './kafkaOffsets.js';
 import { Lane, type KafkaRecord } from './lane.js';
 import { LaneProducers } from './laneProducers.js';
-import { isTransient, withRetry, type RetryOptions } from './retry.js';
+import { untilHealed, withRetry, type RetryOptions } from './retry.js';
 
 /** kafkajs sleeps this long when every assigned partition is paused; a lane resumed meanwhile waits for it. */
 const pausedPollMs = 100;
@@ -94,7 +94,7 @@ export class KafkaSource {
       ...config.consumer,
     });
     this.admin = kafka.admin();
-    this.transient = { retries: Number.POSITIVE_INFINITY, retriable: isTransient, deadlineMs: config.outageToleranceMs, maxDelayMs: 5_000 };
+    this.transient = untilHealed(config.outageToleranceMs);
     this.producers = new LaneProducers(kafka, config.exactlyOnce, this.transient);
   }
 

@@ -19,6 +19,9 @@ export function spanOf(record: { readonly offset: string }): OffsetSpan {
   return { first: offset, last: offset };
 }
 
+/** A lane drops its released bookkeeping once more than this many entries (and over half of it) are released. */
+const compactAfter = 4096;
+
 /** How a lane reaches back into its consumer; supplied by `fromKafka`. */
 export interface LaneControl {
   pause(): void;
@@ -179,7 +182,7 @@ export class Lane {
   release(offset: number): void {
     while (this.head < this.offsets.length && this.offsets[this.head]! < offset) this.head++;
     if (this.frontierIndex < this.head) this.frontierIndex = this.head;
-    if (this.head > 4096 && this.head * 2 > this.offsets.length) {
+    if (this.head > compactAfter && this.head * 2 > this.offsets.length) {
       this.offsets = this.offsets.slice(this.head);
       this.processed = this.processed.slice(this.head);
       this.frontierIndex -= this.head;

@@ -69,3 +69,11 @@ export async function withRetry<T>(operation: (attempt: number) => Promise<T>, o
     }
   }
 }
+
+/**
+ * How the Kafka source and sink wait for a broker that went away (an outage, a restart): retry `retriable` errors,
+ * backing off to at most 5 s between attempts, until `deadlineMs` has passed.
+ */
+export function untilHealed(deadlineMs: number, retriable: (error: unknown) => boolean = isTransient): RetryOptions {
+  return { retries: Number.POSITIVE_INFINITY, retriable, deadlineMs, maxDelayMs: 5_000 };
+}

@@ -5,7 +5,7 @@ import { assertReachable } from '../common/kafkaClient.js';
 import { startParameterServer } from '../server/parameterServer.js';
 import { percentile } from '../common/percentile.js';
 import { configOption, metricsOption, example } from './options.js';
-import { runUntilSignal, withMetrics } from './service.js';
+import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 
 async function serverCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
@@ -17,7 +17,7 @@ async function serverCommand(options: { config: string; metricsPort?: number }):
     let freshness: number[] = [];
     server.freshness.subscribe((ms) => freshness.push(ms));
     server.snapshots.subscribe((report) => {
-      if (Date.now() - last < 5_000) return;
+      if (Date.now() - last < progressEveryMs) return;
       last = Date.now();
       const p50 = percentile(freshness, 50);
       const p99 = percentile(freshness, 99);

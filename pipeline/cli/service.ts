@@ -1,6 +1,9 @@
 import { serveMetrics } from '../common/metrics.js';
 import type { Registry } from 'prom-client';
 
+/** How often a long-running process logs its progress, in ms. */
+export const progressEveryMs = 5_000;
+
 /** A long-running process: stopped gracefully on SIGTERM or SIGINT, done once it has drained. */
 interface Service {
   stop(): void;

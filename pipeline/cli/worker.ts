@@ -4,7 +4,7 @@ import { formatCount as count } from '../common/console.js';
 import { assertReachable } from '../common/kafkaClient.js';
 import { startWorker } from '../worker/worker.js';
 import { configOption, metricsOption, example } from './options.js';
-import { runUntilSignal, withMetrics } from './service.js';
+import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 
 async function workerCommand(options: { config: string; workerId?: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
@@ -14,7 +14,7 @@ async function workerCommand(options: { config: string; workerId?: string; metri
     await withMetrics(`worker ${worker.workerId}`, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);
     let last = Date.now();
     worker.checkpoints.subscribe(() => {
-      if (Date.now() - last < 5_000) return;
+      if (Date.now() - last < progressEveryMs) return;
       last = Date.now();
       const { samples, deadLettered } = worker.trained();
       const memory = process.memoryUsage();

@@ -9,6 +9,9 @@ import { startParameterServer, type SnapshotReport } from '../server/parameterSe
 import { topicsOf } from '../common/topics.js';
 import { startWorker } from '../worker/worker.js';
 
+/** How long a replay waits, after its worker ended, for the server's snapshots to account for every record. */
+const accountingTimeoutMs = 120_000;
+
 /** The range of a replay: by time (ms since the epoch) or by offsets per partition; each end defaults to the topic's. */
 export interface ReplayRange {
   readonly from?: { readonly timestamp: number } | { readonly offsets: Readonly<Record<number, number>> };
@@ -136,10 +139,10 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
     const { samples, deadLettered } = worker.trained();
     const total = samples + deadLettered;
     // Every record of the range is in one committed update per shard; wait until the snapshots account for all of them.
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + accountingTimeoutMs;
     const accounted = () => Array.from({ length: config.model.shards }, (_, shard) => reports.get(shard)).every((r) => r !== undefined && r.samplesApplied + r.samplesDroppedStale + r.deadLettered >= total);
     while (total > 0 && !accounted()) {
-      if (Date.now() > deadline) throw new Error(`the parameter server did not account for all ${total} records within 120 s`);
+      if (Date.now() > deadline) throw new Error(`the parameter server did not account for all ${total} records within ${accountingTimeoutMs / 1000} s`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   } finally {

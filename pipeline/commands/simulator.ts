@@ -1,6 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import { codecFor, type CodecOptions } from '../../schemas/codec.js';
 import type { TrainingSample } from '../../schemas/types.js';
+import { partitionDiscoveryMs } from '../common/kafkaClient.js';
 
 /** Options of the IoT telemetry simulator. Times in ms, rates in samples/s. */
 export interface SimulatorOptions {
@@ -84,8 +85,8 @@ export interface Simulator {
 export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions, framing: Pick<CodecOptions, 'framing' | 'schemaId'> = {}): Simulator {
   const codec = codecFor('TrainingSample', { framing: framing.framing, schemaId: framing.schemaId });
   const random = seededRandom(options.seed);
-  // metadataMaxAge: partitions added by `streamgrad scale` get records within seconds.
-  const producer = kafka.producer({ idempotent: true, metadataMaxAge: 5_000 });
+  // Partitions added by `streamgrad scale` get records within seconds.
+  const producer = kafka.producer({ idempotent: true, metadataMaxAge: partitionDiscoveryMs });
   let sent = 0;
   let stopped = false;
   const tickMs = 50;

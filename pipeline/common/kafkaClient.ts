@@ -44,6 +44,9 @@ export async function assertReachable(brokers: readonly string[]): Promise<void>
   }
 }
 
+/** How soon a client sees a partition added to a topic (`streamgrad scale`), in ms: its metadata's maximum age. */
+export const partitionDiscoveryMs = 5_000;
+
 /** A consumer's session timeout and the heartbeat interval that goes with it (a tenth, at least 500 ms). */
 export function groupTimings(sessionTimeoutMs: number): { readonly sessionTimeout: number; readonly heartbeatInterval: number } {
   return { sessionTimeout: sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)) };

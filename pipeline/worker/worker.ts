@@ -13,7 +13,7 @@ import { SampleDecoder } from '../../schemas/sampleDecoder.js';
 import type { OffsetRange, TrainingSample } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
-import { createKafka, groupTimings } from '../common/kafkaClient.js';
+import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
 import { SnapshotDecodeError } from '../common/errors.js';
@@ -54,8 +54,6 @@ const maxOutputsPerCheckpoint = 8;
 const fetchBytes = { maxBytesPerPartition: 256 * 1024, maxBytes: 2 * 1024 * 1024 };
 /** How often a worker says what its drain still waits for. */
 const drainReportMs = 10_000;
-/** How soon a worker sees a partition added to its input topic (`streamgrad scale`), in ms. */
-const metadataMaxAgeMs = 5_000;
 const updateCodec = codecFor('ParameterUpdate');
 
 /**
@@ -119,7 +117,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const replica = new Replica(config.model);
   const training = new Training(config, topics, workerId, replica, backend, log);
   const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
-  const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: metadataMaxAgeMs, ...fetchBytes };
+  const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: partitionDiscoveryMs, ...fetchBytes };
   const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
   const range = options.range;
   const trained = range
