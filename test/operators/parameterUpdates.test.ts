@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { appendTimes, shardMessage, updateMessages } from '../../operators/parameterUpdates.js';
+import { codecFor, encodeTensor } from '../../schemas/index.js';
+
+describe('parameterUpdates', () => {
+  it('builds one ParameterUpdate per shard, keyed and partitioned by shard, with that shard\'s base version and tensors', () => {
+    const codec = codecFor('ParameterUpdate');
+    const body = { namespace: 'ns', workerId: 'w', sampleCount: 3, lossSum: 1.5, deadLettered: 1, offsets: [{ topic: 't', partition: 2, firstOffset: 10, lastOffset: 13 }], firstAppendTime: 5, lastAppendTime: 9, createdAt: 11 };
+    const tensor = encodeTensor('kernel', [1], Float32Array.of(0.5), 'FP32');
+    const messages = updateMessages(body, 3, (shard) => 100 + shard, (shard) => (shard === 1 ? [tensor] : []), codec);
+    expect(messages.map((m) => [m.key, m.partition])).toEqual([['0', 0], ['1', 1], ['2', 2]]);
+    const decoded = messages.map((m) => codec.decode(m.value as Buffer));
+    expect(decoded.map((d) => (d.ok ? [d.value.shard, d.value.baseVersion, d.value.tensors.length] : d.error.message))).toEqual([[0, 100, 0], [1, 101, 1], [2, 102, 0]]);
+    for (const d of decoded) expect(d.ok && { ...d.value, shard: 0, baseVersion: 0, tensors: [] }).toEqual({ ...body, shard: 0, baseVersion: 0, tensors: [] });
+  });
+
+  it('keys a shard message by its shard', () => {
+    expect(shardMessage(4, Buffer.from('v'))).toEqual({ key: '4', partition: 4, value: Buffer.from('v') });
+  });
+
+  it('finds the earliest and latest append time, in any order', () => {
+    expect(appendTimes([{ timestamp: '30' }, { timestamp: '10' }, { timestamp: '20' }])).toEqual({ firstAppendTime: 10, lastAppendTime: 30 });
+  });
+});
