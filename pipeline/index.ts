@@ -20,4 +20,4 @@ export { createServerMetrics, type ServerMetrics } from './common/metrics.js';
 export { startParameterServer, type ParameterServer, type SnapshotReport } from './server/parameterServer.js';
 export { percentile } from './common/percentile.js';
 export { ShardState, type StalenessPolicy, type UpdateOutcome } from './server/shardState.js';
-export { createOptimizer, type Optimizer, type OptimizerSpec } from './server/optimizers.js';
+export { createOptimizer, type Optimizer, type OptimizerSpec } from './common/optimizers.js';

@@ -30,6 +30,12 @@ const common = {
   outputs: z.number().int().positive().default(1),
   loss: z.enum(['mse', 'binaryCrossentropy', 'categoricalCrossentropy']).optional(),
   optimizer: optimizer.default({ kind: 'sgd', learningRate: 0.01 }),
+  /**
+   * What workers send. `gradients`: each batch's gradient, on which the server steps the optimizer. `deltas`: each
+   * worker steps the optimizer on its own replica (one sequential learner over its lanes) and sends the change in
+   * weights, which the server adds; a worker's replica is the newest snapshot plus its own deltas not yet in it.
+   */
+  updates: z.enum(['gradients', 'deltas']).default('gradients'),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

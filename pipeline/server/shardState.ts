@@ -1,7 +1,7 @@
 import { decodeTensor, encodeTensor } from '../../schemas/tensorCodec.js';
 import type { ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
 import type { ModelSpec } from '../common/model.js';
-import { createOptimizer, type Optimizer } from './optimizers.js';
+import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -82,7 +82,7 @@ export class ShardState {
     readonly variables: Map<string, { shape: number[]; values: Float32Array }>,
     readonly slots: Map<string, Record<string, Float32Array>>,
   ) {
-    this.optimizer = createOptimizer(spec.optimizer);
+    this.optimizer = serverOptimizer(spec);
     for (const [name, { values }] of variables) {
       if (!slots.has(name)) slots.set(name, Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(values.length)])));
     }

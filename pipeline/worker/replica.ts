@@ -5,6 +5,7 @@ import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
 import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { assignShards } from '../common/shards.js';
+import { createOptimizer, type Optimizer } from '../common/optimizers.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 // tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log.
@@ -45,6 +46,8 @@ export class Replica implements GradientModel<TrainingSample> {
   private readonly applied = new Subject<ModelSnapshot>();
   /** Emits each snapshot once the replica has taken it in. */
   readonly snapshots: Observable<ModelSnapshot> = this.applied.asObservable();
+  /** With `updates: 'deltas'`: the replica's own optimizer and the deltas of its steps not yet in every snapshot. */
+  private readonly local: LocalLearner | undefined;
 
   constructor(readonly spec: ModelSpec) {
     this.model = buildModel(spec);
@@ -56,6 +59,7 @@ export class Replica implements GradientModel<TrainingSample> {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
+    this.local = spec.updates === 'deltas' ? new LocalLearner(createOptimizer(spec.optimizer)) : undefined;
   }
 
   shardOf(variableName: string): number {
@@ -101,11 +105,14 @@ export class Replica implements GradientModel<TrainingSample> {
       if (tensor.shape.join(',') !== variable.variable.shape.join(',')) {
         throw new SnapshotMismatchError(snapshot, `tensor '${tensor.name}' has shape [${tensor.shape.join(', ')}], the model's is [${variable.variable.shape.join(', ')}]`);
       }
-      this.assign(tensor.name, decodeTensor(tensor));
+      const values = decodeTensor(tensor);
+      this.local?.addUnreflected(tensor.name, values, snapshot);
+      this.assign(tensor.name, values);
     }
     this.versions[snapshot.shard] = snapshot.version;
     const offsets = this.appliedOffsets[snapshot.shard]!;
     for (const { topic, partition, offset } of snapshot.appliedOffsets) offsets.set(`${topic}:${partition}`, offset);
+    this.local?.prune((key) => this.reflectedOffset(...splitKey(key)));
     this.applied.next(snapshot);
     return true;
   }
@@ -135,7 +142,33 @@ export class Replica implements GradientModel<TrainingSample> {
     return { x, y, w };
   }
 
+  /**
+   * The batch's gradients, summed over its samples. With `updates: 'deltas'` the replica also steps its own optimizer
+   * on their mean and returns the change in weights instead (times the sample count, so that the server's mean is
+   * the change); {@link placeLastStep} then files it under the input offsets it came from.
+   */
   gradients(samples: readonly TrainingSample[]): StepGradients {
+    const computed = this.computeGradients(samples);
+    return this.local ? this.local.step(computed, (name) => this.valuesOf(name), (name, values) => this.assign(name, values)) : computed;
+  }
+
+  /** Deltas mode: the last step's deltas came from `topic[partition]` up to `lastOffset`, in the lane `owner`. */
+  placeLastStep(owner: object, topic: string, partition: number, lastOffset: number): void {
+    this.local?.place(owner, `${topic}:${partition}`, lastOffset);
+  }
+
+  /** Deltas mode: the lane `owner` ended without committing all it made: its deltas not yet in a snapshot are gone. */
+  forgetPending(owner: object): void {
+    this.local?.forget(owner);
+  }
+
+  private valuesOf(name: string): Float32Array {
+    const entry = this.variables.find((v) => v.name === name);
+    if (!entry) throw new RangeError(`no variable named ${name} in the ${this.spec.kind} model`);
+    return Float32Array.from(entry.variable.dataSync() as Float32Array);
+  }
+
+  private computeGradients(samples: readonly TrainingSample[]): StepGradients {
     const { x, y, w } = this.pack(samples);
     const n = samples.length;
     return tf.tidy(() => {
@@ -164,5 +197,81 @@ export class Replica implements GradientModel<TrainingSample> {
   dispose(): void {
     this.applied.complete();
     this.model.dispose();
+  }
+}
+
+function splitKey(key: string): [string, number] {
+  const separator = key.lastIndexOf(':');
+  return [key.slice(0, separator), Number(key.slice(separator + 1))];
+}
+
+/** A local step's change in weights, filed under the input offsets it came from. */
+interface PendingDelta {
+  readonly owner: object;
+  /** `topic:partition` of the input. */
+  readonly key: string;
+  readonly lastOffset: number;
+  readonly deltas: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * A worker that sends deltas trains its replica itself: one optimizer over all its lanes, so the worker is a
+ * sequential learner on what it reads. Its replica is then the newest snapshot plus its own deltas that the snapshot
+ * does not hold yet (they are on their way to the server, or waiting for their checkpoint).
+ */
+class LocalLearner {
+  private readonly slots = new Map<string, Record<string, Float32Array>>();
+  private steps = 0;
+  private pending: PendingDelta[] = [];
+  private last: Map<string, Float32Array> | undefined;
+
+  constructor(private readonly optimizer: Optimizer) {}
+
+  /** Steps the optimizer on the mean gradient; returns the change in weights times the sample count. */
+  step(computed: StepGradients, valuesOf: (name: string) => Float32Array, assign: (name: string, values: Float32Array) => void): StepGradients {
+    const n = computed.sampleCount;
+    this.steps += 1;
+    this.last = new Map();
+    const gradients = computed.gradients.map(({ name, shape, values }) => {
+      const weights = valuesOf(name);
+      const before = Float32Array.from(weights);
+      const mean = values.map((v) => v / n);
+      this.optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, 1);
+      const delta = weights.map((v, i) => v - before[i]!);
+      assign(name, weights);
+      this.last!.set(name, delta);
+      return { name, shape, values: delta.map((d) => d * n) };
+    });
+    return { ...computed, gradients };
+  }
+
+  place(owner: object, key: string, lastOffset: number): void {
+    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last });
+    this.last = undefined;
+  }
+
+  forget(owner: object): void {
+    this.pending = this.pending.filter((entry) => entry.owner !== owner);
+  }
+
+  /** Adds to a snapshot's `values` of `name` the deltas that this snapshot does not reflect yet. */
+  addUnreflected(name: string, values: Float32Array, snapshot: ModelSnapshot): void {
+    const reflected = new Map(snapshot.appliedOffsets.map(({ topic, partition, offset }) => [`${topic}:${partition}`, offset]));
+    for (const entry of this.pending) {
+      const delta = entry.deltas.get(name);
+      if (!delta || entry.lastOffset <= (reflected.get(entry.key) ?? -1)) continue;
+      for (let i = 0; i < values.length; i++) values[i]! += delta[i]!;
+    }
+  }
+
+  /** Drops the deltas every shard's snapshot now holds. */
+  prune(reflectedOffset: (key: string) => number): void {
+    this.pending = this.pending.filter((entry) => entry.lastOffset > reflectedOffset(entry.key));
+  }
+
+  private slotsOf(name: string, size: number): Record<string, Float32Array> {
+    let slots = this.slots.get(name);
+    if (!slots) this.slots.set(name, (slots = Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(size)]))));
+    return slots;
   }
 }

@@ -252,7 +252,7 @@ class Training {
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
       config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
       concatMap((window) => defer(() => this.waitForStaleness(lane, pending)).pipe(map(() => window))),
-      this.trainWindows(pending),
+      this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => this.waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
@@ -260,6 +260,8 @@ class Training {
       // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
       finalize(() => {
         this.lanes.delete(lane);
+        // Deltas it made that were not committed will never reach the server (the next owner trains those records).
+        if (lane.revoked) this.replica.forgetPending(lane);
         if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
       }),
     );
@@ -282,7 +284,7 @@ class Training {
    * letters gathered across gradient batches) would hold back every update after it, while the lane waits for
    * those very updates to show in a snapshot.
    */
-  private trainWindows(pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> {
+  private trainWindows(lane: Lane, pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> {
     const { config, topics, workerId } = this;
     return (windows) =>
       new Observable<Outputs>((subscriber) => {
@@ -299,7 +301,7 @@ class Training {
           return stepped;
         };
         const subscription = windows.subscribe({
-          next: (records) => subscriber.next(this.trainWindow(records, pending, step)),
+          next: (records) => subscriber.next(this.trainWindow(lane, records, pending, step)),
           error: (error: unknown) => subscriber.error(error),
           complete: () => subscriber.complete(),
         });
@@ -311,7 +313,7 @@ class Training {
   }
 
   /** The output of one window: `step` trains its good samples, the rest are dead-lettered. */
-  private trainWindow(records: readonly KafkaRecord[], pending: number[], step: (good: Array<Decoded<TrainingSample>>) => Outputs | undefined): Outputs {
+  private trainWindow(lane: Lane, records: readonly KafkaRecord[], pending: number[], step: (good: Array<Decoded<TrainingSample>>) => Outputs | undefined): Outputs {
     const good: Array<Decoded<TrainingSample>> = [];
     const rejected: Rejected[] = [];
     for (const record of records) {
@@ -321,7 +323,11 @@ class Training {
     }
     const stepped = step(good);
     const messages = [...(stepped?.messages ?? [])];
-    if (stepped) pending.push(stepped.covers[stepped.covers.length - 1]!.last);
+    if (stepped) {
+      const last = stepped.covers[stepped.covers.length - 1]!.last;
+      pending.push(last);
+      this.replica.placeLastStep(lane, lane.topic, lane.partition, last);
+    }
     if (rejected.length > 0) {
       this.deadLettered += rejected.length;
       this.metrics.deadLetters.inc(rejected.length);

@@ -18,10 +18,10 @@ import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 
 /** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */
-const model = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
+export const benchModel = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
 
 function experiment(brokers: string[], inputTopic: string, extra: object = {}): { config: ExperimentConfig; file: string } {
-  const input = { brokers, namespace: `bench-${randomUUID().slice(0, 8)}`, inputTopic, model, batchSize: 256, ...extra };
+  const input = { brokers, namespace: `bench-${randomUUID().slice(0, 8)}`, inputTopic, model: benchModel, batchSize: 256, ...extra };
   const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-bench-')), 'experiment.json');
   writeFileSync(file, JSON.stringify(input));
   return { config: parseExperiment(input), file };
@@ -158,7 +158,7 @@ export async function measureFreshness(kafka: Kafka, brokers: string[], rate: nu
 
 /** Bytes of the ParameterUpdate records (all shards) of one batch of 256, per sample, for each encoding. */
 export async function measureUpdateBytes(): Promise<{ fp32: number; fp16: number; int8: number }> {
-  const replica = new Replica(parseModelSpec(model));
+  const replica = new Replica(parseModelSpec(benchModel));
   const batch: Decoded<TrainingSample>[] = Array.from({ length: 256 }, (_, i) => ({
     value: { deviceId: `d${i}`, eventTime: i, features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))), label: Math.fround(Math.cos(i)), labels: [], weight: 1, attributes: {} },
     record: { topic: 'bench', partition: 0, offset: String(i), key: null, value: null, timestamp: String(Date.now()), headers: {} },

@@ -1,4 +1,4 @@
-import type { ModelSpec } from '../common/model.js';
+import type { ModelSpec } from './model.js';
 
 /** The optimizer part of a model spec. */
 export type OptimizerSpec = ModelSpec['optimizer'];
@@ -69,4 +69,17 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
         },
       };
   }
+}
+
+/** With `updates: 'deltas'` the server adds each update (a worker's change in weights, scaled by the staleness policy). */
+const addDeltas: Optimizer = {
+  slots: [],
+  apply(weights, delta, _slots, _step, scale) {
+    for (let i = 0; i < weights.length; i++) weights[i]! += scale * delta[i]!;
+  },
+};
+
+/** The optimizer a parameter-server shard runs: the model's own on gradients, or the sum of deltas. */
+export function serverOptimizer(spec: ModelSpec): Optimizer {
+  return spec.updates === 'deltas' ? addDeltas : createOptimizer(spec.optimizer);
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { createOptimizer, type OptimizerSpec } from '../../../pipeline/server/optimizers.js';
+import { createOptimizer, type OptimizerSpec } from '../../../pipeline/common/optimizers.js';
 import { parseModelSpec } from '../../../pipeline/common/model.js';
 
 /** 30 steps of the server's optimizer and of TF.js' own on the same gradients; the weights must agree. */

@@ -1,0 +1,172 @@
+/**
+ * Model quality against a sequential learner (issue 14): the same pre-filled topic of simulated telemetry trained by
+ * `streamgrad replay --sync` (one update at a time, each on the weights of the one before: a sequential learner) and by
+ * `streamgrad run` with 1 and 2 worker processes; each model's mean loss on a holdout drawn from the same simulator,
+ * and the staleness of every gradient the server applied, measured from the committed updates.
+ *
+ * Standalone: `npx tsx test/bench/quality.ts [--quick]` (KAFKA_BROKERS, else the infra/ broker); also part of
+ * `npm run bench`.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Kafka } from 'kafkajs';
+import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
+import { ConsoleDisplay } from '../../pipeline/common/console.js';
+import { latestSnapshots } from '../../pipeline/common/modelStore.js';
+import { percentile } from '../../pipeline/common/percentile.js';
+import { readTopic } from '../../pipeline/common/readTopic.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
+import { runReplay } from '../../pipeline/commands/replay.js';
+import { seededRandom, simulatedReading, type SimulatorOptions } from '../../pipeline/commands/simulator.js';
+import { runExperiment } from '../../pipeline/commands/supervisor.js';
+import { Replica } from '../../pipeline/worker/replica.js';
+import { codecFor, type TrainingSample } from '../../schemas/index.js';
+import { benchModel, pipelineSettings } from './pipelineRate.js';
+import { median } from './stats.js';
+
+/** The simulated fleet: readings 10 ms apart in event time, so the topic spans many simulated days. */
+const fleet: SimulatorOptions = { devices: 200, ratePerSecond: 1, seed: 11, dayMs: 60_000, dropoutRate: 0 };
+const t0 = 1_790_000_000_000;
+const readingEveryMs = 10;
+const partitions = 4;
+
+/** Reading `i` of the stream (the topic's readings, or with another seed the holdout's). */
+function reading(i: number, random: () => number): TrainingSample {
+  return simulatedReading(i % fleet.devices, t0 + i * readingEveryMs, random, fleet, t0);
+}
+
+async function fillSimulated(kafka: Kafka, topic: string, total: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] });
+  await admin.disconnect();
+  const codec = codecFor('TrainingSample');
+  const random = seededRandom(fleet.seed);
+  const producer = kafka.producer({ idempotent: true });
+  await producer.connect();
+  for (let start = 0; start < total; start += 5_000) {
+    const messages = Array.from({ length: Math.min(5_000, total - start) }, (_, k) => {
+      const sample = reading(start + k, random);
+      return { key: sample.deviceId, value: codec.encode(sample) };
+    });
+    await producer.send({ topic, messages, acks: -1 });
+  }
+  await producer.disconnect();
+}
+
+/** The newest model of `namespace`: its mean loss per sample on `holdout`. */
+async function holdoutLoss(kafka: Kafka, config: ExperimentConfig, holdout: readonly TrainingSample[]): Promise<number> {
+  const replica = new Replica(config.model);
+  try {
+    const snapshots = await latestSnapshots(kafka, config.namespace);
+    if (snapshots.size < config.model.shards) throw new Error(`${config.namespace}: snapshots of ${snapshots.size} of ${config.model.shards} shards`);
+    for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
+    let sum = 0;
+    for (let start = 0; start < holdout.length; start += 1_000) sum += replica.lossSum(holdout.slice(start, start + 1_000));
+    return sum / holdout.length;
+  } finally {
+    replica.dispose();
+  }
+}
+
+/**
+ * The staleness of every applied gradient: the server's version when it took the update in (the number of update
+ * records of the shard before it) minus the version the worker computed it on. Updates without samples (dead-letter
+ * counts) are left out.
+ */
+async function stalenessOf(kafka: Kafka, namespace: string): Promise<number[]> {
+  const codec = codecFor('ParameterUpdate');
+  const taken = new Map<number, number>();
+  const staleness: number[] = [];
+  await readTopic(kafka, topicsOf(namespace).updates, (record) => {
+    const version = taken.get(record.partition) ?? 0;
+    taken.set(record.partition, version + 1);
+    const update = codec.decode(record.value, record);
+    if (update.ok && update.value.sampleCount > 0) staleness.push(version - update.value.baseVersion);
+  });
+  return staleness;
+}
+
+function experiment(brokers: string[], inputTopic: string): { config: ExperimentConfig; file: string } {
+  // QUALITY_SETTINGS and QUALITY_MODEL (JSON) override experiment and model settings, for trying remedies.
+  const input = { brokers, namespace: `quality-${randomUUID().slice(0, 8)}`, inputTopic, model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object) }, batchSize: 256, ...pipelineSettings, ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object) };
+  const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-quality-')), 'experiment.json');
+  writeFileSync(file, JSON.stringify(input));
+  return { config: parseExperiment(input), file };
+}
+
+/** `streamgrad run` with `workers` worker processes until every shard accounts for `total` samples. */
+async function trainWithRun(config: ExperimentConfig, file: string, workers: number, total: number): Promise<void> {
+  let resolve: () => void = () => {};
+  const accounted = new Promise<void>((r) => (resolve = r));
+  await runExperiment({
+    configFile: file,
+    config,
+    workers,
+    display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined),
+    until: accounted,
+    progressIntervalMs: 250,
+    onReport: (report) => {
+      if (report.shards.length === config.model.shards && report.shards.every((s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered >= total)) resolve();
+    },
+  });
+}
+
+export interface Quality {
+  /** Holdout loss of `run --workers 1` (and 2) over that of `replay --sync`: 1 is as good as the sequential learner. */
+  readonly qualityRatio1: number;
+  readonly qualityRatio2: number;
+  readonly holdoutLoss: { readonly sequential: number; readonly workers1: number; readonly workers2: number };
+  /** p99 and largest staleness of the applied gradients, with 1 and with 2 workers. */
+  readonly stalenessP99: number;
+  readonly staleness: { readonly workers1: { readonly p50: number; readonly p99: number; readonly max: number }; readonly workers2: { readonly p50: number; readonly p99: number; readonly max: number } };
+}
+
+export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
+  const total = options.quick ? 60_000 : 200_000;
+  const topic = `quality-${randomUUID().slice(0, 8)}`;
+  options.log(`quality: filling ${topic} with ${total.toLocaleString('en-US')} simulated readings over ${partitions} partitions …`);
+  await fillSimulated(kafka, topic, total);
+  const holdoutRandom = seededRandom(fleet.seed + 1);
+  // The holdout continues the stream in event time: the model must generalise, not remember.
+  const holdout = Array.from({ length: 20_000 }, (_, k) => reading(total + k, holdoutRandom));
+
+  const sequential = experiment(brokers, topic);
+  options.log('quality: replay --sync (the sequential learner) …');
+  await runReplay({ config: sequential.config, namespace: sequential.config.namespace, sync: true, range: {}, display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined) });
+  const sequentialLoss = await holdoutLoss(kafka, sequential.config, holdout);
+  const loss: Record<number, number> = {};
+  const staleness: Record<number, { p50: number; p99: number; max: number }> = {};
+  for (const workers of [1, 2]) {
+    const run = experiment(brokers, topic);
+    options.log(`quality: run --workers ${workers} …`);
+    await trainWithRun(run.config, run.file, workers, total);
+    loss[workers] = await holdoutLoss(kafka, run.config, holdout);
+    const measured = await stalenessOf(kafka, run.config.namespace);
+    staleness[workers] = { p50: percentile(measured, 50), p99: percentile(measured, 99), max: Math.max(...measured) };
+    options.log(`  holdout loss ${loss[workers]!.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${staleness[workers]!.p50}, p99 ${staleness[workers]!.p99}, max ${staleness[workers]!.max}`);
+  }
+  return {
+    qualityRatio1: loss[1]! / sequentialLoss,
+    qualityRatio2: loss[2]! / sequentialLoss,
+    holdoutLoss: { sequential: sequentialLoss, workers1: loss[1]!, workers2: loss[2]! },
+    stalenessP99: median([staleness[1]!.p99, staleness[2]!.p99]),
+    staleness: { workers1: staleness[1]!, workers2: staleness[2]! },
+  };
+}
+
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { acquireTestBroker } = await import('../support/broker.js');
+  const { createKafka } = await import('../../pipeline/common/kafkaClient.js');
+  const broker = await acquireTestBroker();
+  const brokers = broker.brokers.split(',');
+  try {
+    const quality = await measureQuality(createKafka({ clientId: 'streamgrad-quality', brokers }), brokers, { quick: process.argv.includes('--quick'), log: (line) => console.error(`[bench] ${line}`) });
+    console.log(JSON.stringify(quality, null, 2));
+  } finally {
+    await broker.stop();
+  }
+}
