@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
-import type { TrainingSample } from '../../../schemas/index.js';
+import { encodeTensor, type ModelSnapshot, type TrainingSample } from '../../../schemas/index.js';
 
 // A float64 forward pass written out by hand for each model kind, to check tfjs' float32 gradients
 // against central finite differences.
@@ -187,6 +187,46 @@ describe('Replica gradients', () => {
     expect(load.sort((x, y) => x - y)).toEqual([1024 + 64 + 64 + 64 + 1, 4096]);
     a.dispose();
     b.dispose();
+  });
+
+  it('with updates: deltas, steps its own optimizer and keeps its deltas on top of snapshots until they reflect them', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 3, updates: 'deltas', optimizer: { kind: 'adam', learningRate: 0.1 } });
+    const replica = new Replica(spec);
+    const reference = new Replica({ ...spec, updates: 'gradients' });
+    const initial = replica.weights();
+    const snapshot = (version: number, weights: ReturnType<Replica['weights']>, reflected: number): ModelSnapshot => ({
+      namespace: 'ns', shard: 0, shardCount: 1, version, modelConfig: '{}', tensors: weights.map((w) => encodeTensor(w.name, w.shape, w.values, 'FP32')), optimizerState: [],
+      samplesApplied: 0, updatesApplied: 0, updatesDroppedStale: 0, samplesDroppedStale: 0, deadLettered: 0, lossSum: 0,
+      appliedOffsets: reflected < 0 ? [] : [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {},
+    });
+    const samples = randomSamples(spec, 8, 3);
+    const step = replica.gradients(samples);
+    // The update carries the change in weights, times the sample count.
+    const stepped = replica.weights();
+    stepped.forEach((w, i) => w.values.forEach((v, k) => expect(step.gradients[i]!.values[k]! / 8).toBeCloseTo(v - initial[i]!.values[k]!, 6)));
+    // Its own first step equals Adam's first step on the mean gradient: the learning rate times the gradient's sign.
+    const gradient = reference.gradients(samples).gradients;
+    stepped.forEach((w, i) => w.values.forEach((v, k) => expect(v - initial[i]!.values[k]!).toBeCloseTo(-0.1 * Math.sign(gradient[i]!.values[k]!), 3)));
+    replica.placeLastStep(replica, 't', 0, 7);
+
+    // A snapshot from before the step (the server has not taken it in): the replica keeps its own step on top.
+    expect(replica.applySnapshot(snapshot(1, initial, -1))).toBe(true);
+    replica.weights().forEach((w, i) => w.values.forEach((v, k) => expect(v).toBeCloseTo(stepped[i]!.values[k]!, 6)));
+    // The snapshot that holds it: the replica is the snapshot, and the delta is not added again by later snapshots.
+    const moved = stepped.map((w) => ({ ...w, values: w.values.map((v) => v + 1) }));
+    replica.applySnapshot(snapshot(2, moved, 7));
+    replica.applySnapshot(snapshot(3, moved, 7));
+    replica.weights().forEach((w, i) => expect([...w.values]).toEqual([...moved[i]!.values]));
+
+    // A lane that ended with steps not committed: they are forgotten.
+    const owner = {};
+    replica.gradients(samples);
+    replica.placeLastStep(owner, 't', 0, 15);
+    replica.forgetPending(owner);
+    replica.applySnapshot(snapshot(4, moved, 7));
+    replica.weights().forEach((w, i) => expect([...w.values]).toEqual([...moved[i]!.values]));
+    replica.dispose();
+    reference.dispose();
   });
 
   it('names a bad spec field', () => {
