@@ -35,7 +35,7 @@ const common = {
    * worker steps the optimizer on its own replica (one sequential learner over its lanes) and sends the change in
    * weights, which the server adds; a worker's replica is the newest snapshot plus its own deltas not yet in it.
    */
-  updates: z.enum(['gradients', 'deltas']).default('gradients'),
+  updates: z.enum(['gradients', 'deltas']).default('deltas'),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

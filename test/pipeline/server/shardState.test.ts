@@ -5,7 +5,7 @@ import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../.
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
 function shard(optimizer: ModelSpecInput['optimizer']): ShardState {
-  return ShardState.initial('ns', 0, parseModelSpec({ kind: 'linear', features: 2, optimizer }), weights);
+  return ShardState.initial('ns', 0, parseModelSpec({ kind: 'linear', features: 2, updates: 'gradients', optimizer }), weights);
 }
 function update(gradientSum: number[], sampleCount: number, baseVersion = 0, offset = 0): ParameterUpdate {
   return {

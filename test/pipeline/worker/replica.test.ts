@@ -134,7 +134,7 @@ describe('Replica gradients', () => {
   });
 
   it.each(kinds)('%s: match central finite differences of a float64 reference within 1e-3', (_, input) => {
-    const spec = parseModelSpec(input);
+    const spec = parseModelSpec({ ...input, updates: 'gradients' });
     const replica = new Replica(spec);
     const samples = randomSamples(spec, 12, spec.seed + 100);
     const { gradients, lossSum: tfLoss, sampleCount } = replica.gradients(samples);
