@@ -5,6 +5,7 @@ import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, fillTopic, measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
+import { measureQuality, type Quality } from './quality.js';
 import { measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings } from './pipelineRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
@@ -36,6 +37,7 @@ const broker = await acquireTestBroker();
 const brokers = broker.brokers.split(',');
 const kafka = createKafka({ clientId: 'streamgrad-bench', brokers });
 const results: Record<string, unknown> = {};
+let quality: Quality | undefined;
 // The broker's process, for its CPU share (the infra/ broker only).
 const brokerPid = broker.source === 'infra' ? Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim()) : undefined;
 try {
@@ -70,6 +72,7 @@ try {
   const half = Math.round(median(one) / 2);
   log(`freshness at half of pipelineRate1 (${half} samples/s), simulator + 1 server + 1 worker process …`);
   Object.assign(results, await measureFreshness(kafka, brokers, half, quick ? 20 : 45));
+  quality = await measureQuality(kafka, brokers, { quick, log });
 } finally {
   await broker.stop();
 }
@@ -100,9 +103,12 @@ const report = {
   freshnessP99Ms: results.freshnessP99Ms,
   workerRssPeakMb: results.workerRssPeakMb,
   updateBytesPerSample,
+  qualityRatio1: quality?.qualityRatio1,
+  qualityRatio2: quality?.qualityRatio2,
+  stalenessP99: quality?.stalenessP99,
   backend,
   ratios,
-  details: { samples: total, runs, ...results, stepRateRuns: step.stepRateRuns, decodeRateRuns: decode },
+  details: { samples: total, runs, ...results, stepRateRuns: step.stepRateRuns, decodeRateRuns: decode, quality },
 };
 mkdirSync('bench-results', { recursive: true });
 writeFileSync('bench-results/latest.json', `${JSON.stringify(report, null, 2)}\n`);
@@ -126,6 +132,8 @@ const table = `
 | freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
 | workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
 | updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
+| qualityRatio1 / qualityRatio2 (holdout loss of run with 1 / 2 workers over replay --sync) | ${r(quality!.qualityRatio1)} / ${r(quality!.qualityRatio2)} | ≤ 1.25 each: ${met(quality!.qualityRatio1 <= 1.25)} / ${met(quality!.qualityRatio2 <= 1.25)} |
+| stalenessP99 (versions, 2 workers; with 1 worker) | ${n(quality!.stalenessP99)} (${n(quality!.staleness.workers1.p99)}) | |
 | backend | ${backend} | |
 | pipelineRate1 / min(rawConsumeRate, stepRate) | ${r(ratios.pipeline1OverLimit)} | ≥ 0.8: ${met(ratios.pipeline1OverLimit >= 0.8)} |
 | pipelineRate2 / pipelineRate1 | ${r(ratios.pipeline2OverPipeline1)} | ≥ 1.6: ${met(ratios.pipeline2OverPipeline1 >= 1.6)} |
