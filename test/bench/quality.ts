@@ -121,6 +121,8 @@ export interface Quality {
   readonly holdoutLoss: { readonly sequential: number; readonly workers1: number; readonly workers2: number };
   /** The p99 staleness of the applied updates with 2 workers. */
   readonly stalenessP99: number;
+  /** Samples/s of each run, from launch until every shard accounted for the topic. */
+  readonly samplesPerSecond: { readonly workers1: number; readonly workers2: number };
   readonly staleness: { readonly workers1: { readonly p50: number; readonly p99: number; readonly max: number }; readonly workers2: { readonly p50: number; readonly p99: number; readonly max: number } };
 }
 
@@ -139,14 +141,17 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
   const sequentialLoss = await holdoutLoss(kafka, sequential.config, holdout);
   const loss: Record<number, number> = {};
   const staleness: Record<number, { p50: number; p99: number; max: number }> = {};
+  const rate: Record<number, number> = {};
   for (const workers of [1, 2]) {
     const run = experiment(brokers, topic);
     options.log(`quality: run --workers ${workers} …`);
+    const started = Date.now();
     await trainWithRun(run.config, run.file, workers, total);
+    rate[workers] = (total * 1000) / (Date.now() - started);
     loss[workers] = await holdoutLoss(kafka, run.config, holdout);
     const measured = await stalenessOf(kafka, run.config.namespace);
     staleness[workers] = { p50: percentile(measured, 50), p99: percentile(measured, 99), max: Math.max(...measured) };
-    options.log(`  holdout loss ${loss[workers]!.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${staleness[workers]!.p50}, p99 ${staleness[workers]!.p99}, max ${staleness[workers]!.max}`);
+    options.log(`  holdout loss ${loss[workers]!.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${staleness[workers]!.p50}, p99 ${staleness[workers]!.p99}, max ${staleness[workers]!.max}; ${Math.round(rate[workers]!)} samples/s from launch`);
   }
   return {
     qualityRatio1: loss[1]! / sequentialLoss,
@@ -154,6 +159,7 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
     holdoutLoss: { sequential: sequentialLoss, workers1: loss[1]!, workers2: loss[2]! },
     stalenessP99: staleness[2]!.p99,
     staleness: { workers1: staleness[1]!, workers2: staleness[2]! },
+    samplesPerSecond: { workers1: rate[1]!, workers2: rate[2]! },
   };
 }
 
