@@ -5,7 +5,7 @@
  * and the staleness of every gradient the server applied, measured from the committed updates.
  *
  * Standalone: `npx tsx test/bench/quality.ts [--quick]` (KAFKA_BROKERS, else the infra/ broker); also part of
- * `npm run bench`.
+ * `npm run bench`. The experiment is the benchmark model with every other setting at its default.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,8 @@ import { seededRandom, simulatedReading, type SimulatorOptions } from '../../pip
 import { runExperiment } from '../../pipeline/commands/supervisor.js';
 import { Replica } from '../../pipeline/worker/replica.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
-import { benchModel, pipelineSettings } from './pipelineRate.js';
+import { benchModel } from './pipelineRate.js';
+import { median } from './stats.js';
 
 /** The simulated fleet: readings 10 ms apart in event time, so the topic spans many simulated days. */
 const fleet: SimulatorOptions = { devices: 200, ratePerSecond: 1, seed: 11, dayMs: 60_000, dropoutRate: 0 };
@@ -91,7 +92,7 @@ async function stalenessOf(kafka: Kafka, namespace: string): Promise<number[]> {
 
 function experiment(brokers: string[], inputTopic: string): { config: ExperimentConfig; file: string } {
   // QUALITY_SETTINGS and QUALITY_MODEL (JSON) override experiment and model settings, for trying remedies.
-  const input = { brokers, namespace: `quality-${randomUUID().slice(0, 8)}`, inputTopic, model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object) }, batchSize: 256, ...pipelineSettings, ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object) };
+  const input = { brokers, namespace: `quality-${randomUUID().slice(0, 8)}`, inputTopic, model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object) }, batchSize: 256, ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object) };
   const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-quality-')), 'experiment.json');
   writeFileSync(file, JSON.stringify(input));
   return { config: parseExperiment(input), file };
@@ -115,7 +116,7 @@ async function trainWithRun(config: ExperimentConfig, file: string, workers: num
 }
 
 export interface Quality {
-  /** Holdout loss of `run --workers 1` (and 2) over that of `replay --sync`: 1 is as good as the sequential learner. */
+  /** Holdout loss of `run --workers 1` (and 2; medians of 3 runs, 1 with --quick) over that of `replay --sync`: 1 is as good as the sequential learner. */
   readonly qualityRatio1: number;
   readonly qualityRatio2: number;
   readonly holdoutLoss: { readonly sequential: number; readonly workers1: number; readonly workers2: number };
@@ -124,6 +125,15 @@ export interface Quality {
   /** Samples/s of each run, from launch until every shard accounted for the topic. */
   readonly samplesPerSecond: { readonly workers1: number; readonly workers2: number };
   readonly staleness: { readonly workers1: { readonly p50: number; readonly p99: number; readonly max: number }; readonly workers2: { readonly p50: number; readonly p99: number; readonly max: number } };
+}
+
+/** One `run` with `workers` workers over the topic: its holdout loss, samples/s from launch, and the staleness of its updates. */
+async function measureRun(kafka: Kafka, brokers: string[], topic: string, workers: number, total: number, holdout: readonly TrainingSample[]): Promise<{ loss: number; rate: number; staleness: number[] }> {
+  const run = experiment(brokers, topic);
+  const started = Date.now();
+  await trainWithRun(run.config, run.file, workers, total);
+  const rate = (total * 1000) / (Date.now() - started);
+  return { loss: await holdoutLoss(kafka, run.config, holdout), rate, staleness: await stalenessOf(kafka, run.config.namespace) };
 }
 
 export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
@@ -142,16 +152,20 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
   const loss: Record<number, number> = {};
   const staleness: Record<number, { p50: number; p99: number; max: number }> = {};
   const rate: Record<number, number> = {};
+  // A run's final model depends on how its lanes interleaved: the median of several runs, and every run's staleness.
+  const runs = options.quick ? 1 : 3;
   for (const workers of [1, 2]) {
-    const run = experiment(brokers, topic);
-    options.log(`quality: run --workers ${workers} …`);
-    const started = Date.now();
-    await trainWithRun(run.config, run.file, workers, total);
-    rate[workers] = (total * 1000) / (Date.now() - started);
-    loss[workers] = await holdoutLoss(kafka, run.config, holdout);
-    const measured = await stalenessOf(kafka, run.config.namespace);
-    staleness[workers] = { p50: percentile(measured, 50), p99: percentile(measured, 99), max: Math.max(...measured) };
-    options.log(`  holdout loss ${loss[workers]!.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${staleness[workers]!.p50}, p99 ${staleness[workers]!.p99}, max ${staleness[workers]!.max}; ${Math.round(rate[workers]!)} samples/s from launch`);
+    const measured = { loss: [] as number[], rate: [] as number[], staleness: [] as number[] };
+    for (let attempt = 0; attempt < runs; attempt++) {
+      const run = await measureRun(kafka, brokers, topic, workers, total, holdout);
+      measured.loss.push(run.loss);
+      measured.rate.push(run.rate);
+      measured.staleness.push(...run.staleness);
+      options.log(`  run --workers ${workers}: holdout loss ${run.loss.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${percentile(run.staleness, 50)}, p99 ${percentile(run.staleness, 99)}; ${Math.round(run.rate)} samples/s from launch`);
+    }
+    loss[workers] = median(measured.loss);
+    rate[workers] = median(measured.rate);
+    staleness[workers] = { p50: percentile(measured.staleness, 50), p99: percentile(measured.staleness, 99), max: Math.max(...measured.staleness) };
   }
   return {
     qualityRatio1: loss[1]! / sequentialLoss,
