@@ -72,6 +72,8 @@ export class ShardState {
    * once, so a range at or below it is a repeat: refused, whatever upstream let it through.
    */
   private readonly lastTaken = new Map<string, number>();
+  /** `updatesApplied` at each recent version, for staleness. */
+  private readonly appliedAt = new AppliedAt();
   /** Appended-at times (the oldest sample of each) of the updates taken in since the last snapshot, for freshness. */
   private pendingAppendTimes: number[] = [];
 
@@ -138,6 +140,7 @@ export class ShardState {
    * the version by one, so versions strictly increase from snapshot to snapshot.
    */
   take(update: ParameterUpdate, staleness: StalenessPolicy, clipNorm: number | undefined, maxAbsGradient = defaultMaxAbsGradient): TakeResult {
+    this.appliedAt.remember(this.version, this.updatesApplied);
     const checked = this.check(update, maxAbsGradient);
     if ('reason' in checked) {
       // An update of this shard refused for its values (not a repeat, nor another shard's or namespace's) is taken in
@@ -233,9 +236,14 @@ export class ShardState {
     return times;
   }
 
-  /** How many versions behind the shard an update was computed: the server's version minus its base version. */
+  /**
+   * How many updates changed the shard's weights since the version an update was computed on. Only applied updates
+   * count: a dead-letter count, a refused or a dropped update raises the version but leaves the weights. A base
+   * version from before the shard's restore (or from before the versions it remembers) counts from there.
+   */
   stalenessOf(update: ParameterUpdate): number {
-    return Math.max(0, this.version - update.baseVersion);
+    this.appliedAt.remember(this.version, this.updatesApplied);
+    return Math.max(0, this.updatesApplied - this.appliedAt.at(update.baseVersion, this.updatesApplied));
   }
 
   /**
@@ -269,5 +277,27 @@ export class ShardState {
       samplesRefused: this.samplesRefused,
       refusedByReason: { ...this.refusedByReason },
     };
+  }
+}
+
+/** How many versions {@link AppliedAt} remembers: staleness beyond it counts from the oldest it has. */
+const rememberedVersions = 4_096;
+
+/** A shard's `updatesApplied` at each of its last versions. */
+class AppliedAt {
+  private readonly counts = new Map<number, number>();
+
+  remember(version: number, updatesApplied: number): void {
+    if (this.counts.has(version)) return;
+    this.counts.set(version, updatesApplied);
+    if (this.counts.size > rememberedVersions) this.counts.delete(this.counts.keys().next().value!);
+  }
+
+  /** `updatesApplied` at `version`; the oldest remembered for an older one, `current` for one not reached yet. */
+  at(version: number, current: number): number {
+    const exact = this.counts.get(version);
+    if (exact !== undefined) return exact;
+    const [oldestVersion, oldestCount] = this.counts.entries().next().value ?? [Number.POSITIVE_INFINITY, current];
+    return version < oldestVersion ? oldestCount : current;
   }
 }

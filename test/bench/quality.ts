@@ -73,19 +73,23 @@ async function holdoutLoss(kafka: Kafka, config: ExperimentConfig, holdout: read
 }
 
 /**
- * The staleness of every applied gradient: the server's version when it took the update in (the number of update
- * records of the shard before it) minus the version the worker computed it on. Updates without samples (dead-letter
- * counts) are left out.
+ * The staleness of every update with samples, as the server counts it: how many updates with samples the shard took
+ * in between the version the update was computed on and its own (the version counts every update record; dead-letter
+ * counts leave the weights as they were).
  */
 async function stalenessOf(kafka: Kafka, namespace: string): Promise<number[]> {
   const codec = codecFor('ParameterUpdate');
-  const taken = new Map<number, number>();
+  // Per shard: at version v (v update records taken in), how many of them had samples.
+  const withSamplesAt = new Map<number, number[]>();
   const staleness: number[] = [];
   await readTopic(kafka, topicsOf(namespace).updates, (record) => {
-    const version = taken.get(record.partition) ?? 0;
-    taken.set(record.partition, version + 1);
+    const counts = withSamplesAt.get(record.partition) ?? [0];
+    withSamplesAt.set(record.partition, counts);
+    const now = counts[counts.length - 1]!;
     const update = codec.decode(record.value, record);
-    if (update.ok && update.value.sampleCount > 0) staleness.push(version - update.value.baseVersion);
+    const hasSamples = update.ok && update.value.sampleCount > 0;
+    if (hasSamples) staleness.push(now - (counts[update.value.baseVersion] ?? now));
+    counts.push(now + (hasSamples ? 1 : 0));
   });
   return staleness;
 }

@@ -58,18 +58,33 @@ describe('ShardState', () => {
   });
 
   it('scales or drops stale updates, counts drops, and raises the version for every update', () => {
+    // Three updates applied (zero gradients, so the weights stay put), then one computed on version 0: staleness 3.
     const scaled = shard({ kind: 'sgd', learningRate: 1 });
-    scaled.version = 3;
-    scaled.take(update([1, 0], 1, 0), { policy: 'scale', bound: 0 }, undefined);
+    for (let i = 0; i < 3; i++) scaled.take(update([0, 0], 1, i, i), apply, undefined);
+    expect(scaled.stalenessOf(update([1, 0], 1, 0, 3))).toBe(3);
+    scaled.take(update([1, 0], 1, 0, 3), { policy: 'scale', bound: 0 }, undefined);
     expect(valuesOf(scaled)[0]).toBeCloseTo(1 - 1 / 4, 6);
 
     const dropping = shard({ kind: 'sgd', learningRate: 1 });
-    dropping.version = 2;
-    expect(dropping.take(update([1, 0], 8, 0), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'dropped' });
-    expect(dropping.take(update([1, 0], 8, 2, 8), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'applied' });
+    for (let i = 0; i < 2; i++) dropping.take(update([0, 0], 1, i, 100 + i), apply, undefined);
+    expect(dropping.take(update([1, 0], 8, 0, 102), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'dropped' });
+    expect(dropping.take(update([1, 0], 8, 3, 110), { policy: 'drop', bound: 1 }, undefined)).toMatchObject({ outcome: 'applied' });
     expect({ version: dropping.version, updatesDroppedStale: dropping.updatesDroppedStale, samplesDroppedStale: dropping.samplesDroppedStale, samplesApplied: dropping.samplesApplied }).toEqual({
-      version: 4, updatesDroppedStale: 1, samplesDroppedStale: 8, samplesApplied: 8,
+      version: 4, updatesDroppedStale: 1, samplesDroppedStale: 8, samplesApplied: 10,
     });
+  });
+
+  it('counts only the updates that changed the weights as staleness: dead-letter counts, refused and dropped updates do not', () => {
+    const state = shard({ kind: 'sgd', learningRate: 1 });
+    state.take(update([0, 0], 1, 0, 0), apply, undefined);
+    state.take({ ...update([0, 0], 1, 1, 1), sampleCount: 0, tensors: [], deadLettered: 3 }, apply, undefined);
+    state.take(update([0, 0], 1, 2, 0), apply, undefined);
+    state.take(update([0, 0], 1, 3, 2), { policy: 'drop', bound: -1 }, undefined);
+    expect(state.version).toBe(4);
+    expect({ outcomes: [state.updatesApplied, state.deadLettered, state.updatesRefused, state.updatesDroppedStale] }).toEqual({ outcomes: [1, 3, 1, 1] });
+    // Computed on version 0: one update (the first) changed the weights since.
+    expect(state.stalenessOf(update([0, 0], 1, 0, 9))).toBe(1);
+    expect(state.stalenessOf(update([0, 0], 1, 4, 9))).toBe(0);
   });
 
   it('restores weights, optimizer slots, version and counters from its snapshot exactly', () => {
