@@ -1,8 +1,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ExperimentConfig } from '../../pipeline/common/config.js';
 import { latestSnapshots as latestOf, readSnapshots } from '../../pipeline/common/modelStore.js';
-import type { ModelSnapshot } from '../../schemas/index.js';
+import { startParameterServer } from '../../pipeline/server/parameterServer.js';
+import { startWorker } from '../../pipeline/worker/worker.js';
+import { decodeTensor, type ModelSnapshot } from '../../schemas/index.js';
 import { waitFor } from './childProcess.js';
 import type { KafkaFixture } from './kafka.js';
 
@@ -26,6 +29,23 @@ export async function waitForShards(kafka: KafkaFixture, namespace: string, shar
   }, timeoutMs, 300).catch((error: Error) => {
     throw new Error(`${error.message}; last counters: ${counters || 'no snapshot yet'}`);
   });
+}
+
+/**
+ * Trains `config` with a parameter server and a worker in this process until every shard has applied `total`
+ * samples, stops both, and returns the newest weights by variable name.
+ */
+export async function trainInProcess(kafka: KafkaFixture, config: ExperimentConfig, total: number): Promise<Map<string, Float32Array>> {
+  const server = await startParameterServer(config, { log: () => {} });
+  const worker = await startWorker(config, { log: () => {} });
+  try {
+    await waitForShards(kafka, config.namespace, config.model.shards, `every record applied in all ${config.model.shards} shards`, (s) => s.samplesApplied === total, 120_000);
+  } finally {
+    worker.stop();
+    server.stop();
+    await Promise.all([worker.done, server.done]);
+  }
+  return new Map([...(await latestSnapshots(kafka, config.namespace)).values()].flatMap((snapshot) => snapshot.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
 }
 
 /** Writes an experiment configuration to a fresh temporary file, for `streamgrad <command> --config`. */

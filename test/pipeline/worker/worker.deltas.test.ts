@@ -1,13 +1,10 @@
 import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../../pipeline/common/config.js';
 import { selectBackend } from '../../../pipeline/common/backend.js';
-import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
-import { startWorker } from '../../../pipeline/worker/worker.js';
-import { codecFor, decodeTensor, type TrainingSample } from '../../../schemas/index.js';
-import { waitFor } from '../../support/childProcess.js';
+import { codecFor, type TrainingSample } from '../../../schemas/index.js';
 import { kafkaTest as test } from '../../support/kafka.js';
-import { latestSnapshots } from '../../support/snapshots.js';
+import { trainInProcess } from '../../support/snapshots.js';
 
 const sample = (i: number): TrainingSample => {
   const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
@@ -31,19 +28,7 @@ describe('worker with updates: deltas', () => {
       sync: true,
       server: { snapshotEveryUpdates: 1 },
     });
-    const server = await startParameterServer(config, { log: () => {} });
-    const worker = await startWorker(config, { log: () => {} });
-    try {
-      await waitFor('every record applied in both shards', async () => {
-        const latest = await latestSnapshots(kafka, namespace);
-        return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
-      }, 120_000, 200);
-    } finally {
-      worker.stop();
-      server.stop();
-      await Promise.all([worker.done, server.done]);
-    }
-    const served = new Map([...(await latestSnapshots(kafka, namespace)).values()].flatMap((snapshot) => snapshot.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
+    const served = await trainInProcess(kafka, config, total);
 
     // The same model, stepped by its own optimizer on the same batches in order, with no Kafka and no server.
     await selectBackend({ backend: 'wasm' });
