@@ -50,7 +50,8 @@ async function fillSimulated(kafka: Kafka, topic: string, total: number): Promis
   for (let start = 0; start < total; start += 5_000) {
     const messages = Array.from({ length: Math.min(5_000, total - start) }, (_, k) => {
       const sample = reading(start + k, random);
-      return { key: sample.deviceId, value: codec.encode(sample) };
+      // QUALITY_SPREAD=1: every partition gets readings of every device (round robin), instead of each device's own partition.
+      return { key: sample.deviceId, value: codec.encode(sample), ...(process.env.QUALITY_SPREAD === '1' ? { partition: (start + k) % partitions } : {}) };
     });
     await producer.send({ topic, messages, acks: -1 });
   }
