@@ -8,7 +8,8 @@ export interface SampleLimits {
   readonly featureCount: number;
   /**
    * How many targets the model has. 1 (the default): `label` must be set, or
-   * `labels` must hold exactly one value. More: `labels` must hold that many.
+   * `labels` must hold exactly one value. More: `labels` must hold that many,
+   * or `label` is a class index (0 to the count − 1) and `labels` is empty.
    * 0: unlabelled samples are fine, and labels are only checked to be finite.
    */
   readonly labelCount?: number;
@@ -52,10 +53,15 @@ export function checkSample(sample: TrainingSample, limits: SampleLimits, origin
   if (labelCount === 1 && sample.label === null && sample.labels.length !== 1) {
     return new BadRecordError('LABEL', origin, `device '${sample.deviceId}' sent no label; the model needs one`);
   }
-  if (labelCount > 1 && sample.labels.length !== labelCount) {
-    return new BadRecordError('LABEL', origin, `device '${sample.deviceId}' sent ${sample.labels.length} labels, the model needs ${labelCount}`);
+  if (labelCount > 1 && sample.labels.length !== labelCount && !isClassIndex(sample, labelCount)) {
+    return new BadRecordError('LABEL', origin, `device '${sample.deviceId}' sent ${sample.labels.length} labels and label ${sample.label}; the model needs ${labelCount} labels, or a class index from 0 to ${labelCount - 1} as label`);
   }
   return undefined;
+}
+
+/** A sample of a model with several outputs that names its class by index (`label`) instead of one-hot `labels`. */
+export function isClassIndex(sample: Pick<TrainingSample, 'label' | 'labels'>, labelCount: number): boolean {
+  return sample.labels.length === 0 && sample.label !== null && Number.isInteger(sample.label) && sample.label >= 0 && sample.label < labelCount;
 }
 
 /** Options of a {@link SampleDecoder}: the framing of the input topic and what the model accepts. */

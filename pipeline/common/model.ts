@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { validateOptions } from '../../operators/validateOptions.js';
 
 const activation = z.enum(['linear', 'relu', 'tanh', 'sigmoid', 'elu']);
+/** An output layer may also be a softmax over the classes (categorical cross-entropy by default). */
+const outputActivation = z.enum(['linear', 'relu', 'tanh', 'sigmoid', 'elu', 'softmax']);
 
 const optimizer = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sgd'), learningRate: z.number().positive() }),
@@ -54,7 +56,7 @@ export const modelSpecSchema = z.discriminatedUnion('kind', [
     kind: z.literal('mlp'),
     ...common,
     layers: z.array(z.object({ units: z.number().int().positive(), activation: activation.default('relu'), dropout: z.number().min(0).lt(1).default(0) })).min(1),
-    outputActivation: activation.default('linear'),
+    outputActivation: outputActivation.default('linear'),
   }),
   z.object({
     kind: z.literal('timeseries'),
@@ -64,7 +66,7 @@ export const modelSpecSchema = z.discriminatedUnion('kind', [
     cell: z.enum(['conv1d', 'lstm']),
     units: z.number().int().positive().default(16),
     kernelSize: z.number().int().positive().default(3),
-    outputActivation: activation.default('linear'),
+    outputActivation: outputActivation.default('linear'),
   }),
 ]);
 
@@ -85,6 +87,7 @@ export function parseModelSpec(spec: unknown): ModelSpec {
 export function lossOf(spec: ModelSpec): LossName {
   if (spec.loss) return spec.loss;
   if (spec.kind === 'logistic') return spec.outputs > 1 ? 'categoricalCrossentropy' : 'binaryCrossentropy';
+  if ((spec.kind === 'mlp' || spec.kind === 'timeseries') && spec.outputActivation === 'softmax') return 'categoricalCrossentropy';
   return 'mse';
 }
 

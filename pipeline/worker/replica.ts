@@ -136,6 +136,7 @@ export class Replica implements GradientModel<TrainingSample> {
       }
       writeModelInput(this.spec, sample.features, x, i * this.sampleSize);
       if (sample.labels.length === outputs) y.set(sample.labels, i * outputs);
+      else if (outputs > 1) y[i * outputs + (sample.label ?? 0)] = 1; // a class index: one-hot
       else y[i * outputs] = sample.label ?? 0;
       w[i] = sample.weight;
     });

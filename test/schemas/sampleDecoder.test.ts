@@ -48,6 +48,18 @@ describe('SampleDecoder', () => {
     expect(unlabelled.ok).toBe(true);
   });
 
+  it('takes a class index as label for a model with several outputs: a whole number below the class count', () => {
+    const fiveClasses = new SampleDecoder({ featureCount: 16, labelCount: 5 });
+    const raw = codecFor('TrainingSample');
+    const codeFor = (label: number) => {
+      const result = fiveClasses.decode(raw.encode(sample16({ label, labels: [] })));
+      return result.ok ? 'OK' : result.error.code;
+    };
+    expect([0, 4, 5, -1, 2.5].map(codeFor)).toEqual(['OK', 'OK', 'LABEL', 'LABEL', 'LABEL']);
+    const wrong = fiveClasses.decode(raw.encode(sample16({ label: 7, labels: [] })));
+    expect(wrong.ok ? '' : wrong.error.message).toMatch(/needs 5 labels, or a class index from 0 to 4 as label/);
+  });
+
   it('decodes bad bytes to typed errors, never a throw', () => {
     expect(samples.decode(Buffer.from('not avro at all'), origin)).toMatchObject({ ok: false, error: { code: 'BAD_MAGIC_BYTE' } });
     expect(samples.decode(Buffer.from([0, 0, 0, 0, 5, 0xff, 0xff]), origin)).toMatchObject({ ok: false, error: { code: 'DECODE' } });

@@ -18,7 +18,8 @@ const act = {
 } as const;
 type Activation = keyof typeof act;
 
-function dense(x: number[], params: Params, layer: string, activation: Activation): number[] {
+function dense(x: number[], params: Params, layer: string, activation: Activation | 'softmax'): number[] {
+  if (activation === 'softmax') return softmax(dense(x, params, layer, 'linear'));
   const { shape, values: kernel } = params.get(`${layer}/kernel`)!;
   const bias = params.get(`${layer}/bias`)!.values;
   const [inputs, units] = shape as [number, number];
@@ -124,6 +125,7 @@ const kinds: Array<[string, ModelSpecInput]> = [
   ['logistic regression, binary', { kind: 'logistic', features: 5, seed: 2 }],
   ['logistic regression, 3 classes', { kind: 'logistic', features: 5, outputs: 3, seed: 3 }],
   ['MLP (tanh, sigmoid, elu)', { kind: 'mlp', features: 4, seed: 4, layers: [{ units: 6, activation: 'tanh' }, { units: 5, activation: 'sigmoid' }, { units: 3, activation: 'elu' }] }],
+  ['MLP, softmax over 5 classes', { kind: 'mlp', features: 4, outputs: 5, seed: 6, layers: [{ units: 6, activation: 'tanh' }], outputActivation: 'softmax' }],
   ['time series, Conv1D', { kind: 'timeseries', cell: 'conv1d', features: 2, window: 5, units: 3, kernelSize: 2, seed: 5 }],
   ['time series, LSTM', { kind: 'timeseries', cell: 'lstm', features: 2, window: 4, units: 3, seed: 6 }],
 ];

@@ -1,0 +1,70 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect } from 'vitest';
+import { exportModel, registerFileSystem } from '../../../pipeline/commands/export.js';
+import { selectBackend } from '../../../pipeline/common/backend.js';
+import { parseExperiment } from '../../../pipeline/common/config.js';
+import { latestSnapshots } from '../../../pipeline/common/modelStore.js';
+import { Replica } from '../../../pipeline/worker/replica.js';
+import { codecFor, type TrainingSample } from '../../../schemas/index.js';
+import { kafkaTest as test } from '../../support/kafka.js';
+import { trainInProcess } from '../../support/snapshots.js';
+
+const classes = 5;
+const features = 4;
+/** Class c: a Gaussian blob around a centre of its own (well apart), sd 0.5. */
+function blob(i: number, seed: number): TrainingSample & { readonly klass: number } {
+  let state = (i + 1) * 2_654_435_761 + seed;
+  const uniform = () => ((state = (state * 1_103_515_245 + 12_345) % 2 ** 31) + 0.5) / 2 ** 31;
+  const normal = () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const klass = i % classes;
+  const centre = Array.from({ length: features }, (_, f) => 3 * Math.cos((2 * Math.PI * (klass + f * 0.37)) / classes) * (f % 2 === 0 ? 1 : -1));
+  const x = centre.map((c) => Math.fround(c + 0.5 * normal()));
+  // Half the samples name their class by index, half one-hot.
+  const oneHot = Array.from({ length: classes }, (_, c) => (c === klass ? 1 : 0));
+  return { klass, deviceId: `d${i % 7}`, eventTime: i, features: x, label: i % 2 === 0 ? klass : null, labels: i % 2 === 0 ? [] : oneHot, weight: 1, attributes: {} };
+}
+
+const argmax = (row: ArrayLike<number>) => Array.from(row).reduce((best, v, i, all) => (v > all[best]! ? i : best), 0);
+
+describe('multi-class', () => {
+  for (const model of [
+    { kind: 'logistic', features, outputs: classes },
+    { kind: 'mlp', features, outputs: classes, layers: [{ units: 16, activation: 'tanh' }], outputActivation: 'softmax' },
+  ]) {
+    test(`a ${model.kind} softmax over ${classes} classes, labels by index and one-hot, trains through Kafka to ≥ 95% holdout accuracy and exports a model that predicts the same classes`, async ({ kafka }) => {
+      const total = 3_000;
+      const input = await kafka.createTopic({ partitions: 1, prefix: 'classes' });
+      const samples = codecFor('TrainingSample');
+      await kafka.produce(input, total, (i) => ({ value: samples.encode(blob(i, 1)) }));
+      const config = parseExperiment({ brokers: kafka.brokers, namespace: `classes-${input}`, inputTopic: input, model: { ...model, shards: 2, optimizer: { kind: 'adam', learningRate: 0.05 } }, batchSize: 50, sync: true, server: { snapshotEveryUpdates: 1 } });
+      await trainInProcess(kafka, config, total);
+
+      await selectBackend({ backend: 'wasm' });
+      const replica = new Replica(config.model);
+      const snapshots = await latestSnapshots(kafka.kafka, config.namespace);
+      for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
+      const holdout = Array.from({ length: 1_000 }, (_, i) => blob(i, 99));
+      const x = tf.tensor2d(holdout.map((s) => s.features));
+      const predicted = tf.tidy(() => (replica.model.predict(x) as tf.Tensor).arraySync() as number[][]);
+      const accuracy = holdout.filter((s, i) => argmax(predicted[i]!) === s.klass).length / holdout.length;
+      expect(accuracy).toBeGreaterThanOrEqual(0.95);
+      // Mean log-loss of the true class: well below a uniform guess's ln 5 = 1.61.
+      const logLoss = -holdout.reduce((sum, s, i) => sum + Math.log(Math.max(predicted[i]![s.klass]!, 1e-7)), 0) / holdout.length;
+      expect(logLoss).toBeLessThan(0.3);
+
+      const out = mkdtempSync(join(tmpdir(), 'streamgrad-classes-'));
+      const { modelJson } = await exportModel(config.model, snapshots, out);
+      registerFileSystem();
+      const exported = await tf.loadLayersModel(pathToFileURL(modelJson).href);
+      const exportedPredictions = tf.tidy(() => (exported.predict(x) as tf.Tensor).arraySync() as number[][]);
+      expect(exportedPredictions.map(argmax)).toEqual(predicted.map(argmax));
+      exported.dispose();
+      x.dispose();
+      replica.dispose();
+    }, 300_000);
+  }
+});
