@@ -14,6 +14,7 @@ import { addReplayCommand } from './cli/replay.js';
 import { addScaleCommand } from './cli/scale.js';
 import { addStatusCommand } from './cli/status.js';
 import { addAuditCommand } from './cli/audit.js';
+import { addEvaluateCommand } from './cli/evaluate.js';
 import { addExportCommand } from './cli/export.js';
 import { addWorkerCommand } from './cli/worker.js';
 import { addPsCommand } from './cli/ps.js';
@@ -38,6 +39,7 @@ export function buildCli(): Command {
   addScaleCommand(program);
   addStatusCommand(program);
   addAuditCommand(program);
+  addEvaluateCommand(program);
   addExportCommand(program);
   addWorkerCommand(program);
   addPsCommand(program);

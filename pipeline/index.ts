@@ -5,6 +5,7 @@ export { BackendError, BrokerUnreachableError, NamespaceError, SnapshotDecodeErr
 export { loadExperiment, parseExperiment, experimentSchema, type ExperimentConfig } from './common/config.js';
 export { exportModel, registerFileSystem, quantizationErrorBound, type ExportResult, type Quantization } from './commands/export.js';
 export { latestSnapshots, modelHash, readSnapshots } from './common/modelStore.js';
+export { evaluateModel, formatEvaluation, type Evaluation } from './commands/evaluate.js';
 export { runReplay, type ReplayOptions, type ReplayRange, type ReplaySummary } from './commands/replay.js';
 export { StatusReader, formatStatus, progressLine, type PartitionStatus, type ShardStatus, type StatusReport } from './commands/status.js';
 export { runExperiment, type RunOptions, type RunSummary } from './commands/supervisor.js';

@@ -186,6 +186,13 @@ export class Replica implements GradientModel<TrainingSample> {
     });
   }
 
+  /** The model's outputs for `samples` under the current weights (n × outputs), with their targets and weights. */
+  predict(samples: readonly TrainingSample[]): { predicted: Float32Array; target: Float32Array; weight: Float32Array } {
+    const { x, y, w } = this.pack(samples);
+    const predicted = tf.tidy(() => (this.model.apply(tf.tensor(x, [samples.length, ...inputShapeOf(this.spec)])) as tf.Tensor).dataSync() as Float32Array);
+    return { predicted, target: y, weight: w };
+  }
+
   /** The summed loss of `samples` under the current weights, without gradients. */
   lossSum(samples: readonly TrainingSample[]): number {
     const { x, y, w } = this.pack(samples);

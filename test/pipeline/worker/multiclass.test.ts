@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect } from 'vitest';
+import { evaluateModel } from '../../../pipeline/commands/evaluate.js';
 import { exportModel, registerFileSystem } from '../../../pipeline/commands/export.js';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseExperiment } from '../../../pipeline/common/config.js';
@@ -55,6 +56,13 @@ describe('multi-class', () => {
       // Mean log-loss of the true class: well below a uniform guess's ln 5 = 1.61.
       const logLoss = -holdout.reduce((sum, s, i) => sum + Math.log(Math.max(predicted[i]![s.klass]!, 1e-7)), 0) / holdout.length;
       expect(logLoss).toBeLessThan(0.3);
+      // streamgrad evaluate, on the same holdout written to a topic, finds the same figures.
+      const holdoutTopic = await kafka.createTopic({ partitions: 2, prefix: 'holdout' });
+      await kafka.produce(holdoutTopic, holdout.length, (i) => ({ value: samples.encode(holdout[i]!) }));
+      const evaluation = await evaluateModel(kafka.kafka, config, holdoutTopic);
+      expect(evaluation).toMatchObject({ samples: holdout.length, skipped: {}, accuracy });
+      expect(evaluation.logLoss).toBeCloseTo(logLoss, 4);
+      expect(evaluation.mae).toBeUndefined();
 
       const out = mkdtempSync(join(tmpdir(), 'streamgrad-classes-'));
       const { modelJson } = await exportModel(config.model, snapshots, out);

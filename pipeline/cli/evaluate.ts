@@ -1,0 +1,30 @@
+import type { Command } from 'commander';
+import { ConfigError } from '../../schemas/errors.js';
+import { evaluateModel, formatEvaluation } from '../commands/evaluate.js';
+import { assertReachable, createKafka } from '../common/kafkaClient.js';
+import { configOption, example, experimentIn } from './options.js';
+
+async function evaluateCommand(options: { config: string; topic: string; namespace?: string; json?: boolean }): Promise<void> {
+  const config = experimentIn(options.config, options.namespace);
+  await assertReachable(config.brokers);
+  const kafka = createKafka({ clientId: `streamgrad-evaluate-${process.pid}`, brokers: config.brokers });
+  const admin = kafka.admin();
+  await admin.connect();
+  const existing = await admin.listTopics().finally(() => admin.disconnect());
+  if (!existing.includes(options.topic)) throw new ConfigError('--topic', `topic '${options.topic}' does not exist on the broker`);
+  const evaluation = await evaluateModel(kafka, config, options.topic, (line) => console.error(`[evaluate] ${line}`));
+  console.log(options.json ? JSON.stringify(evaluation) : formatEvaluation(evaluation));
+}
+
+/** `streamgrad evaluate`. */
+export function addEvaluateCommand(program: Command): void {
+  program
+    .command('evaluate')
+    .description('score the newest model of the namespace on a topic of labelled samples (a holdout): its loss, and MAE and RMSE for regression or accuracy and log-loss for a classifier')
+    .addOption(configOption())
+    .requiredOption('-t, --topic <topic>', 'the topic of TrainingSamples to score on, in the experiment\'s input framing')
+    .option('--namespace <ns>', 'another namespace than the config\'s (a replay\'s, say)')
+    .option('--json', 'print JSON')
+    .addHelpText('after', example('  streamgrad evaluate --config examples/iot.yaml --topic iot.holdout'))
+    .action(evaluateCommand);
+}

@@ -1,0 +1,138 @@
+import type { Kafka } from 'kafkajs';
+import { SampleDecoder } from '../../schemas/sampleDecoder.js';
+import type { TrainingSample } from '../../schemas/types.js';
+import type { ExperimentConfig } from '../common/config.js';
+import { formatCount as count } from '../common/console.js';
+import { NamespaceError } from '../common/errors.js';
+import { lossOf, sampleLengthOf } from '../common/model.js';
+import { latestSnapshots } from '../common/modelStore.js';
+import { readTopic } from '../common/readTopic.js';
+import { Replica } from '../worker/replica.js';
+
+/** How the newest model of a namespace scores on a topic of labelled samples. */
+export interface Evaluation {
+  readonly namespace: string;
+  readonly topic: string;
+  /** The snapshot version of each shard that the weights come from. */
+  readonly versions: readonly number[];
+  readonly samples: number;
+  /** Records that are not samples the model can score (undecodable, wrong feature count, no label, …), by reason. */
+  readonly skipped: Readonly<Record<string, number>>;
+  /** Mean training loss per sample (weighted by the samples' weights), as the workers compute it. */
+  readonly loss: number;
+  /** Regression: mean absolute and root mean squared error over every output. */
+  readonly mae?: number;
+  readonly rmse?: number;
+  /** Classification: the share of samples whose most likely class is the true one, and the mean log-loss. */
+  readonly accuracy?: number;
+  readonly logLoss?: number;
+}
+
+/** Samples scored per forward pass. */
+const batchSize = 1_000;
+const epsilon = 1e-7;
+
+/** Running sums of the metrics over the batches of a topic. */
+class Scores {
+  samples = 0;
+  weightSum = 0;
+  lossSum = 0;
+  absoluteSum = 0;
+  squaredSum = 0;
+  correct = 0;
+  logLossSum = 0;
+
+  constructor(
+    private readonly replica: Replica,
+    private readonly classifier: boolean,
+  ) {}
+
+  add(batch: readonly TrainingSample[]): void {
+    const { replica } = this;
+    const outputs = replica.spec.outputs;
+    const { predicted, target, weight } = replica.predict(batch);
+    this.lossSum += replica.lossSum(batch);
+    for (let i = 0; i < batch.length; i++) {
+      this.samples += 1;
+      this.weightSum += weight[i]!;
+      const row = predicted.subarray(i * outputs, (i + 1) * outputs);
+      const truth = target.subarray(i * outputs, (i + 1) * outputs);
+      if (this.classifier) this.addClassified(row, truth);
+      else this.addRegressed(row, truth);
+    }
+  }
+
+  private addRegressed(row: Float32Array, truth: Float32Array): void {
+    for (let k = 0; k < row.length; k++) {
+      const error = row[k]! - truth[k]!;
+      this.absoluteSum += Math.abs(error);
+      this.squaredSum += error * error;
+    }
+  }
+
+  private addClassified(row: Float32Array, truth: Float32Array): void {
+    if (row.length === 1) {
+      const p = Math.min(1 - epsilon, Math.max(epsilon, row[0]!));
+      if ((p >= 0.5 ? 1 : 0) === Math.round(truth[0]!)) this.correct += 1;
+      this.logLossSum -= truth[0]! * Math.log(p) + (1 - truth[0]!) * Math.log(1 - p);
+      return;
+    }
+    const klass = truth.indexOf(Math.max(...truth));
+    if (row.indexOf(Math.max(...row)) === klass) this.correct += 1;
+    this.logLossSum -= Math.log(Math.max(epsilon, row[klass]!));
+  }
+}
+
+/**
+ * Scores the newest committed model of `config.namespace` on every record of `topic` (its end as of the start): the
+ * loss it trains with, and MAE and RMSE for regression or accuracy and log-loss for a classifier (a `logistic` model,
+ * or a cross-entropy loss).
+ */
+export async function evaluateModel(kafka: Kafka, config: ExperimentConfig, topic: string, log: (line: string) => void = () => {}): Promise<Evaluation> {
+  const snapshots = await latestSnapshots(kafka, config.namespace);
+  if (snapshots.size < config.model.shards) throw new NamespaceError(config.namespace, `${config.namespace}.model has snapshots of ${snapshots.size} of ${config.model.shards} shards; train first`);
+  const replica = new Replica(config.model);
+  try {
+    for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
+    const scores = new Scores(replica, lossOf(config.model) !== 'mse');
+    const decoder = new SampleDecoder({ featureCount: sampleLengthOf(config.model), labelCount: config.model.outputs, ...config.input });
+    const skipped: Record<string, number> = {};
+    let batch: TrainingSample[] = [];
+    await readTopic(kafka, topic, (record) => {
+      const decoded = decoder.decode(record.value, record);
+      if (!decoded.ok) skipped[decoded.error.code] = (skipped[decoded.error.code] ?? 0) + 1;
+      else batch.push(decoded.value);
+      if (batch.length < batchSize) return;
+      scores.add(batch);
+      batch = [];
+      if (scores.samples % 50_000 === 0) log(`${count(scores.samples)} samples scored`);
+    });
+    if (batch.length > 0) scores.add(batch);
+    return report(config, topic, [...snapshots.values()].sort((a, b) => a.shard - b.shard).map((s) => s.version), scores, skipped);
+  } finally {
+    replica.dispose();
+  }
+}
+
+function report(config: ExperimentConfig, topic: string, versions: number[], scores: Scores, skipped: Record<string, number>): Evaluation {
+  const { samples } = scores;
+  const values = samples * config.model.outputs;
+  const base = { namespace: config.namespace, topic, versions, samples, skipped, loss: scores.lossSum / Math.max(scores.weightSum, Number.MIN_VALUE) };
+  if (lossOf(config.model) !== 'mse') return { ...base, accuracy: scores.correct / samples, logLoss: scores.logLossSum / samples };
+  return { ...base, mae: scores.absoluteSum / values, rmse: Math.sqrt(scores.squaredSum / values) };
+}
+
+/** The evaluation as lines for a terminal. */
+export function formatEvaluation(evaluation: Evaluation): string {
+  const metric = (name: string, value: number | undefined) => (value === undefined ? [] : [`${name.padEnd(10)}  ${value.toFixed(6)}`]);
+  const skipped = Object.entries(evaluation.skipped).map(([code, n]) => `${count(n)} ${code}`).join(', ');
+  return [
+    `namespace   ${evaluation.namespace} (versions ${evaluation.versions.join('/')})`,
+    `topic       ${evaluation.topic}: ${count(evaluation.samples)} samples scored${skipped ? `, skipped ${skipped}` : ''}`,
+    ...metric('loss', evaluation.loss),
+    ...metric('mae', evaluation.mae),
+    ...metric('rmse', evaluation.rmse),
+    ...metric('accuracy', evaluation.accuracy),
+    ...metric('log-loss', evaluation.logLoss),
+  ].join('\n');
+}
