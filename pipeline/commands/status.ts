@@ -50,7 +50,10 @@ export interface StatusReport {
   readonly at: number;
   readonly partitions: readonly PartitionStatus[];
   readonly shards: readonly ShardStatus[];
-  /** Mean loss per sample: since the previous reading when there is one and samples moved, else over the whole run. */
+  /**
+   * Mean loss per sample (each computed before the sample was trained on): since the previous reading when samples
+   * moved; when none did, the previous reading's; over the whole run at the first reading.
+   */
   readonly loss: number | undefined;
   readonly lag: number;
   /** Input records dead-lettered, as the snapshots count them (exactly once; `<ns>.dlq` also holds transaction markers and aborted writes). */
@@ -199,7 +202,9 @@ export class StatusReader {
     const first = shards[0];
     const before = previous?.shards[0];
     const moved = first && before ? first.samplesApplied - before.samplesApplied : 0;
-    const loss = first && before && moved > 0 ? (first.lossSum - before.lossSum) / moved : first && first.samplesApplied > 0 ? first.lossSum / first.samplesApplied : undefined;
+    // Between readings where no sample moved (training idle or done), the last recent loss stands.
+    const wholeRun = first && first.samplesApplied > 0 ? first.lossSum / first.samplesApplied : undefined;
+    const loss = first && before && moved > 0 ? (first.lossSum - before.lossSum) / moved : (previous?.loss ?? wholeRun);
     const report: StatusReport = {
       namespace,
       inputTopic,

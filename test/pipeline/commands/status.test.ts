@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, progressLine, type ShardStatus, type StatusReport } from '../../../pipeline/commands/status.js';
+import { formatStatus, progressLine, StatusReader, type ShardStatus, type StatusReport } from '../../../pipeline/commands/status.js';
+import { parseModelSpec } from '../../../pipeline/common/model.js';
+import { ensureNamespaceTopics, topicsOf } from '../../../pipeline/common/topics.js';
+import { ShardState } from '../../../pipeline/server/shardState.js';
+import { codecFor } from '../../../schemas/index.js';
+import { kafkaTest } from '../../support/kafka.js';
 
 const shard = (id: number, refused = 0): ShardStatus => ({
   shard: id, version: 120, samplesApplied: 12_345, updatesDroppedStale: 0, samplesDroppedStale: 0, deadLettered: 3,
@@ -27,6 +32,33 @@ describe('status display', () => {
     for (const text of [formatStatus(bad), progressLine(bad)]) {
       expect(text).toContain('ERROR: 4 updates refused (ABSURD 4; 64 samples not learnt; see <namespace>.ps.dlq)');
       expect(text).toContain('ERROR: cannot decode the snapshot at iot.model[1]@7');
+    }
+  });
+});
+
+describe('StatusReader', () => {
+  kafkaTest('reports the loss since the previous reading, and keeps it while no sample moves instead of falling back to the whole run', async ({ kafka }) => {
+    const input = await kafka.createTopic({ partitions: 1, prefix: 'status-input' });
+    const namespace = `status-${input}`;
+    await ensureNamespaceTopics(kafka.admin, namespace, 1);
+    const state = ShardState.initial(namespace, 0, parseModelSpec({ kind: 'linear', features: 1 }), [{ name: 'linear/kernel', shape: [1, 1], values: Float32Array.of(0) }]);
+    const codec = codecFor('ModelSnapshot');
+    const publish = async (version: number, samplesApplied: number, lossSum: number) => {
+      Object.assign(state, { version, samplesApplied, lossSum });
+      await kafka.produce(topicsOf(namespace).model, 1, () => ({ key: '0', partition: 0, value: codec.encode(state.snapshot(Date.now(), 1, [], version)) }));
+    };
+    const reader = new StatusReader(kafka.kafka, { namespace, inputTopic: input });
+    await reader.start();
+    try {
+      await publish(1, 100, 50);
+      await reader.catchUp();
+      expect((await reader.read()).loss).toBeCloseTo(0.5, 9);
+      await publish(2, 200, 60);
+      await reader.catchUp();
+      expect((await reader.read()).loss).toBeCloseTo(0.1, 9);
+      expect((await reader.read()).loss).toBeCloseTo(0.1, 9);
+    } finally {
+      await reader.stop();
     }
   });
 });
