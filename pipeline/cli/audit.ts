@@ -1,20 +1,15 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../schemas/errors.js';
 import { NamespaceError } from '../common/errors.js';
-import { assertReachable, createKafka } from '../common/kafkaClient.js';
 import { auditNamespace, formatAudit } from '../commands/audit.js';
 import { topicsOf } from '../common/topics.js';
-import { configOption, example, experimentIn } from './options.js';
+import { configOption, connectTo, example, experimentIn } from './options.js';
 
 async function auditCommand(options: { config: string; namespace?: string; json?: boolean }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-audit-${process.pid}`, brokers: config.brokers });
-  const admin = kafka.admin();
-  await admin.connect();
-  const existing = await admin.listTopics().finally(() => admin.disconnect());
-  if (!existing.includes(topicsOf(config.namespace).updates)) throw new NamespaceError(config.namespace, `${topicsOf(config.namespace).updates} does not exist`);
-  if (!existing.includes(config.inputTopic)) throw new ConfigError('inputTopic', `topic '${config.inputTopic}' does not exist on the broker`);
+  const { kafka, topics: existing } = await connectTo(config, 'audit');
+  if (!existing.has(topicsOf(config.namespace).updates)) throw new NamespaceError(config.namespace, `${topicsOf(config.namespace).updates} does not exist`);
+  if (!existing.has(config.inputTopic)) throw new ConfigError('inputTopic', `topic '${config.inputTopic}' does not exist on the broker`);
   const report = await auditNamespace({ kafka, namespace: config.namespace, inputTopic: config.inputTopic, log: (line) => console.error(`[audit] ${line}`) });
   console.log(options.json ? JSON.stringify(report) : formatAudit(report));
   process.exitCode = report.ok ? 0 : 1;

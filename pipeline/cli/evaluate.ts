@@ -1,17 +1,15 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../schemas/errors.js';
 import { evaluateModel, formatEvaluation } from '../commands/evaluate.js';
-import { assertReachable, createKafka } from '../common/kafkaClient.js';
-import { configOption, example, experimentIn } from './options.js';
+import { selectBackend } from '../common/backend.js';
+import { assertModelTopic, configOption, connectTo, example, experimentIn } from './options.js';
 
 async function evaluateCommand(options: { config: string; topic: string; namespace?: string; json?: boolean }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-evaluate-${process.pid}`, brokers: config.brokers });
-  const admin = kafka.admin();
-  await admin.connect();
-  const existing = await admin.listTopics().finally(() => admin.disconnect());
-  if (!existing.includes(options.topic)) throw new ConfigError('--topic', `topic '${options.topic}' does not exist on the broker`);
+  const { kafka, topics } = await connectTo(config, 'evaluate');
+  if (!topics.has(options.topic)) throw new ConfigError('--topic', `topic '${options.topic}' does not exist on the broker`);
+  assertModelTopic(config, topics);
+  await selectBackend({ backend: config.backend });
   const evaluation = await evaluateModel(kafka, config, options.topic, (line) => console.error(`[evaluate] ${line}`));
   console.log(options.json ? JSON.stringify(evaluation) : formatEvaluation(evaluation));
 }

@@ -5,10 +5,9 @@ import { ConfigError } from '../../schemas/errors.js';
 import { NamespaceError } from '../common/errors.js';
 import { formatCount as count } from '../common/console.js';
 import { exportModel, type Quantization } from '../commands/export.js';
-import { assertReachable, createKafka } from '../common/kafkaClient.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { selectBackend } from '../common/backend.js';
-import { configOption, example, experimentIn } from './options.js';
+import { assertModelTopic, configOption, connectTo, example, experimentIn } from './options.js';
 
 /** Makes `dir` (and its parents) and checks it takes files, before any work is done for it. */
 function assertWritableDirectory(dir: string, option: string): void {
@@ -26,13 +25,8 @@ function assertWritableDirectory(dir: string, option: string): void {
 async function exportCommand(options: { config: string; namespace?: string; out: string; quantize?: Quantization }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
   assertWritableDirectory(options.out, '--out');
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-export-${process.pid}`, brokers: config.brokers });
-  const admin = kafka.admin();
-  await admin.connect();
-  const exists = (await admin.listTopics()).includes(`${config.namespace}.model`);
-  await admin.disconnect();
-  if (!exists) throw new NamespaceError(config.namespace, `no topic ${config.namespace}.model on the broker`);
+  const { kafka, topics } = await connectTo(config, 'export');
+  assertModelTopic(config, topics);
   const snapshots = await latestSnapshots(kafka, config.namespace);
   if (snapshots.size < config.model.shards) throw new NamespaceError(config.namespace, `${config.namespace}.model has snapshots of ${snapshots.size} of ${config.model.shards} shards; train longer first`);
   await selectBackend({ backend: config.backend });
