@@ -8,7 +8,7 @@ import { testBrokers } from '../../support/kafka.js';
 describe('streamgrad demo', () => {
   it('streams simulated telemetry through the broker, trains with live progress, stops cleanly, prints a summary and exports the model', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'streamgrad-demo-test-')), 'model');
-    const demo = spawnTs(cliPath, ['demo', '--duration', '15', '--rate', '2000', '--devices', '50', '--workers', '1', '--out', out], { env: { KAFKA_BROKERS: testBrokers().join(',') }, quiet: true });
+    const demo = spawnTs(cliPath, ['demo', '--duration', '25', '--rate', '2000', '--devices', '50', '--workers', '1', '--out', out], { env: { KAFKA_BROKERS: testBrokers().join(',') }, quiet: true });
     const code = await demo.exited;
     const output = demo.errors.join('\n');
     expect(code, output).toBe(0);
