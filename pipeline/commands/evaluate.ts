@@ -7,7 +7,7 @@ import { NamespaceError } from '../common/errors.js';
 import { lossOf, sampleLengthOf } from '../common/model.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
-import { Replica } from '../worker/replica.js';
+import { probabilityEpsilon, Replica } from '../worker/replica.js';
 
 /** How the newest model of a namespace scores on a topic of labelled samples. */
 export interface Evaluation {
@@ -30,7 +30,6 @@ export interface Evaluation {
 
 /** Samples scored per forward pass. */
 const batchSize = 1_000;
-const epsilon = 1e-7;
 
 /** Running sums of the metrics over the batches of a topic. */
 class Scores {
@@ -72,14 +71,14 @@ class Scores {
 
   private addClassified(row: Float32Array, truth: Float32Array): void {
     if (row.length === 1) {
-      const p = Math.min(1 - epsilon, Math.max(epsilon, row[0]!));
+      const p = Math.min(1 - probabilityEpsilon, Math.max(probabilityEpsilon, row[0]!));
       if ((p >= 0.5 ? 1 : 0) === Math.round(truth[0]!)) this.correct += 1;
       this.logLossSum -= truth[0]! * Math.log(p) + (1 - truth[0]!) * Math.log(1 - p);
       return;
     }
     const klass = truth.indexOf(Math.max(...truth));
     if (row.indexOf(Math.max(...row)) === klass) this.correct += 1;
-    this.logLossSum -= Math.log(Math.max(epsilon, row[klass]!));
+    this.logLossSum -= Math.log(Math.max(probabilityEpsilon, row[klass]!));
   }
 }
 

@@ -4,12 +4,13 @@ import type { GradientModel, StepGradients } from '../../operators/gradientStep.
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
 import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
+import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer } from '../common/optimizers.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
-// tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log.
-const epsilon = 1e-7;
+/** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
+export const probabilityEpsilon = 1e-7;
 
 /** Per-sample losses, shape [batch]: mean squared error over the outputs, or cross-entropy. */
 function perSampleLoss(loss: LossName, predicted: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
@@ -17,11 +18,11 @@ function perSampleLoss(loss: LossName, predicted: tf.Tensor, target: tf.Tensor):
     case 'mse':
       return tf.mean(tf.squaredDifference(predicted, target), -1) as tf.Tensor1D;
     case 'binaryCrossentropy': {
-      const p = tf.clipByValue(predicted, epsilon, 1 - epsilon);
+      const p = tf.clipByValue(predicted, probabilityEpsilon, 1 - probabilityEpsilon);
       return tf.neg(tf.mean(tf.add(tf.mul(target, tf.log(p)), tf.mul(tf.sub(1, target), tf.log(tf.sub(1, p)))), -1)) as tf.Tensor1D;
     }
     case 'categoricalCrossentropy': {
-      const p = tf.clipByValue(predicted, epsilon, 1 - epsilon);
+      const p = tf.clipByValue(predicted, probabilityEpsilon, 1 - probabilityEpsilon);
       return tf.neg(tf.sum(tf.mul(target, tf.log(p)), -1)) as tf.Tensor1D;
     }
   }
@@ -99,6 +100,8 @@ export class Replica implements GradientModel<TrainingSample> {
       throw new SnapshotMismatchError(snapshot, `shard ${snapshot.shard} is outside the model's ${this.shardCount} shards`);
     }
     if (snapshot.version <= this.baseVersion(snapshot.shard) && snapshot.version !== 0) return false;
+    // Input partition (`topic:partition`) → the last offset this snapshot accounts for.
+    const reflected = new Map(snapshot.appliedOffsets.map(({ topic, partition, offset }) => [laneKey(topic, partition), offset]));
     for (const tensor of snapshot.tensors) {
       const variable = this.variables.find((v) => v.name === tensor.name);
       if (!variable) throw new SnapshotMismatchError(snapshot, `it has a tensor '${tensor.name}' that the ${this.spec.kind} model does not`);
@@ -106,21 +109,25 @@ export class Replica implements GradientModel<TrainingSample> {
         throw new SnapshotMismatchError(snapshot, `tensor '${tensor.name}' has shape [${tensor.shape.join(', ')}], the model's is [${variable.variable.shape.join(', ')}]`);
       }
       const values = decodeTensor(tensor);
-      this.local?.addUnreflected(tensor.name, values, snapshot);
+      this.local?.addUnreflected(tensor.name, values, reflected);
       this.assign(tensor.name, values);
     }
     this.versions[snapshot.shard] = snapshot.version;
     const offsets = this.appliedOffsets[snapshot.shard]!;
-    for (const { topic, partition, offset } of snapshot.appliedOffsets) offsets.set(`${topic}:${partition}`, offset);
-    this.local?.prune((key) => this.reflectedOffset(...splitKey(key)));
+    for (const [key, offset] of reflected) offsets.set(key, offset);
+    this.local?.prune((key) => this.reflectedBy(key));
     this.applied.next(snapshot);
     return true;
   }
 
   /** The last offset of an input partition that every shard's latest snapshot accounts for, or -1. */
   reflectedOffset(topic: string, partition: number): number {
+    return this.reflectedBy(laneKey(topic, partition));
+  }
+
+  private reflectedBy(key: string): number {
     let lowest = Number.POSITIVE_INFINITY;
-    for (const offsets of this.appliedOffsets) lowest = Math.min(lowest, offsets.get(`${topic}:${partition}`) ?? -1);
+    for (const offsets of this.appliedOffsets) lowest = Math.min(lowest, offsets.get(key) ?? -1);
     return lowest;
   }
 
@@ -155,7 +162,7 @@ export class Replica implements GradientModel<TrainingSample> {
 
   /** Deltas mode: the last step's deltas came from `topic[partition]` up to `lastOffset`, in the lane `owner`. */
   placeLastStep(owner: object, topic: string, partition: number, lastOffset: number): void {
-    this.local?.place(owner, `${topic}:${partition}`, lastOffset);
+    this.local?.place(owner, laneKey(topic, partition), lastOffset);
   }
 
   /** Deltas mode: the lane `owner` ended without committing all it made: its deltas not yet in a snapshot are gone. */
@@ -208,11 +215,6 @@ export class Replica implements GradientModel<TrainingSample> {
   }
 }
 
-function splitKey(key: string): [string, number] {
-  const separator = key.lastIndexOf(':');
-  return [key.slice(0, separator), Number(key.slice(separator + 1))];
-}
-
 /** A local step's change in weights, filed under the input offsets it came from. */
 interface PendingDelta {
   readonly owner: object;
@@ -262,9 +264,8 @@ class LocalLearner {
     this.pending = this.pending.filter((entry) => entry.owner !== owner);
   }
 
-  /** Adds to a snapshot's `values` of `name` the deltas that this snapshot does not reflect yet. */
-  addUnreflected(name: string, values: Float32Array, snapshot: ModelSnapshot): void {
-    const reflected = new Map(snapshot.appliedOffsets.map(({ topic, partition, offset }) => [`${topic}:${partition}`, offset]));
+  /** Adds to a snapshot's `values` of `name` the deltas that it does not reflect yet (`reflected`: its last offset per input partition). */
+  addUnreflected(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>): void {
     for (const entry of this.pending) {
       const delta = entry.deltas.get(name);
       if (!delta || entry.lastOffset <= (reflected.get(entry.key) ?? -1)) continue;
