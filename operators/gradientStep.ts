@@ -2,7 +2,7 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { codecFor, type CodecOptions } from '../schemas/codec.js';
 import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
-import type { OffsetRange, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
+import type { FeatureMoments, OffsetRange, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
 import { appendTimes, updateMessages } from './parameterUpdates.js';
@@ -21,6 +21,8 @@ export interface StepGradients {
   /** The sum of the per-sample losses (weighted), before the step. */
   readonly lossSum: number;
   readonly sampleCount: number;
+  /** With `model.normalize`: the moments of the batch's raw features, for shard 0. */
+  readonly featureMoments?: FeatureMoments;
 }
 
 /** A model that can compute gradients: the worker's replica. It must dispose every tensor it makes. */
@@ -118,12 +120,12 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
       const encoder = new ErrorFeedbackEncoder(encoding);
 
       const step = (batch: readonly Decoded<TrainingSample>[]): Outputs => {
-        const { gradients, lossSum, sampleCount } = model.gradients(batch.map((decoded) => decoded.value));
+        const { gradients, lossSum, sampleCount, featureMoments } = model.gradients(batch.map((decoded) => decoded.value));
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
         const covers = recordSpans(batch);
         const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
-        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec);
+        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec, featureMoments);
         return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 

@@ -1,6 +1,6 @@
 import type { Message } from 'kafkajs';
 import type { AvroCodec } from '../schemas/codec.js';
-import type { OffsetRange, ParameterUpdate, Tensor } from '../schemas/types.js';
+import type { FeatureMoments, OffsetRange, ParameterUpdate, Tensor } from '../schemas/types.js';
 
 /** A record keyed and partitioned by its shard: the updates and model topics have one partition per shard. */
 export function shardMessage(shard: number, value: Buffer): Message {
@@ -19,13 +19,23 @@ export function appendTimes(records: Iterable<{ readonly timestamp: string }>): 
   return { firstAppendTime, lastAppendTime };
 }
 
-/** What one batch tells every shard alike: a ParameterUpdate but its shard, base version and tensors. */
-export type UpdateBody = Omit<ParameterUpdate, 'shard' | 'baseVersion' | 'tensors'> & { readonly offsets: OffsetRange[] };
+/** What one batch tells every shard alike: a ParameterUpdate but its shard, base version, tensors and feature moments. */
+export type UpdateBody = Omit<ParameterUpdate, 'shard' | 'baseVersion' | 'tensors' | 'featureMoments'> & { readonly offsets: OffsetRange[] };
 
 /**
  * The one builder of ParameterUpdate records: one per shard, each with that shard's base version and tensors
- * (none for an update that only counts dead letters), encoded and keyed by shard.
+ * (none for an update that only counts dead letters), encoded and keyed by shard. The batch's feature moments, if
+ * any, go to shard 0, which keeps the model's feature scaling.
  */
-export function updateMessages(body: UpdateBody, shardCount: number, baseVersion: (shard: number) => number, tensors: (shard: number) => Tensor[], codec: AvroCodec<ParameterUpdate>): Message[] {
-  return Array.from({ length: shardCount }, (_, shard) => shardMessage(shard, codec.encode({ ...body, shard, baseVersion: baseVersion(shard), tensors: tensors(shard) })));
+export function updateMessages(
+  body: UpdateBody,
+  shardCount: number,
+  baseVersion: (shard: number) => number,
+  tensors: (shard: number) => Tensor[],
+  codec: AvroCodec<ParameterUpdate>,
+  featureMoments: FeatureMoments | null = null,
+): Message[] {
+  return Array.from({ length: shardCount }, (_, shard) =>
+    shardMessage(shard, codec.encode({ ...body, shard, baseVersion: baseVersion(shard), tensors: tensors(shard), featureMoments: shard === 0 ? featureMoments : null })),
+  );
 }

@@ -15,6 +15,7 @@ export const schemaFiles = [
   'tensor.avsc',
   'offset-range.avsc',
   'partition-offset.avsc',
+  'feature-moments.avsc',
   'training-sample.avsc',
   'parameter-update.avsc',
   'model-snapshot.avsc',

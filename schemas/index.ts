@@ -17,6 +17,7 @@ export { SampleDecoder, checkSample, type SampleDecoderOptions, type SampleLimit
 export { decodeTensor, encodeTensor, encodedBytesPerElement, tensorErrorBounds } from './tensorCodec.js';
 export type {
   DeadLetter,
+  FeatureMoments,
   ModelSnapshot,
   OffsetRange,
   ParameterUpdate,

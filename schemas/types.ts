@@ -34,6 +34,13 @@ export interface PartitionOffset {
   offset: number;
 }
 
+/** Per-feature running moments of raw features, merged with Chan's formula. See `feature-moments.avsc`. */
+export interface FeatureMoments {
+  count: number;
+  mean: number[];
+  m2: number[];
+}
+
 /** One IoT reading used for training. See `training-sample.avsc`. */
 export interface TrainingSample {
   deviceId: string;
@@ -63,6 +70,8 @@ export interface ParameterUpdate {
   /** ms since the epoch */
   createdAt: number;
   tensors: Tensor[];
+  /** With model.normalize, on shard 0's update: the raw features' moments over the covered samples. */
+  featureMoments: FeatureMoments | null;
 }
 
 /** One shard's parameters at one version. See `model-snapshot.avsc`. */
@@ -90,6 +99,8 @@ export interface ModelSnapshot {
   samplesRefused: number;
   /** updatesRefused by reason code. */
   refusedByReason: Record<string, number>;
+  /** With model.normalize, on shard 0: the merged moments of every applied sample's raw features. */
+  featureMoments: FeatureMoments | null;
 }
 
 /** An input record that could not be used, with the reason. See `dead-letter.avsc`. */

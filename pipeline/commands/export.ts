@@ -58,7 +58,8 @@ function quantize(spec: WeightSpec, values: Float32Array, how: Quantization): { 
 /**
  * Writes the model of `snapshots` (the newest of each shard) as a TensorFlow.js
  * LayersModel directory: `model.json` (topology and weights manifest) and
- * `weights.bin`, optionally with quantized weights. It loads with
+ * `weights.bin`, optionally with quantized weights. A model trained with `normalize` has its input scaling folded
+ * into the first layer, so it takes raw features like the samples'. It loads with
  * `tf.loadLayersModel('file://<dir>/model.json')` under tfjs-node, or with
  * plain `@tensorflow/tfjs` after {@link registerFileSystem}.
  */
@@ -66,6 +67,8 @@ export async function exportModel(spec: ModelSpec, snapshots: ReadonlyMap<number
   const replica = new Replica(spec);
   try {
     for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
+    // With `normalize`, the exported model takes raw features: the scaling moves into its first layer.
+    replica.foldScaling();
     let artifacts: tf.io.ModelArtifacts | undefined;
     await replica.model.save(
       tf.io.withSaveHandler(async (saved) => {

@@ -38,6 +38,11 @@ const common = {
    * weights, which the server adds; a worker's replica is the newest snapshot plus its own deltas not yet in it.
    */
   updates: z.enum(['gradients', 'deltas']).default('deltas'),
+  /**
+   * Scale each input feature online by its running mean and standard deviation over every sample trained on
+   * (merged exactly by the parameter server, carried in snapshots, folded into exported models).
+   */
+  normalize: z.boolean().default(true),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

@@ -1,7 +1,8 @@
 import { decodeTensor, encodeTensor } from '../../schemas/tensorCodec.js';
-import type { ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
+import type { FeatureMoments, ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
 import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
+import { emptyMoments, mergeMoments } from '../common/featureMoments.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -62,6 +63,8 @@ export class ShardState {
   updatesRefused = 0;
   samplesRefused = 0;
   readonly refusedByReason: Record<string, number> = {};
+  /** With `model.normalize`, on shard 0: the merged moments of the raw features of every applied sample. */
+  featureMoments: FeatureMoments | null;
   /** Optimizer steps taken (Adam's bias correction counts them). */
   private steps = 0;
   private readonly optimizer: Optimizer;
@@ -85,6 +88,7 @@ export class ShardState {
     readonly slots: Map<string, Record<string, Float32Array>>,
   ) {
     this.optimizer = serverOptimizer(spec);
+    this.featureMoments = spec.normalize && shard === 0 ? emptyMoments(spec.features) : null;
     for (const [name, { values }] of variables) {
       if (!slots.has(name)) slots.set(name, Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(values.length)])));
     }
@@ -124,6 +128,7 @@ export class ShardState {
     state.updatesRefused = snapshot.updatesRefused;
     state.samplesRefused = snapshot.samplesRefused;
     Object.assign(state.refusedByReason, snapshot.refusedByReason);
+    if (state.featureMoments && snapshot.featureMoments) state.featureMoments = snapshot.featureMoments;
     for (const o of snapshot.appliedOffsets) {
       state.appliedOffsets.set(`${o.topic}:${o.partition}`, { ...o });
       // A restored shard still refuses a repeat of what it applied before the restart.
@@ -169,6 +174,7 @@ export class ShardState {
     }
     this.steps += 1;
     for (const { name, values } of gradients) this.optimizer.apply(this.variables.get(name)!.values, values, this.slots.get(name)!, this.steps, scale);
+    if (this.featureMoments && update.featureMoments) this.featureMoments = mergeMoments(this.featureMoments, update.featureMoments);
     this.updatesApplied += 1;
     this.samplesApplied += update.sampleCount;
     this.lossSum += update.lossSum;
@@ -207,6 +213,8 @@ export class ShardState {
       const last = this.lastTaken.get(`${kind}:${range.topic}:${range.partition}`);
       if (last !== undefined && range.firstOffset <= last) return { reason: 'DUPLICATE', detail: `${range.topic}[${range.partition}]@${range.firstOffset}-${range.lastOffset}, already taken in up to ${last}` };
     }
+    const moments = this.checkMoments(update);
+    if (moments) return moments;
     const gradients: Array<{ name: string; values: Float32Array }> = [];
     for (const tensor of update.sampleCount > 0 ? update.tensors : []) {
       const variable = this.variables.get(tensor.name);
@@ -227,6 +235,23 @@ export class ShardState {
       gradients.push({ name: tensor.name, values });
     }
     return { gradients };
+  }
+
+  /** What makes an update's feature moments unusable: another feature count, values that are not finite, a count that is not its samples'. */
+  private checkMoments(update: ParameterUpdate): { readonly reason: RefusalReason; readonly detail: string } | undefined {
+    const moments = update.featureMoments;
+    if (!moments || update.sampleCount === 0) return undefined;
+    if (!this.featureMoments) return { reason: 'UNKNOWN_VARIABLE', detail: `feature moments, which shard ${this.shard} of this model does not keep` };
+    const features = this.featureMoments.mean.length;
+    if (moments.mean.length !== features || moments.m2.length !== features) {
+      return { reason: 'SHAPE', detail: `feature moments of ${moments.mean.length} means and ${moments.m2.length} M2s, the model has ${features} features` };
+    }
+    const readings = update.sampleCount * (this.spec.kind === 'timeseries' ? this.spec.window : 1);
+    if (moments.count !== readings) return { reason: 'ABSURD', detail: `feature moments over ${moments.count} readings, the update's samples have ${readings}` };
+    const bad = [...moments.mean, ...moments.m2].findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) return { reason: 'NON_FINITE', detail: `feature moment ${bad % features} of ${bad < features ? 'mean' : 'm2'} is ${[...moments.mean, ...moments.m2][bad]}` };
+    if (moments.m2.some((v) => v < 0)) return { reason: 'ABSURD', detail: 'a negative sum of squared differences in the feature moments' };
+    return undefined;
   }
 
   /** The append times of the updates taken in since the last snapshot, and a fresh window. */
@@ -276,6 +301,7 @@ export class ShardState {
       updatesRefused: this.updatesRefused,
       samplesRefused: this.samplesRefused,
       refusedByReason: { ...this.refusedByReason },
+      featureMoments: this.featureMoments,
     };
   }
 }

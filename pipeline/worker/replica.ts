@@ -7,6 +7,8 @@ import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer } from '../common/optimizers.js';
+import { applyScaling, momentsOf } from '../common/featureMoments.js';
+import { InputScaling } from './inputScaling.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 /** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
@@ -49,6 +51,8 @@ export class Replica implements GradientModel<TrainingSample> {
   readonly snapshots: Observable<ModelSnapshot> = this.applied.asObservable();
   /** With `updates: 'deltas'`: the replica's own optimizer and the deltas of its steps not yet in every snapshot. */
   private readonly local: LocalLearner | undefined;
+  /** With `normalize`: the moments inputs are scaled by. */
+  private scaling: InputScaling | undefined;
 
   constructor(readonly spec: ModelSpec) {
     this.model = buildModel(spec);
@@ -61,6 +65,7 @@ export class Replica implements GradientModel<TrainingSample> {
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
     this.local = spec.updates === 'deltas' ? new LocalLearner(createOptimizer(spec.optimizer)) : undefined;
+    this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
   }
 
   shardOf(variableName: string): number {
@@ -116,6 +121,7 @@ export class Replica implements GradientModel<TrainingSample> {
     const offsets = this.appliedOffsets[snapshot.shard]!;
     for (const [key, offset] of reflected) offsets.set(key, offset);
     this.local?.prune((key) => this.reflectedBy(key));
+    if (snapshot.shard === 0) this.scaling?.takeSnapshot(snapshot.featureMoments, reflected);
     this.applied.next(snapshot);
     return true;
   }
@@ -147,6 +153,7 @@ export class Replica implements GradientModel<TrainingSample> {
       else y[i * outputs] = sample.label ?? 0;
       w[i] = sample.weight;
     });
+    if (this.scaling) applyScaling(this.scaling.scaling, x);
     return { x, y, w };
   }
 
@@ -156,18 +163,60 @@ export class Replica implements GradientModel<TrainingSample> {
    * the change); {@link placeLastStep} then files it under the input offsets it came from.
    */
   gradients(samples: readonly TrainingSample[]): StepGradients {
-    const computed = this.computeGradients(samples);
+    const featureMoments = this.observeMoments(samples);
+    const computed = { ...this.computeGradients(samples), featureMoments };
     return this.local ? this.local.step(computed, (name) => this.valuesOf(name), (name, values) => this.assign(name, values)) : computed;
   }
 
-  /** Deltas mode: the last step's deltas came from `topic[partition]` up to `lastOffset`, in the lane `owner`. */
-  placeLastStep(owner: object, topic: string, partition: number, lastOffset: number): void {
-    this.local?.place(owner, laneKey(topic, partition), lastOffset);
+  /** With `normalize`: the batch's raw feature moments, merged into the scaling before the batch is scaled. */
+  private observeMoments(samples: readonly TrainingSample[]): StepGradients['featureMoments'] {
+    if (!this.scaling) return undefined;
+    const raw = new Float32Array(samples.length * this.sampleLength);
+    samples.forEach((sample, i) => raw.set(sample.features.slice(0, this.sampleLength), i * this.sampleLength));
+    const moments = momentsOf(raw, this.spec.features);
+    this.scaling.observe(moments);
+    return moments;
   }
 
-  /** Deltas mode: the lane `owner` ended without committing all it made: its deltas not yet in a snapshot are gone. */
+  /**
+   * The last step (its deltas, its feature moments) came from `topic[partition]` up to `lastOffset`, in the lane
+   * `owner`: it stays part of the replica until the snapshots hold it.
+   */
+  placeLastStep(owner: object, topic: string, partition: number, lastOffset: number): void {
+    this.local?.place(owner, laneKey(topic, partition), lastOffset);
+    this.scaling?.place(owner, laneKey(topic, partition), lastOffset);
+  }
+
+  /** The lane `owner` ended without committing all it made: its deltas and moments not yet in a snapshot are gone. */
   forgetPending(owner: object): void {
     this.local?.forget(owner);
+    this.scaling?.forget(owner);
+  }
+
+  /**
+   * Folds the input scaling into the first layer (its kernel rows times the factor, its bias less the shifted
+   * inputs' share), so that the model takes raw features and gives the same outputs. For an export: the replica
+   * scales no more afterwards.
+   */
+  foldScaling(): void {
+    if (!this.scaling) return;
+    const { shift, factor } = this.scaling.scaling;
+    const kernel = this.variables[0];
+    const bias = this.variables.find(({ name }) => kernel && name === kernel.name.replace(/kernel$/, 'bias'));
+    if (!kernel || !bias || kernel.variable.shape.length !== 2) throw new RangeError(`the ${this.spec.kind} model's first layer has no kernel and bias to fold the input scaling into`);
+    const [rows, columns] = kernel.variable.shape as [number, number];
+    const weights = this.valuesOf(kernel.name);
+    const offsets = this.valuesOf(bias.name);
+    for (let r = 0; r < rows; r++) {
+      const f = r % shift.length;
+      for (let c = 0; c < columns; c++) {
+        weights[r * columns + c]! *= factor[f]!;
+        offsets[c]! -= shift[f]! * weights[r * columns + c]!;
+      }
+    }
+    this.assign(kernel.name, weights);
+    this.assign(bias.name, offsets);
+    this.scaling = undefined;
   }
 
   private valuesOf(name: string): Float32Array {

@@ -67,7 +67,7 @@ describe('gradientStep', () => {
     const stream = linearStream(6_000);
     const holdout = linearStream(500, 99).map((d) => d.value);
     const run = async (encoding: 'FP32' | 'INT8') => {
-      const fresh = new Replica(parseModelSpec({ kind: 'mlp', features: 3, seed: 3, updates: 'gradients', layers: [{ units: 32, activation: 'tanh' }, { units: 32, activation: 'tanh' }] }));
+      const fresh = new Replica(parseModelSpec({ kind: 'mlp', features: 3, seed: 3, updates: 'gradients', normalize: false, layers: [{ units: 32, activation: 'tanh' }, { units: 32, activation: 'tanh' }] }));
       let bytes = 0;
       // The fold runs between steps: each batch's update is applied before the next batch's gradient.
       const step = gradientStep({ model: fresh, namespace: 'ns', workerId: 'w', updatesTopic: 'u', encoding });

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { codecFor, type DeadLetter, type ModelSnapshot, type OffsetRange, type ParameterUpdate, type PartitionOffset, type Tensor, type TrainingSample } from '../../schemas/index.js';
+import { codecFor, type DeadLetter, type FeatureMoments, type ModelSnapshot, type OffsetRange, type ParameterUpdate, type PartitionOffset, type Tensor, type TrainingSample } from '../../schemas/index.js';
 
 /** fast-check generators for every streamgrad record, covering each field's whole domain. */
 const text = fc.string({ unit: 'grapheme', maxLength: 24 });
@@ -21,6 +21,7 @@ export const tensorArb: fc.Arbitrary<Tensor> = fc.record({
 });
 
 const offsetRangeArb: fc.Arbitrary<OffsetRange> = fc.record({ topic: text, partition: int32, firstOffset: long, lastOffset: long });
+const featureMomentsArb: fc.Arbitrary<FeatureMoments> = fc.record({ count: nat, mean: fc.array(double, { maxLength: 8 }), m2: fc.array(double, { maxLength: 8 }) });
 const partitionOffsetArb: fc.Arbitrary<PartitionOffset> = fc.record({ topic: text, partition: int32, offset: long });
 
 export const trainingSampleArb: fc.Arbitrary<TrainingSample> = fc.record({
@@ -46,6 +47,7 @@ export const parameterUpdateArb: fc.Arbitrary<ParameterUpdate> = fc.record({
   lastAppendTime: long,
   createdAt: long,
   tensors: fc.array(tensorArb, { maxLength: 4 }),
+  featureMoments: fc.option(featureMomentsArb, { nil: null }),
 });
 
 export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
@@ -69,6 +71,7 @@ export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
   updatesRefused: nat,
   samplesRefused: nat,
   refusedByReason: fc.dictionary(text, nat, { maxKeys: 3 }),
+  featureMoments: fc.option(featureMomentsArb, { nil: null }),
 });
 
 export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({

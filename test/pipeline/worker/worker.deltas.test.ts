@@ -33,7 +33,11 @@ describe('worker with updates: deltas', () => {
     // The same model, stepped by its own optimizer on the same batches in order, with no Kafka and no server.
     await selectBackend({ backend: 'wasm' });
     const sequential = new Replica(config.model);
-    for (let start = 0; start < total; start += batchSize) sequential.gradients(Array.from({ length: batchSize }, (_, k) => sample(start + k)));
+    // Each step stays part of the replica (its deltas, its feature moments): with no server, no snapshot ever holds it.
+    for (let start = 0; start < total; start += batchSize) {
+      sequential.gradients(Array.from({ length: batchSize }, (_, k) => sample(start + k)));
+      sequential.placeLastStep(sequential, input, 0, start + batchSize - 1);
+    }
     const untrained = new Replica(config.model);
     const initial = untrained.weights();
     untrained.dispose();
