@@ -3,7 +3,7 @@ import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
-import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
+import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer } from '../common/optimizers.js';
@@ -191,6 +191,11 @@ export class Replica implements GradientModel<TrainingSample> {
   forgetPending(owner: object): void {
     this.local?.forget(owner);
     this.scaling?.forget(owner);
+  }
+
+  /** With `normalize`: the moments inputs are scaled by now (shard 0's snapshot and the replica's own batches on top). */
+  scalingMoments(): FeatureMoments | undefined {
+    return this.scaling?.moments();
   }
 
   /**

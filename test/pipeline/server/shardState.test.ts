@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
 import { ShardState } from '../../../pipeline/server/shardState.js';
+import { momentsOf } from '../../../pipeline/common/featureMoments.js';
 import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../../schemas/index.js';
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
@@ -142,5 +143,39 @@ describe('ShardState', () => {
     const other = shard({ kind: 'sgd', learningRate: 1 });
     for (const [bad] of [cases[0]!, cases[1]!, cases[6]!]) other.take(bad, apply, undefined);
     expect(other.snapshot(0, 1, [], 3).appliedOffsets).toEqual([]);
+  });
+
+  it('with normalize, merges the feature moments of applied updates, restores them from its snapshot, and refuses bad ones', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 2, updates: 'gradients', optimizer: { kind: 'sgd', learningRate: 0.1 } });
+    const state = ShardState.initial('ns', 0, spec, weights);
+    const rows = [[1, 100], [2, 300], [3, 200], [4, 400], [5, 0]];
+    const batch = (from: number, to: number) => momentsOf(rows.slice(from, to).flat(), 2);
+    expect(state.take({ ...update([1, 0], 2, 0, 0), featureMoments: batch(0, 2) }, apply, undefined).outcome).toBe('applied');
+    expect(state.take({ ...update([1, 0], 3, 1, 2), featureMoments: batch(2, 5) }, apply, undefined).outcome).toBe('applied');
+    const all = momentsOf(rows.flat(), 2);
+    const snapshot = state.snapshot(0, 1, [], 2);
+    expect(snapshot.featureMoments!.count).toBe(5);
+    snapshot.featureMoments!.mean.forEach((m, f) => expect(m).toBeCloseTo(all.mean[f]!, 12));
+    snapshot.featureMoments!.m2.forEach((m, f) => expect(m).toBeCloseTo(all.m2[f]!, 9));
+    const decoded = codecFor('ModelSnapshot').decode(codecFor('ModelSnapshot').encode(snapshot));
+    if (!decoded.ok) throw decoded.error;
+    const restored = ShardState.fromSnapshot(decoded.value, spec);
+    expect(restored.featureMoments).toEqual(snapshot.featureMoments);
+
+    // Each at offsets of its own: an update refused for its values counts as taken in, and a repeat is a DUPLICATE.
+    const at = (offset: number, featureMoments: ParameterUpdate['featureMoments']) => ({ ...update([1, 0], 1, 2, offset), featureMoments });
+    const good = at(20, momentsOf([1, 2], 2));
+    const cases: Array<[ParameterUpdate, string]> = [
+      [at(10, momentsOf([1, 2, 3], 3)), 'SHAPE'],
+      [at(11, { count: 1, mean: [Number.NaN, 0], m2: [0, 0] }), 'NON_FINITE'],
+      [at(12, { count: 7, mean: [1, 2], m2: [0, 0] }), 'ABSURD'],
+      [at(13, { count: 1, mean: [1, 2], m2: [-1, 0] }), 'ABSURD'],
+    ];
+    for (const [bad, reason] of cases) expect(restored.take(bad, apply, undefined)).toMatchObject({ outcome: 'refused', reason });
+    expect(restored.featureMoments).toEqual(snapshot.featureMoments);
+    // Another shard keeps no moments: an update that brings some is refused.
+    const shard1 = ShardState.initial('ns', 1, spec, weights);
+    expect(shard1.take({ ...good, shard: 1 }, apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'UNKNOWN_VARIABLE' });
+    expect(shard1.snapshot(0, 2, [], 1).featureMoments).toBeNull();
   });
 });

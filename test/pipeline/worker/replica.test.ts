@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
+import { applyScaling, mergeMoments, momentsOf, scalingOf } from '../../../pipeline/common/featureMoments.js';
 import { encodeTensor, type ModelSnapshot, type TrainingSample } from '../../../schemas/index.js';
 
 // A float64 forward pass written out by hand for each model kind, to check tfjs' float32 gradients
@@ -229,6 +230,58 @@ describe('Replica gradients', () => {
     replica.weights().forEach((w, i) => expect([...w.values]).toEqual([...moved[i]!.values]));
     replica.dispose();
     reference.dispose();
+  });
+
+  it.each(kinds)('%s, normalized: scales each batch by the moments up to it, and folding the scaling into the first layer keeps its outputs on raw features', (_, input) => {
+    const spec = parseModelSpec({ ...input, updates: 'gradients' });
+    const replica = new Replica(spec);
+    const plain = new Replica({ ...spec, normalize: false });
+    // Features far from 0 and on different scales: scaling matters.
+    const raw = randomSamples(spec, 12, 11).map((s) => ({ ...s, features: s.features.map((v, i) => Math.fround(100 * (i % 2) + v * 10 ** (i % 3))) }));
+    const moments = momentsOf(Float32Array.from(raw.flatMap((s) => s.features)), spec.features);
+    const scaling = scalingOf(moments);
+    const scaled = raw.map((s) => {
+      const values = Float32Array.from(s.features);
+      applyScaling(scaling, values);
+      return { ...s, features: [...values] };
+    });
+    const normalized = replica.gradients(raw);
+    expect(normalized.featureMoments).toEqual(moments);
+    const reference = plain.gradients(scaled);
+    expect(normalized.lossSum).toBeCloseTo(reference.lossSum, 4);
+    normalized.gradients.forEach((g, i) => g.values.forEach((v, k) => expect(v).toBeCloseTo(reference.gradients[i]!.values[k]!, 4)));
+    replica.placeLastStep(replica, 't', 0, 11);
+    const before = replica.predict(raw).predicted;
+    replica.foldScaling();
+    const after = replica.predict(raw).predicted;
+    before.forEach((v, i) => expect(Math.abs(after[i]! - v)).toBeLessThan(1e-4 * Math.max(1, Math.abs(v))));
+    replica.dispose();
+    plain.dispose();
+  });
+
+  it('normalized: takes the feature moments from shard 0\'s snapshot, keeping its own batches on top until the snapshot holds them', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 2, shards: 2, updates: 'gradients' });
+    const replica = new Replica(spec);
+    const rows = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ deviceId: 'd', eventTime: 0, features: [from + i, 10 * (from + i)], label: 0, labels: [], weight: 1, attributes: {} }));
+    const snapshot = (shard: number, version: number, reflected: number, featureMoments: ModelSnapshot['featureMoments']): ModelSnapshot => ({
+      namespace: 'ns', shard, shardCount: 2, version, modelConfig: '{}', tensors: [], optimizerState: [], samplesApplied: 0, updatesApplied: 0, updatesDroppedStale: 0, samplesDroppedStale: 0,
+      deadLettered: 0, lossSum: 0, appliedOffsets: [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {}, featureMoments,
+    });
+    const first = replica.gradients(rows(0, 4)).featureMoments!;
+    replica.placeLastStep(replica, 't', 0, 3);
+    const second = replica.gradients(rows(4, 4)).featureMoments!;
+    replica.placeLastStep(replica, 't', 0, 7);
+    // A snapshot of shard 0 that holds the first batch only: the replica scales as one learner that saw both.
+    replica.applySnapshot(snapshot(0, 1, 3, first));
+    expect(replica.scalingMoments()).toEqual(mergeMoments(first, second));
+    // Shard 1's snapshot does not carry moments: nothing changes.
+    replica.applySnapshot(snapshot(1, 1, 7, null));
+    expect(replica.scalingMoments()).toEqual(mergeMoments(first, second));
+    // Shard 0's snapshot that holds both: the replica takes the server's moments as they are.
+    const merged = mergeMoments(first, second);
+    replica.applySnapshot(snapshot(0, 2, 7, merged));
+    expect(replica.scalingMoments()).toBe(merged);
+    replica.dispose();
   });
 
   it('names a bad spec field', () => {
