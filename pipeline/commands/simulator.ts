@@ -16,6 +16,12 @@ export interface SimulatorOptions {
   readonly driftAfterMs?: number;
   /** Share of readings where one sensor drops out (reports NaN): they end in the dead-letter topic. Default 0.001. */
   readonly dropoutRate?: number;
+  /**
+   * `unit`: every feature about unit size. `skewed`: feature i multiplied by {@link skewedFeatureScales}[i], from 0.01
+   * to 1,000, as raw sensors report on scales of their own; the label is the same function of the underlying
+   * readings. Default unit.
+   */
+  readonly featureScales?: 'unit' | 'skewed';
 }
 
 export const simulatedFeatureCount = 16;
@@ -42,6 +48,9 @@ export function trueWeights(drifted: boolean): { w: number[]; b: number } {
   return drifted ? { w: w.map((v, i) => (i % 2 === 0 ? -v : v)), b: -0.5 } : { w, b: 0.5 };
 }
 
+/** The factors of the `skewed` feature scales: 0.01 for the first feature up to 1,000 for the last, evenly in log scale. */
+export const skewedFeatureScales: readonly number[] = Array.from({ length: simulatedFeatureCount }, (_, i) => 10 ** (-2 + (5 * i) / (simulatedFeatureCount - 1)));
+
 /**
  * One reading of one device at time `t`: temperature, humidity and pressure
  * on a daily cycle with a per-device offset, vibration and power with noise,
@@ -60,6 +69,7 @@ export function simulatedReading(device: number, t: number, random: () => number
   const features = [...base, ...base.map((v) => v * v - 0.5), ...base.map((v, i) => v * base[(i + 1) % base.length]!), offset].map(Math.fround);
   const truth = trueWeights(options.driftAfterMs !== undefined && t - startedAt >= options.driftAfterMs);
   const label = features.reduce((sum, x, i) => sum + x * truth.w[i]!, truth.b) + noise() * 0.1;
+  if (options.featureScales === 'skewed') features.forEach((x, i) => (features[i] = Math.fround(x * skewedFeatureScales[i]!)));
   if (random() < (options.dropoutRate ?? 0.001)) features[Math.floor(random() * features.length)] = Number.NaN;
   return { deviceId: `device-${String(device).padStart(4, '0')}`, eventTime: t, features, label: Math.fround(label), labels: [], weight: 1, attributes: { site: `site-${device % 5}` } };
 }

@@ -79,8 +79,10 @@ export const experimentSchema = z.object({
       driftAfterMs: z.number().int().nonnegative().optional(),
       /** Share of readings with one sensor dropped out (NaN): they end in `<ns>.dlq`. */
       dropoutRate: z.number().min(0).max(1).default(0.001),
+      /** `skewed`: features multiplied by factors from 0.01 to 1,000 (raw sensors' own scales), for trying `model.normalize`. */
+      featureScales: z.enum(['unit', 'skewed']).default('unit'),
     })
-    .default({ devices: 200, ratePerSecond: 5_000, seed: 7, dayMs: 60_000, dropoutRate: 0.001 }),
+    .default({ devices: 200, ratePerSecond: 5_000, seed: 7, dayMs: 60_000, dropoutRate: 0.001, featureScales: 'unit' }),
   /** Serve Prometheus metrics on this port at /metrics (0: any free port). Off when absent. */
   metricsPort: z.number().int().min(0).max(65_535).optional(),
   workerId: z.string().min(1).optional(),

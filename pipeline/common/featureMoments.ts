@@ -1,4 +1,5 @@
-import type { FeatureMoments } from '../../schemas/types.js';
+import type { FeatureMoments, ModelSnapshot } from '../../schemas/types.js';
+import { SnapshotMismatchError } from './errors.js';
 
 /**
  * Online feature scaling (`model.normalize`): per feature, the running mean and the sum of squared differences
@@ -84,4 +85,15 @@ export function applyScaling(scaling: Scaling, values: Float32Array): void {
     const f = i % features;
     values[i] = (values[i]! - shift[f]!) * factor[f]!;
   }
+}
+
+/**
+ * A model trained with `normalize` learned on scaled inputs, one trained without it on raw ones: going on with the
+ * other setting would feed its weights inputs on another scale. Shard 0's snapshot tells which (it carries the
+ * moments when, and only when, the model scales), once it has applied any sample.
+ */
+export function assertScalingFits(snapshot: ModelSnapshot, normalize: boolean): void {
+  if (snapshot.shard !== 0 || snapshot.samplesApplied === 0 || (snapshot.featureMoments !== null) === normalize) return;
+  const trained = normalize ? 'without' : 'with';
+  throw new SnapshotMismatchError(snapshot, `its model was trained ${trained} feature scaling; set model.normalize: ${!normalize} in the config to go on with it, or train in a new namespace`);
 }

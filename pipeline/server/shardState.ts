@@ -2,7 +2,7 @@ import { decodeTensor, encodeTensor } from '../../schemas/tensorCodec.js';
 import type { FeatureMoments, ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
 import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
-import { emptyMoments, mergeMoments } from '../common/featureMoments.js';
+import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -101,6 +101,7 @@ export class ShardState {
 
   /** A shard restored from its latest committed snapshot: weights, optimizer slots, version and counters. */
   static fromSnapshot(snapshot: ModelSnapshot, spec: ModelSpec): ShardState {
+    assertScalingFits(snapshot, spec.normalize);
     const variables = new Map(snapshot.tensors.map((t) => [t.name, { shape: [...t.shape], values: decodeTensor(t) }]));
     const slots = new Map<string, Record<string, Float32Array>>();
     let steps = 0;

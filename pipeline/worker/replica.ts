@@ -7,7 +7,7 @@ import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schema
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer } from '../common/optimizers.js';
-import { applyScaling, momentsOf } from '../common/featureMoments.js';
+import { applyScaling, assertScalingFits, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
@@ -105,6 +105,7 @@ export class Replica implements GradientModel<TrainingSample> {
       throw new SnapshotMismatchError(snapshot, `shard ${snapshot.shard} is outside the model's ${this.shardCount} shards`);
     }
     if (snapshot.version <= this.baseVersion(snapshot.shard) && snapshot.version !== 0) return false;
+    assertScalingFits(snapshot, this.spec.normalize);
     // Input partition (`topic:partition`) → the last offset this snapshot accounts for.
     const reflected = new Map(snapshot.appliedOffsets.map(({ topic, partition, offset }) => [laneKey(topic, partition), offset]));
     for (const tensor of snapshot.tensors) {

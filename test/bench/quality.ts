@@ -33,12 +33,14 @@ const t0 = 1_790_000_000_000;
 const readingEveryMs = 10;
 const partitions = 4;
 
+type FeatureScales = NonNullable<SimulatorOptions['featureScales']>;
+
 /** Reading `i` of the stream (the topic's readings, or with another seed the holdout's). */
-function reading(i: number, random: () => number): TrainingSample {
-  return simulatedReading(i % fleet.devices, t0 + i * readingEveryMs, random, fleet, t0);
+function reading(i: number, random: () => number, featureScales: FeatureScales): TrainingSample {
+  return simulatedReading(i % fleet.devices, t0 + i * readingEveryMs, random, { ...fleet, featureScales }, t0);
 }
 
-async function fillSimulated(kafka: Kafka, topic: string, total: number): Promise<void> {
+async function fillSimulated(kafka: Kafka, topic: string, total: number, featureScales: FeatureScales): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions }] });
@@ -49,7 +51,7 @@ async function fillSimulated(kafka: Kafka, topic: string, total: number): Promis
   await producer.connect();
   for (let start = 0; start < total; start += 5_000) {
     const messages = Array.from({ length: Math.min(5_000, total - start) }, (_, k) => {
-      const sample = reading(start + k, random);
+      const sample = reading(start + k, random, featureScales);
       // QUALITY_SPREAD=1: every partition gets readings of every device (round robin), instead of each device's own partition.
       return { key: sample.deviceId, value: codec.encode(sample), ...(process.env.QUALITY_SPREAD === '1' ? { partition: (start + k) % partitions } : {}) };
     });
@@ -95,9 +97,16 @@ async function stalenessOf(kafka: Kafka, namespace: string): Promise<number[]> {
   return staleness;
 }
 
-function experiment(brokers: string[], inputTopic: string): { config: ExperimentConfig; file: string } {
+function experiment(brokers: string[], inputTopic: string, model: object = {}): { config: ExperimentConfig; file: string } {
   // QUALITY_SETTINGS and QUALITY_MODEL (JSON) override experiment and model settings, for trying remedies.
-  const input = { brokers, namespace: `quality-${randomUUID().slice(0, 8)}`, inputTopic, model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object) }, batchSize: 256, ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object) };
+  const input = {
+    brokers,
+    namespace: `quality-${randomUUID().slice(0, 8)}`,
+    inputTopic,
+    model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object), ...model },
+    batchSize: 256,
+    ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object),
+  };
   const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-quality-')), 'experiment.json');
   writeFileSync(file, JSON.stringify(input));
   return { config: parseExperiment(input), file };
@@ -129,7 +138,18 @@ export interface Quality {
   readonly stalenessP99: number;
   /** Samples/s of each run, from launch until every shard accounted for the topic. */
   readonly samplesPerSecond: { readonly workers1: number; readonly workers2: number };
-  readonly staleness: { readonly workers1: { readonly p50: number; readonly p99: number; readonly max: number }; readonly workers2: { readonly p50: number; readonly p99: number; readonly max: number } };
+  readonly staleness: { readonly workers1: StalenessSummary; readonly workers2: StalenessSummary };
+  /** The same on a topic of skewed feature scales (0.01 to 1,000), with `model.normalize` (the default): `run --workers 1` over `replay --sync`. */
+  readonly skewedQualityRatio1: number;
+  /** Skewed scales: the sequential learner's holdout loss without `normalize` over its loss with it, what the scaling buys. */
+  readonly skewedUnnormalizedRatio: number;
+  readonly skewedHoldoutLoss: { readonly sequential: number; readonly sequentialUnnormalized: number; readonly workers1: number };
+}
+
+interface StalenessSummary {
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
 }
 
 /** One `run` with `workers` workers over the topic: its holdout loss, samples/s from launch, and the staleness of its updates. */
@@ -141,44 +161,69 @@ async function measureRun(kafka: Kafka, brokers: string[], topic: string, worker
   return { loss: await holdoutLoss(kafka, run.config, holdout), rate, staleness: await stalenessOf(kafka, run.config.namespace) };
 }
 
-export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
-  const total = options.quick ? 60_000 : 200_000;
-  const topic = `quality-${randomUUID().slice(0, 8)}`;
-  options.log(`quality: filling ${topic} with ${total.toLocaleString('en-US')} simulated readings over ${partitions} partitions …`);
-  await fillSimulated(kafka, topic, total);
-  const holdoutRandom = seededRandom(fleet.seed + 1);
-  // The holdout continues the stream in event time: the model must generalise, not remember.
-  const holdout = Array.from({ length: 20_000 }, (_, k) => reading(total + k, holdoutRandom));
+interface Stream {
+  readonly topic: string;
+  readonly total: number;
+  /** Readings that continue the topic in event time: the model must generalise, not remember. */
+  readonly holdout: readonly TrainingSample[];
+}
 
-  const sequential = experiment(brokers, topic);
-  options.log('quality: replay --sync (the sequential learner) …');
+async function simulatedStream(kafka: Kafka, total: number, featureScales: FeatureScales, log: (line: string) => void): Promise<Stream> {
+  const topic = `quality-${randomUUID().slice(0, 8)}`;
+  log(`quality: filling ${topic} with ${total.toLocaleString('en-US')} simulated readings (${featureScales} feature scales) over ${partitions} partitions …`);
+  await fillSimulated(kafka, topic, total, featureScales);
+  const holdoutRandom = seededRandom(fleet.seed + 1);
+  return { topic, total, holdout: Array.from({ length: 20_000 }, (_, k) => reading(total + k, holdoutRandom, featureScales)) };
+}
+
+/** The holdout loss of the sequential learner: `replay --sync` over the whole topic. */
+async function sequentialLoss(kafka: Kafka, brokers: string[], stream: Stream, model: object = {}): Promise<number> {
+  const sequential = experiment(brokers, stream.topic, model);
   await runReplay({ config: sequential.config, namespace: sequential.config.namespace, sync: true, range: {}, display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined) });
-  const sequentialLoss = await holdoutLoss(kafka, sequential.config, holdout);
-  const loss: Record<number, number> = {};
-  const staleness: Record<number, { p50: number; p99: number; max: number }> = {};
-  const rate: Record<number, number> = {};
+  return holdoutLoss(kafka, sequential.config, stream.holdout);
+}
+
+/** `runs` runs with `workers` workers: the median loss and rate, and the staleness over all of them. */
+async function measureRuns(kafka: Kafka, brokers: string[], stream: Stream, workers: number, runs: number, sequential: number, log: (line: string) => void): Promise<{ loss: number; rate: number; staleness: StalenessSummary }> {
+  const measured = { loss: [] as number[], rate: [] as number[], staleness: [] as number[] };
+  for (let attempt = 0; attempt < runs; attempt++) {
+    const run = await measureRun(kafka, brokers, stream.topic, workers, stream.total, stream.holdout);
+    measured.loss.push(run.loss);
+    measured.rate.push(run.rate);
+    measured.staleness.push(...run.staleness);
+    log(`  run --workers ${workers}: holdout loss ${run.loss.toExponential(3)} (sequential ${sequential.toExponential(3)}); staleness p50 ${percentile(run.staleness, 50)}, p99 ${percentile(run.staleness, 99)}; ${Math.round(run.rate)} samples/s from launch`);
+  }
+  const staleness = { p50: percentile(measured.staleness, 50), p99: percentile(measured.staleness, 99), max: Math.max(...measured.staleness) };
+  return { loss: median(measured.loss), rate: median(measured.rate), staleness };
+}
+
+export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
+  const { log } = options;
+  const total = options.quick ? 60_000 : 200_000;
   // A run's final model depends on how its lanes interleaved: the median of several runs, and every run's staleness.
   const runs = options.quick ? 1 : 3;
-  for (const workers of [1, 2]) {
-    const measured = { loss: [] as number[], rate: [] as number[], staleness: [] as number[] };
-    for (let attempt = 0; attempt < runs; attempt++) {
-      const run = await measureRun(kafka, brokers, topic, workers, total, holdout);
-      measured.loss.push(run.loss);
-      measured.rate.push(run.rate);
-      measured.staleness.push(...run.staleness);
-      options.log(`  run --workers ${workers}: holdout loss ${run.loss.toExponential(3)} (sequential ${sequentialLoss.toExponential(3)}); staleness p50 ${percentile(run.staleness, 50)}, p99 ${percentile(run.staleness, 99)}; ${Math.round(run.rate)} samples/s from launch`);
-    }
-    loss[workers] = median(measured.loss);
-    rate[workers] = median(measured.rate);
-    staleness[workers] = { p50: percentile(measured.staleness, 50), p99: percentile(measured.staleness, 99), max: Math.max(...measured.staleness) };
-  }
+  const unit = await simulatedStream(kafka, total, 'unit', log);
+  log('quality: replay --sync (the sequential learner) …');
+  const sequential = await sequentialLoss(kafka, brokers, unit);
+  const one = await measureRuns(kafka, brokers, unit, 1, runs, sequential, log);
+  const two = await measureRuns(kafka, brokers, unit, 2, runs, sequential, log);
+
+  const skewed = await simulatedStream(kafka, total, 'skewed', log);
+  log('quality, skewed scales: replay --sync with and without normalize …');
+  const skewedSequential = await sequentialLoss(kafka, brokers, skewed);
+  const skewedUnnormalized = await sequentialLoss(kafka, brokers, skewed, { normalize: false });
+  log(`  replay --sync: holdout loss ${skewedSequential.toExponential(3)} with normalize, ${skewedUnnormalized.toExponential(3)} without`);
+  const skewedOne = await measureRuns(kafka, brokers, skewed, 1, runs, skewedSequential, log);
   return {
-    qualityRatio1: loss[1]! / sequentialLoss,
-    qualityRatio2: loss[2]! / sequentialLoss,
-    holdoutLoss: { sequential: sequentialLoss, workers1: loss[1]!, workers2: loss[2]! },
-    stalenessP99: staleness[2]!.p99,
-    staleness: { workers1: staleness[1]!, workers2: staleness[2]! },
-    samplesPerSecond: { workers1: rate[1]!, workers2: rate[2]! },
+    qualityRatio1: one.loss / sequential,
+    qualityRatio2: two.loss / sequential,
+    holdoutLoss: { sequential, workers1: one.loss, workers2: two.loss },
+    stalenessP99: two.staleness.p99,
+    staleness: { workers1: one.staleness, workers2: two.staleness },
+    samplesPerSecond: { workers1: one.rate, workers2: two.rate },
+    skewedQualityRatio1: skewedOne.loss / skewedSequential,
+    skewedUnnormalizedRatio: skewedUnnormalized / skewedSequential,
+    skewedHoldoutLoss: { sequential: skewedSequential, sequentialUnnormalized: skewedUnnormalized, workers1: skewedOne.loss },
   };
 }
 

@@ -106,6 +106,8 @@ const report = {
   qualityRatio1: quality?.qualityRatio1,
   qualityRatio2: quality?.qualityRatio2,
   stalenessP99: quality?.stalenessP99,
+  skewedQualityRatio1: quality?.skewedQualityRatio1,
+  skewedUnnormalizedRatio: quality?.skewedUnnormalizedRatio,
   backend,
   ratios,
   details: { samples: total, runs, ...results, stepRateRuns: step.stepRateRuns, decodeRateRuns: decode, quality },
@@ -134,6 +136,8 @@ const table = `
 | updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
 | qualityRatio1 / qualityRatio2 (holdout loss of run with 1 / 2 workers over replay --sync) | ${r(quality!.qualityRatio1)} / ${r(quality!.qualityRatio2)} | ≤ 1.25 each: ${met(quality!.qualityRatio1 <= 1.25)} / ${met(quality!.qualityRatio2 <= 1.25)} |
 | stalenessP99 (versions, 2 workers; with 1 worker) | ${n(quality!.stalenessP99)} (${n(quality!.staleness.workers1.p99)}) | |
+| skewedQualityRatio1 (features scaled 0.01 to 1,000, normalize on: run with 1 worker over replay --sync) | ${r(quality!.skewedQualityRatio1)} | ≤ 1.25: ${met(quality!.skewedQualityRatio1 <= 1.25)} |
+| skewedUnnormalizedRatio (skewed, replay --sync without normalize over with it) | ${r(quality!.skewedUnnormalizedRatio)} | |
 | backend | ${backend} | |
 | pipelineRate1 / min(rawConsumeRate, stepRate) | ${r(ratios.pipeline1OverLimit)} | ≥ 0.8: ${met(ratios.pipeline1OverLimit >= 0.8)} |
 | pipelineRate2 / pipelineRate1 | ${r(ratios.pipeline2OverPipeline1)} | ≥ 1.6: ${met(ratios.pipeline2OverPipeline1 >= 1.6)} |

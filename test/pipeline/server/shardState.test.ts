@@ -177,5 +177,11 @@ describe('ShardState', () => {
     const shard1 = ShardState.initial('ns', 1, spec, weights);
     expect(shard1.take({ ...good, shard: 1 }, apply, undefined)).toMatchObject({ outcome: 'refused', reason: 'UNKNOWN_VARIABLE' });
     expect(shard1.snapshot(0, 2, [], 1).featureMoments).toBeNull();
+    // A namespace trained with the other setting is refused by name, both ways: its weights take inputs on another scale.
+    const plainSpec = parseModelSpec({ kind: 'linear', features: 2, updates: 'gradients', normalize: false });
+    expect(() => ShardState.fromSnapshot(snapshot, plainSpec)).toThrow('trained with feature scaling; set model.normalize: true');
+    const plain = ShardState.initial('ns', 0, plainSpec, weights);
+    plain.take(update([1, 0], 2, 0, 0), apply, undefined);
+    expect(() => ShardState.fromSnapshot(plain.snapshot(0, 1, [], 1), spec)).toThrow('trained without feature scaling; set model.normalize: false');
   });
 });
