@@ -101,6 +101,9 @@ export interface ModelSnapshot {
   refusedByReason: Record<string, number>;
   /** With model.normalize, on shard 0: the merged moments of every applied sample's raw features. */
   featureMoments: FeatureMoments | null;
+  /** Staleness of the updates with samples taken in, in power-of-two buckets (index 0: staleness 0; k: 2^(k−1) to 2^k − 1). */
+  stalenessCounts: number[];
+  stalenessMax: number;
 }
 
 /** An input record that could not be used, with the reason. See `dead-letter.avsc`. */

@@ -10,6 +10,7 @@ import { NamespaceError, SnapshotDecodeError } from '../common/errors.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { topicsOf } from '../common/topics.js';
+import { addStalenessCounts, summarizeStaleness, type StalenessSummary } from '../common/staleness.js';
 
 /** One input partition, as the workers' group sees it. */
 export interface PartitionStatus {
@@ -41,6 +42,9 @@ export interface ShardStatus {
   /** The largest append-to-snapshot time over the updates this snapshot was the first to include. */
   readonly freshnessMs: number;
   readonly lossSum: number;
+  /** The staleness of the shard's updates with samples over its life, in power-of-two buckets (see `staleness.ts`). */
+  readonly stalenessCounts: readonly number[];
+  readonly staleness: StalenessSummary;
 }
 
 /** What `streamgrad status` shows: read from Kafka alone (admin and `<ns>.model`), so it works from any machine. */
@@ -60,6 +64,8 @@ export interface StatusReport {
   readonly deadLetters: number;
   /** Samples applied per second (shard 0) since the previous reading. */
   readonly samplesPerSecond: number | undefined;
+  /** The staleness of every update with samples the job's shards took in, over their life. */
+  readonly staleness: StalenessSummary;
   /** Records of `<ns>.model` that are not snapshots (the newest snapshot shown may be older than the shard's). */
   readonly undecodableSnapshots: readonly string[];
 }
@@ -198,6 +204,8 @@ export class StatusReader {
         refusedByReason: s.refusedByReason,
         freshnessMs: s.freshnessMs,
         lossSum: s.lossSum,
+        stalenessCounts: s.stalenessCounts,
+        staleness: summarizeStaleness(s.stalenessCounts, s.stalenessMax),
       }));
     const first = shards[0];
     const before = previous?.shards[0];
@@ -214,6 +222,7 @@ export class StatusReader {
       loss,
       lag: partitions.reduce((sum, p) => sum + p.lag, 0),
       deadLetters: first?.deadLettered ?? 0,
+      staleness: summarizeStaleness(addStalenessCounts(shards.map((s) => s.stalenessCounts)), Math.max(0, ...shards.map((s) => s.staleness.max))),
       undecodableSnapshots: [...this.undecodable],
       samplesPerSecond: first && before ? (moved * 1000) / Math.max(1, now - previous!.at) : undefined,
     };
@@ -240,6 +249,7 @@ export function progressLine(report: StatusReport): string {
     `lag ${count(report.lag)}`,
     `version ${versions}`,
     `freshness ${freshness}`,
+    `staleness p99 ${count(report.staleness.p99)}`,
     `dead letters ${count(report.deadLetters)}`,
     ...refusedWarning(report),
     ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
@@ -268,8 +278,17 @@ export function formatStatus(report: StatusReport): string {
     report.partitions.map((p) => [String(p.partition), count(p.end), p.committed < 0 ? '-' : count(p.committed), count(p.lag), p.rate === undefined ? '-' : count(p.rate), p.owner ?? '(unassigned)']),
   );
   const shards = table(
-    ['shard', 'version', 'samplesApplied', 'droppedStale (updates/samples)', 'deadLettered', 'refused (updates/samples)', 'freshness ms'],
-    report.shards.map((s) => [String(s.shard), count(s.version), count(s.samplesApplied), `${count(s.updatesDroppedStale)}/${count(s.samplesDroppedStale)}`, count(s.deadLettered), `${count(s.updatesRefused)}/${count(s.samplesRefused)}`, count(s.freshnessMs)]),
+    ['shard', 'version', 'samplesApplied', 'droppedStale (updates/samples)', 'deadLettered', 'refused (updates/samples)', 'freshness ms', 'staleness p50/p99/max'],
+    report.shards.map((s) => [
+      String(s.shard),
+      count(s.version),
+      count(s.samplesApplied),
+      `${count(s.updatesDroppedStale)}/${count(s.samplesDroppedStale)}`,
+      count(s.deadLettered),
+      `${count(s.updatesRefused)}/${count(s.samplesRefused)}`,
+      count(s.freshnessMs),
+      `${count(s.staleness.p50)}/${count(s.staleness.p99)}/${count(s.staleness.max)}`,
+    ]),
   );
   return [
     `namespace ${report.namespace}, input ${report.inputTopic}, at ${new Date(report.at).toISOString()}`,
@@ -279,6 +298,7 @@ export function formatStatus(report: StatusReport): string {
     report.shards.length > 0 ? shards : '(no snapshot yet)',
     '',
     `loss ${report.loss === undefined ? '-' : report.loss.toFixed(4)} | lag ${count(report.lag)} | dead letters ${count(report.deadLetters)}${report.samplesPerSecond === undefined ? '' : ` | ${count(report.samplesPerSecond)} samples/s`}`,
+    `staleness of ${count(report.staleness.updates)} updates (updates that changed a shard since the one they were computed on, bucket tops): p50 ≤ ${count(report.staleness.p50)}, p99 ≤ ${count(report.staleness.p99)}, max ${count(report.staleness.max)}`,
     ...refusedWarning(report),
     ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
   ].join('\n');

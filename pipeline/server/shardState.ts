@@ -3,6 +3,7 @@ import type { FeatureMoments, ModelSnapshot, ParameterUpdate } from '../../schem
 import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
+import { countStaleness } from '../common/staleness.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -63,6 +64,9 @@ export class ShardState {
   updatesRefused = 0;
   samplesRefused = 0;
   readonly refusedByReason: Record<string, number> = {};
+  /** The staleness of the updates with samples taken in (applied or dropped), in power-of-two buckets; see `staleness.ts`. */
+  readonly stalenessCounts: number[] = [];
+  stalenessMax = 0;
   /** With `model.normalize`, on shard 0: the merged moments of the raw features of every applied sample. */
   featureMoments: FeatureMoments | null;
   /** Optimizer steps taken (Adam's bias correction counts them). */
@@ -130,6 +134,8 @@ export class ShardState {
     state.samplesRefused = snapshot.samplesRefused;
     Object.assign(state.refusedByReason, snapshot.refusedByReason);
     if (state.featureMoments && snapshot.featureMoments) state.featureMoments = snapshot.featureMoments;
+    state.stalenessCounts.push(...snapshot.stalenessCounts);
+    state.stalenessMax = snapshot.stalenessMax;
     for (const o of snapshot.appliedOffsets) {
       state.appliedOffsets.set(`${o.topic}:${o.partition}`, { ...o });
       // A restored shard still refuses a repeat of what it applied before the restart.
@@ -160,6 +166,8 @@ export class ShardState {
     this.deadLettered += update.deadLettered;
     if (update.firstAppendTime > 0) this.pendingAppendTimes.push(update.firstAppendTime);
     if (update.sampleCount === 0) return { outcome: 'counted' };
+    countStaleness(this.stalenessCounts, stale);
+    this.stalenessMax = Math.max(this.stalenessMax, stale);
     if (stale > staleness.bound && staleness.policy === 'drop') {
       this.updatesDroppedStale += 1;
       this.samplesDroppedStale += update.sampleCount;
@@ -303,6 +311,8 @@ export class ShardState {
       samplesRefused: this.samplesRefused,
       refusedByReason: { ...this.refusedByReason },
       featureMoments: this.featureMoments,
+      stalenessCounts: [...this.stalenessCounts],
+      stalenessMax: this.stalenessMax,
     };
   }
 }

@@ -72,6 +72,8 @@ export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
   samplesRefused: nat,
   refusedByReason: fc.dictionary(text, nat, { maxKeys: 3 }),
   featureMoments: fc.option(featureMomentsArb, { nil: null }),
+  stalenessCounts: fc.array(nat, { maxLength: 8 }),
+  stalenessMax: nat,
 });
 
 export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({

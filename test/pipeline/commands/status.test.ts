@@ -9,11 +9,12 @@ import { kafkaTest } from '../../support/kafka.js';
 const shard = (id: number, refused = 0): ShardStatus => ({
   shard: id, version: 120, samplesApplied: 12_345, updatesDroppedStale: 0, samplesDroppedStale: 0, deadLettered: 3,
   updatesRefused: refused, samplesRefused: refused * 32, refusedByReason: refused > 0 ? { ABSURD: refused } : {}, freshnessMs: 250, lossSum: 12.3,
+  stalenessCounts: [10, 5, 3], staleness: { updates: 18, p50: 0, p99: 3, max: 3 },
 });
 const report = (overrides: Partial<StatusReport> = {}): StatusReport => ({
   namespace: 'iot', inputTopic: 'telemetry', at: Date.UTC(2026, 10, 28),
   partitions: [{ partition: 0, end: 10_000, committed: 9_000, lag: 1_000, rate: 500, owner: 'host-1' }],
-  shards: [shard(0), shard(1)], loss: 0.0123, lag: 1_000, deadLetters: 3, samplesPerSecond: 4_321, undecodableSnapshots: [],
+  shards: [shard(0), shard(1)], loss: 0.0123, lag: 1_000, deadLetters: 3, samplesPerSecond: 4_321, undecodableSnapshots: [], staleness: { updates: 36, p50: 1, p99: 3, max: 3 },
   ...overrides,
 });
 
@@ -24,7 +25,8 @@ describe('status display', () => {
     expect(text).toContain('12,345');
     expect(text).toContain('loss 0.0123 | lag 1,000 | dead letters 3 | 4,321 samples/s');
     expect(text).not.toContain('ERROR');
-    expect(progressLine(report())).toBe('4,321 samples/s | loss 0.0123 | applied 12,345 | lag 1,000 | version 120/120 | freshness 250 ms | dead letters 3');
+    expect(progressLine(report())).toBe('4,321 samples/s | loss 0.0123 | applied 12,345 | lag 1,000 | version 120/120 | freshness 250 ms | staleness p99 3 | dead letters 3');
+    expect(text).toContain('staleness of 36 updates (updates that changed a shard since the one they were computed on, bucket tops): p50 ≤ 1, p99 ≤ 3, max 3');
   });
 
   it('says ERROR for refused updates and for records of the model topic that are not snapshots', () => {

@@ -5,6 +5,7 @@ import { topicsOf } from '../../../pipeline/common/topics.js';
 import { startWorker } from '../../../pipeline/worker/worker.js';
 import { codecFor } from '../../../schemas/index.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
+import { countStaleness } from '../../../pipeline/common/staleness.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { latestSnapshots, waitForShards } from '../../support/snapshots.js';
 
@@ -59,6 +60,18 @@ describe('parameter server', () => {
       expect(mine.reduce((sum, u) => sum + u.sampleCount + u.deadLettered, 0), `committed updates of shard ${shard}`).toBe(total);
     }
     const latest = await latestSnapshots(kafka, namespace);
+    // The staleness the snapshots carry is that of the committed updates, recounted here in the order the shard took
+    // them in: the updates with samples between the version an update was computed on and its own.
+    for (const shard of [0, 1]) {
+      const counts: number[] = [];
+      const withSamplesAt = [0];
+      for (const u of committedUpdates.filter((c) => c.shard === shard)) {
+        const now = withSamplesAt[withSamplesAt.length - 1]!;
+        if (u.sampleCount > 0) countStaleness(counts, now - withSamplesAt[u.baseVersion]!);
+        withSamplesAt.push(now + (u.sampleCount > 0 ? 1 : 0));
+      }
+      expect(latest.get(shard)!.stalenessCounts, `staleness of shard ${shard}`).toEqual(counts);
+    }
     // The model learned on scaled features (model.normalize): folded back, it takes raw ones, whose weights are known.
     const replica = new Replica(config.model);
     for (const snapshot of latest.values()) replica.applySnapshot(snapshot);
