@@ -38,7 +38,10 @@ export const experimentSchema = z.object({
   checkpointIntervalMs: z.number().int().positive().default(1_000),
   /** Records a lane holds before its partition is paused. */
   maxInFlight: z.number().int().positive().default(10_000),
-  /** A lane waits while more of its updates than this are not yet in a snapshot it has seen. */
+  /**
+   * The job's budget of updates not yet in a snapshot, over all lanes of all workers: each lane (input partition)
+   * has an equal share, at least one, and waits while more of its updates than that are not in a snapshot it has seen.
+   */
   maxInFlightUpdates: z.number().int().nonnegative().default(16),
   /**
    * One update at a time per lane, each waiting until a snapshot reflects it, and batches cut by

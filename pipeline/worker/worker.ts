@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
+import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
@@ -115,7 +115,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
   const replica = new Replica(config.model);
-  const training = new Training(config, topics, workerId, replica, backend, log);
+  // A replay reads one partition at a time: it has the job's whole budget of updates in flight.
+  const partitions = options.range ? () => Promise.resolve(1) : () => inputPartitionCount(kafka, config.inputTopic);
+  const training = new Training(config, topics, workerId, replica, backend, log, partitions);
   const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
   const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: partitionDiscoveryMs, ...fetchBytes };
   const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
@@ -179,6 +181,18 @@ function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, trai
   return tail;
 }
 
+/** The input topic's partition count, from the broker's metadata. */
+async function inputPartitionCount(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    return Math.max(1, topics[0]?.partitions.length ?? 1);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** What a worker's lanes share: the replica, the counters, the open lanes and the stop signal. */
 class Training {
   samplesTrained = 0;
@@ -189,7 +203,10 @@ class Training {
   readonly checkpoints = new Subject<CheckpointReport>();
   readonly metrics: WorkerMetrics;
   private readonly lanes = new Set<Lane>();
+  /** The job's budget of updates not yet in a snapshot, over all lanes of all workers: each lane has an equal share. */
   private readonly maxInFlightUpdates: number;
+  /** The input partitions the budget is shared by (read when the first lane opens, again for a lane beyond them). */
+  private partitionCount = 0;
   private readonly samples: SampleDecoder;
   /** The replica, with each gradient step timed and counted. */
   private readonly timedModel: GradientModel<TrainingSample>;
@@ -201,6 +218,7 @@ class Training {
     readonly replica: Replica,
     backend: BackendName,
     private readonly log: (line: string) => void,
+    private readonly countPartitions: () => Promise<number>,
   ) {
     this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })));
     this.maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
@@ -245,18 +263,25 @@ class Training {
   }
 
   private lanePipeline(lane: Lane): Observable<CheckpointReport> {
-    const { config, log, workerId } = this;
     this.lanes.add(lane);
+    const share = this.config.sync || this.maxInFlightUpdates === 0 ? Promise.resolve(0) : this.laneShare(lane);
+    return from(share).pipe(concatMap((allowed) => this.trainLane(lane, allowed)));
+  }
+
+  /** A lane's pipeline, with `allowed` of its updates not yet in a snapshot at most. */
+  private trainLane(lane: Lane, allowed: number): Observable<CheckpointReport> {
+    const { config, log, workerId } = this;
     const pending: number[] = [];
     return lane.records.pipe(
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
       config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
-      concatMap((window) => defer(() => this.waitForStaleness(lane, pending)).pipe(map(() => window))),
+      concatMap((window) => defer(() => this.waitForStaleness(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => this.waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
-      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.floor(this.maxInFlightUpdates / 2))) }),
+      // A lane at its share waits for its updates to show in a snapshot, which needs them committed: it commits by then.
+      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.ceil(allowed / 2))) }),
       // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
       finalize(() => {
         this.lanes.delete(lane);
@@ -267,8 +292,24 @@ class Training {
     );
   }
 
-  /** Waits while too many of this lane's updates (their last offsets in `pending`) are not yet reflected in the snapshots. */
-  private async waitForStaleness(lane: Lane, pending: number[], allowed = this.maxInFlightUpdates): Promise<void> {
+  /**
+   * A lane's share of the job's budget of updates in flight: `maxInFlightUpdates` over the input partitions, at least
+   * one. Every lane of every worker keeping to its share keeps the job's updates not yet in a snapshot within the budget.
+   */
+  private async laneShare(lane: Lane): Promise<number> {
+    if (lane.partition >= this.partitionCount) {
+      // A broker that cannot answer now (an outage) leaves the count at what the lanes show; the next lane asks again.
+      const counted = await this.countPartitions().catch((error: unknown) => {
+        this.log(`[worker ${this.workerId}] cannot read the partition count of ${this.config.inputTopic} (${(error as Error)?.message ?? String(error)}); sharing the budget by the partitions seen`);
+        return 0;
+      });
+      this.partitionCount = Math.max(lane.partition + 1, this.partitionCount, counted);
+    }
+    return Math.max(1, Math.floor(this.maxInFlightUpdates / this.partitionCount));
+  }
+
+  /** Waits while more than `allowed` of this lane's updates (their last offsets in `pending`) are not yet reflected in the snapshots. */
+  private async waitForStaleness(lane: Lane, pending: number[], allowed: number): Promise<void> {
     for (;;) {
       const reflected = this.replica.reflectedOffset(lane.topic, lane.partition);
       while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
