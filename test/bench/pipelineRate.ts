@@ -52,8 +52,11 @@ export interface PipelineRate {
   readonly coresUsed: Readonly<Record<string, number>>;
 }
 
-/** The tuned settings of the end-to-end runs (see BENCHMARKS.md): a lane may have 64 updates not yet in a snapshot. */
-export const pipelineSettings = { maxInFlightUpdates: 64 } as const;
+/**
+ * The tuned settings of the end-to-end runs (see BENCHMARKS.md): a lane may have 64 updates not yet in a snapshot,
+ * which over the bench topic's 4 partitions is a job budget of 256.
+ */
+export const pipelineSettings = { maxInFlightUpdates: 256 } as const;
 
 export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number): Promise<PipelineRate> {
   const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, ...pipelineSettings });
