@@ -16,6 +16,7 @@ import { runExperiment } from '../../pipeline/commands/supervisor.js';
 import { ensureExperimentTopics } from '../../pipeline/common/topics.js';
 import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
+import { benchPartitions } from './consumeRate.js';
 
 /** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */
 export const benchModel = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
@@ -54,9 +55,9 @@ export interface PipelineRate {
 
 /**
  * The tuned settings of the end-to-end runs (see BENCHMARKS.md): a lane may have 64 updates not yet in a snapshot,
- * which over the bench topic's 4 partitions is a job budget of 256.
+ * which over the bench topic's partitions is a job budget of 64 × benchPartitions.
  */
-export const pipelineSettings = { maxInFlightUpdates: 256 } as const;
+export const pipelineSettings = { maxInFlightUpdates: 64 * benchPartitions } as const;
 
 export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number): Promise<PipelineRate> {
   const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, ...pipelineSettings });
