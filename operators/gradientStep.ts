@@ -7,6 +7,7 @@ import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
 import { appendTimes, updateMessages } from './parameterUpdates.js';
 import { validateOptions } from './validateOptions.js';
+import { windowsOf, type SampleScores } from './prequential.js';
 
 /** One variable's gradient, summed over a batch: float32 elements in row-major order. */
 export interface TensorGradient {
@@ -23,6 +24,8 @@ export interface StepGradients {
   readonly sampleCount: number;
   /** With `model.normalize`: the moments of the batch's raw features, for shard 0. */
   readonly featureMoments?: FeatureMoments;
+  /** Each sample's scores before the step (prequential evaluation), for shard 0. */
+  readonly scores?: SampleScores;
 }
 
 /** A model that can compute gradients: the worker's replica. It must dispose every tensor it makes. */
@@ -47,6 +50,8 @@ export interface GradientStepOptions {
   /** The framing of the ParameterUpdate records. Default raw. */
   readonly codec?: CodecOptions;
   readonly now?: () => number;
+  /** Sum the samples' prequential scores per tumbling window of this many ms of event time (default 10,000). */
+  readonly prequentialWindowMs?: number;
 }
 
 const optionsSchema = z.object({
@@ -55,6 +60,7 @@ const optionsSchema = z.object({
   workerId: z.string().min(1),
   updatesTopic: z.string().min(1),
   encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
+  prequentialWindowMs: z.number().int().positive().default(10_000),
 });
 
 /**
@@ -111,7 +117,7 @@ function offsetRanges(batch: readonly Decoded<TrainingSample>[], spans: Readonly
  * residuals live per subscription, that is, per lane.
  */
 export function gradientStep(options: GradientStepOptions): OperatorFunction<readonly Decoded<TrainingSample>[], Outputs> {
-  const { encoding } = validateOptions('gradientStep', optionsSchema, options);
+  const { encoding, prequentialWindowMs } = validateOptions('gradientStep', optionsSchema, options);
   const { model, namespace, workerId, updatesTopic } = options;
   const codec = codecFor('ParameterUpdate', options.codec);
   const now = options.now ?? Date.now;
@@ -120,12 +126,16 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
       const encoder = new ErrorFeedbackEncoder(encoding);
 
       const step = (batch: readonly Decoded<TrainingSample>[]): Outputs => {
-        const { gradients, lossSum, sampleCount, featureMoments } = model.gradients(batch.map((decoded) => decoded.value));
+        const samples = batch.map((decoded) => decoded.value);
+        const { gradients, lossSum, sampleCount, featureMoments, scores } = model.gradients(samples);
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
         const covers = recordSpans(batch);
         const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
-        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec, featureMoments);
+        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec, {
+          featureMoments: featureMoments ?? null,
+          prequential: scores ? windowsOf(samples.map((sample) => sample.eventTime), scores, prequentialWindowMs) : [],
+        });
         return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 

@@ -1,6 +1,6 @@
 import type { Message } from 'kafkajs';
 import type { AvroCodec } from '../schemas/codec.js';
-import type { FeatureMoments, OffsetRange, ParameterUpdate, Tensor } from '../schemas/types.js';
+import type { OffsetRange, ParameterUpdate, Tensor } from '../schemas/types.js';
 
 /** A record keyed and partitioned by its shard: the updates and model topics have one partition per shard. */
 export function shardMessage(shard: number, value: Buffer): Message {
@@ -20,12 +20,17 @@ export function appendTimes(records: Iterable<{ readonly timestamp: string }>): 
 }
 
 /** What one batch tells every shard alike: a ParameterUpdate but its shard, base version, tensors and feature moments. */
-export type UpdateBody = Omit<ParameterUpdate, 'shard' | 'baseVersion' | 'tensors' | 'featureMoments'> & { readonly offsets: OffsetRange[] };
+export type UpdateBody = Omit<ParameterUpdate, 'shard' | 'baseVersion' | 'tensors' | 'featureMoments' | 'prequential'> & { readonly offsets: OffsetRange[] };
+
+/** What only shard 0's update carries: the batch's feature moments and prequential scores. */
+export type ShardZeroExtras = Pick<ParameterUpdate, 'featureMoments' | 'prequential'>;
+
+const noExtras: ShardZeroExtras = { featureMoments: null, prequential: [] };
 
 /**
  * The one builder of ParameterUpdate records: one per shard, each with that shard's base version and tensors
- * (none for an update that only counts dead letters), encoded and keyed by shard. The batch's feature moments, if
- * any, go to shard 0, which keeps the model's feature scaling.
+ * (none for an update that only counts dead letters), encoded and keyed by shard. The batch's feature moments and
+ * prequential scores, if any, go to shard 0, which keeps the model's feature scaling and scores.
  */
 export function updateMessages(
   body: UpdateBody,
@@ -33,9 +38,9 @@ export function updateMessages(
   baseVersion: (shard: number) => number,
   tensors: (shard: number) => Tensor[],
   codec: AvroCodec<ParameterUpdate>,
-  featureMoments: FeatureMoments | null = null,
+  shardZero: ShardZeroExtras = noExtras,
 ): Message[] {
   return Array.from({ length: shardCount }, (_, shard) =>
-    shardMessage(shard, codec.encode({ ...body, shard, baseVersion: baseVersion(shard), tensors: tensors(shard), featureMoments: shard === 0 ? featureMoments : null })),
+    shardMessage(shard, codec.encode({ ...body, shard, baseVersion: baseVersion(shard), tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) })),
   );
 }

@@ -16,6 +16,7 @@ export const schemaFiles = [
   'offset-range.avsc',
   'partition-offset.avsc',
   'feature-moments.avsc',
+  'prequential-window.avsc',
   'training-sample.avsc',
   'parameter-update.avsc',
   'model-snapshot.avsc',

@@ -22,6 +22,7 @@ export type {
   OffsetRange,
   ParameterUpdate,
   PartitionOffset,
+  PrequentialWindow,
   RecordName,
   RecordTypes,
   Tensor,

@@ -41,6 +41,19 @@ export interface FeatureMoments {
   m2: number[];
 }
 
+/** Prequential scores of one tumbling event-time window, as sums. See `prequential-window.avsc`. */
+export interface PrequentialWindow {
+  /** ms since the epoch */
+  start: number;
+  samples: number;
+  lossSum: number;
+  absErrorSum: number;
+  squaredErrorSum: number;
+  correct: number;
+  /** ms since the epoch */
+  lastEventTime: number;
+}
+
 /** One IoT reading used for training. See `training-sample.avsc`. */
 export interface TrainingSample {
   deviceId: string;
@@ -72,6 +85,8 @@ export interface ParameterUpdate {
   tensors: Tensor[];
   /** With model.normalize, on shard 0's update: the raw features' moments over the covered samples. */
   featureMoments: FeatureMoments | null;
+  /** On shard 0's update: the covered samples' prequential scores per event-time window. */
+  prequential: PrequentialWindow[];
 }
 
 /** One shard's parameters at one version. See `model-snapshot.avsc`. */
@@ -104,6 +119,11 @@ export interface ModelSnapshot {
   /** Staleness of the updates with samples taken in, in power-of-two buckets (index 0: staleness 0; k: 2^(k−1) to 2^k − 1). */
   stalenessCounts: number[];
   stalenessMax: number;
+  /** On shard 0: the prequential scores of the most recent event-time windows, oldest first. */
+  prequential: PrequentialWindow[];
+  prequentialWindowMs: number;
+  /** ms since the epoch: windows ending at or before it are closed. */
+  eventTimeWatermark: number;
 }
 
 /** An input record that could not be used, with the reason. See `dead-letter.avsc`. */

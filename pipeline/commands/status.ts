@@ -11,6 +11,8 @@ import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { topicsOf } from '../common/topics.js';
 import { addStalenessCounts, summarizeStaleness, type StalenessSummary } from '../common/staleness.js';
+import { closedWindows, type WindowScores } from '../../operators/prequential.js';
+import { lossOf, parseModelSpec } from '../common/model.js';
 
 /** One input partition, as the workers' group sees it. */
 export interface PartitionStatus {
@@ -64,13 +66,51 @@ export interface StatusReport {
   readonly deadLetters: number;
   /** Samples applied per second (shard 0) since the previous reading. */
   readonly samplesPerSecond: number | undefined;
+  /** Prequential scores per event-time window, from shard 0 (undefined before it has any). */
+  readonly prequential: PrequentialStatus | undefined;
   /** The staleness of every update with samples the job's shards took in, over their life. */
   readonly staleness: StalenessSummary;
   /** Records of `<ns>.model` that are not snapshots (the newest snapshot shown may be older than the shard's). */
   readonly undecodableSnapshots: readonly string[];
 }
 
+/** The prequential scores of the closed event-time windows (each sample scored before it was trained on). */
+export interface PrequentialStatus {
+  readonly windowMs: number;
+  /** Accuracy and log-loss (classifiers), or loss, MAE and RMSE. */
+  readonly classifier: boolean;
+  /** The closed windows shard 0 keeps, oldest first. */
+  readonly closed: readonly WindowScores[];
+  readonly first: WindowScores | undefined;
+  /** The closed window with the lowest loss. */
+  readonly best: WindowScores | undefined;
+  readonly last: WindowScores | undefined;
+}
+
 const snapshotCodec = codecFor('ModelSnapshot');
+
+/** Shard 0's prequential windows, closed ones only (those that end at or before its event-time watermark). */
+export function prequentialOf(snapshot: ModelSnapshot | undefined): PrequentialStatus | undefined {
+  if (!snapshot || snapshot.prequentialWindowMs <= 0 || snapshot.prequential.length === 0) return undefined;
+  const closed = closedWindows(snapshot);
+  const best = closed.reduce<WindowScores | undefined>((lowest, w) => (!lowest || w.loss < lowest.loss ? w : lowest), undefined);
+  return { windowMs: snapshot.prequentialWindowMs, classifier: isClassifier(snapshot.modelConfig), closed, first: closed[0], best, last: closed.at(-1) };
+}
+
+function isClassifier(modelConfig: string): boolean {
+  try {
+    return lossOf(parseModelSpec(JSON.parse(modelConfig))) !== 'mse';
+  } catch {
+    return false;
+  }
+}
+
+/** One window's scores as people read them: `12:00:10 loss 0.0123 MAE 0.0812 RMSE 0.110 (2,304)`, or accuracy and log-loss. */
+export function formatWindow(w: WindowScores, classifier: boolean): string {
+  const time = new Date(w.start).toISOString().slice(11, 19);
+  const scores = classifier ? `accuracy ${w.accuracy.toFixed(3)} log-loss ${w.loss.toFixed(4)}` : `loss ${w.loss.toFixed(4)} MAE ${w.mae.toPrecision(3)} RMSE ${w.rmse.toPrecision(3)}`;
+  return `${time} ${scores} (${count(w.samples)})`;
+}
 
 /**
  * Reads the state of an experiment from Kafka: the workers' group on the input
@@ -222,6 +262,7 @@ export class StatusReader {
       loss,
       lag: partitions.reduce((sum, p) => sum + p.lag, 0),
       deadLetters: first?.deadLettered ?? 0,
+      prequential: prequentialOf(this.latest.get(0)),
       staleness: summarizeStaleness(addStalenessCounts(shards.map((s) => s.stalenessCounts)), Math.max(0, ...shards.map((s) => s.staleness.max))),
       undecodableSnapshots: [...this.undecodable],
       samplesPerSecond: first && before ? (moved * 1000) / Math.max(1, now - previous!.at) : undefined,
@@ -250,10 +291,18 @@ export function progressLine(report: StatusReport): string {
     `version ${versions}`,
     `freshness ${freshness}`,
     `staleness p99 ${count(report.staleness.p99)}`,
+    ...windowLine(report.prequential),
     `dead letters ${count(report.deadLetters)}`,
     ...refusedWarning(report),
     ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
   ].join(' | ');
+}
+
+/** The last closed window's headline score, for the progress line. */
+function windowLine(prequential: PrequentialStatus | undefined): string[] {
+  const last = prequential?.last;
+  if (!last) return [];
+  return [prequential.classifier ? `window accuracy ${last.accuracy.toFixed(3)}` : `window loss ${last.loss.toFixed(4)}`];
 }
 
 /** `REFUSED …` when any shard refused updates: samples the model did not learn from, with the reasons. */
@@ -298,8 +347,21 @@ export function formatStatus(report: StatusReport): string {
     report.shards.length > 0 ? shards : '(no snapshot yet)',
     '',
     `loss ${report.loss === undefined ? '-' : report.loss.toFixed(4)} | lag ${count(report.lag)} | dead letters ${count(report.deadLetters)}${report.samplesPerSecond === undefined ? '' : ` | ${count(report.samplesPerSecond)} samples/s`}`,
+    ...prequentialLines(report.prequential),
     `staleness of ${count(report.staleness.updates)} updates (updates that changed a shard since the one they were computed on, bucket tops): p50 ≤ ${count(report.staleness.p50)}, p99 ≤ ${count(report.staleness.p99)}, max ${count(report.staleness.max)}`,
     ...refusedWarning(report),
     ...report.undecodableSnapshots.map((message) => `ERROR: ${message}`),
   ].join('\n');
+}
+
+/** The prequential block of `status`: the first, best and last closed windows. */
+function prequentialLines(prequential: PrequentialStatus | undefined): string[] {
+  if (!prequential?.first) return [];
+  const { classifier, first, best, last, closed, windowMs } = prequential;
+  return [
+    `prequential scores (each sample scored before it was trained on), ${count(windowMs / 1000)} s event-time windows, ${count(closed.length)} closed:`,
+    `  first ${formatWindow(first, classifier)}`,
+    `  best  ${formatWindow(best!, classifier)}`,
+    `  last  ${formatWindow(last!, classifier)}`,
+  ];
 }

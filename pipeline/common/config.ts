@@ -86,6 +86,15 @@ export const experimentSchema = z.object({
       featureScales: z.enum(['unit', 'skewed']).default('unit'),
     })
     .default({ devices: 200, ratePerSecond: 5_000, seed: 7, dayMs: 60_000, dropoutRate: 0.001, featureScales: 'unit' }),
+  /** Prequential evaluation: every sample scored before it is trained on, summed per tumbling window of event time. */
+  prequential: z
+    .object({
+      /** The window size, in ms of event time. */
+      windowMs: z.number().int().positive().default(10_000),
+      /** A window closes (its scores are final) once a sample this much later in event time than its end was scored. */
+      maxOutOfOrdernessMs: z.number().int().nonnegative().default(5_000),
+    })
+    .default({ windowMs: 10_000, maxOutOfOrdernessMs: 5_000 }),
   /** Serve Prometheus metrics on this port at /metrics (0: any free port). Off when absent. */
   metricsPort: z.number().int().min(0).max(65_535).optional(),
   workerId: z.string().min(1).optional(),

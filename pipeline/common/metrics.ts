@@ -15,6 +15,8 @@ export interface ServerMetrics {
   /** Update records refused, by reason (each is in `<ns>.ps.dlq`). */
   readonly refused: Counter<'shard' | 'reason'>;
   readonly deadLetters: Counter<'shard'>;
+  /** The prequential scores of the last closed event-time window (shard 0): loss, mae, rmse; accuracy for classifiers. */
+  readonly prequential: Gauge<'score'>;
 }
 
 /** A worker's Prometheus metrics, in a registry of its own. */
@@ -60,6 +62,12 @@ export function createServerMetrics(namespace: string, backend: string): ServerM
     samples: new Counter({ name: 'streamgrad_server_samples_total', help: 'Samples whose gradients were taken in, by outcome (applied, dropped, refused)', labelNames: ['shard', 'outcome'], registers: [registry] }),
     refused: new Counter({ name: 'streamgrad_updates_refused_total', help: 'Update records the server refused, by reason; each is in <ns>.ps.dlq', labelNames: ['shard', 'reason'], registers: [registry] }),
     deadLetters: new Counter({ name: 'streamgrad_server_dead_letters_total', help: 'Dead-lettered input records accounted for in snapshots', labelNames: ['shard'], registers: [registry] }),
+    prequential: new Gauge({
+      name: 'streamgrad_prequential',
+      help: 'Scores of the last closed event-time window, each sample scored before it was trained on: loss, mae, rmse (accuracy for classifiers), and window_start (s since the epoch)',
+      labelNames: ['score'],
+      registers: [registry],
+    }),
   };
 }
 

@@ -3,6 +3,9 @@ import { concatMap, from, ignoreElements, lastValueFrom, map, mergeMap, Observab
 import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
 import { fromKafka } from '../../operators/fromKafka.js';
 import { shardMessage } from '../../operators/parameterUpdates.js';
+import { closedWindows } from '../../operators/prequential.js';
+import type { ModelSnapshot } from '../../schemas/types.js';
+import { lossOf } from '../common/model.js';
 import type { Kafka, Message } from 'kafkajs';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
 import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../../operators/lane.js';
@@ -188,9 +191,10 @@ class Serving {
     const appendTimes = state.takeAppendTimes();
     const lastOffset = covers[covers.length - 1]!.last;
     awaitingCommit.push({ lastOffset, appendTimes });
-    const snapshot = state.snapshot(Date.now(), this.config.model.shards, appendTimes, lastOffset + 1);
+    const snapshot = state.snapshot(Date.now(), this.config.model.shards, appendTimes, lastOffset + 1, this.config.prequential);
     const { version, samplesApplied, lossSum, samplesDroppedStale, deadLettered, samplesRefused, updatesRefused, freshnessMs } = snapshot;
     this.snapshotReports.next({ shard: state.shard, version, samplesApplied, lossSum, samplesDroppedStale, deadLettered, samplesRefused, updatesRefused, freshnessMs });
+    this.observeScores(snapshot);
     // The refused records' dead letters commit with the snapshot that counts them.
     const messages = [{ topic: this.topics.model, messages: [shardMessage(state.shard, this.snapshots.encode(snapshot))] }];
     if (refusals.length > 0) messages.push({ topic: this.topics.serverDeadLetters, messages: refusals });
@@ -224,6 +228,19 @@ class Serving {
   }
 
   /** After a commit up to `committed`: each update of the snapshots it includes is now fresh that many ms after its append. */
+  /** Shard 0's last closed prequential window, on /metrics. */
+  private observeScores(snapshot: ModelSnapshot): void {
+    const last = closedWindows(snapshot).at(-1);
+    if (snapshot.shard !== 0 || !last) return;
+    const { prequential } = this.metrics;
+    prequential.set({ score: 'window_start' }, last.start / 1000);
+    prequential.set({ score: 'loss' }, last.loss);
+    if (lossOf(this.config.model) === 'mse') {
+      prequential.set({ score: 'mae' }, last.mae);
+      prequential.set({ score: 'rmse' }, last.rmse);
+    } else prequential.set({ score: 'accuracy' }, last.accuracy);
+  }
+
   private observeFreshness(shard: number, awaitingCommit: AwaitingCommit[], committed: number): void {
     const now = Date.now();
     while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < committed) {

@@ -1,5 +1,6 @@
 import { decodeTensor, encodeTensor } from '../../schemas/tensorCodec.js';
-import type { FeatureMoments, ModelSnapshot, ParameterUpdate } from '../../schemas/types.js';
+import type { FeatureMoments, ModelSnapshot, ParameterUpdate, PrequentialWindow } from '../../schemas/types.js';
+import { addWindows } from '../../operators/prequential.js';
 import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
@@ -69,6 +70,10 @@ export class ShardState {
   stalenessMax = 0;
   /** With `model.normalize`, on shard 0: the merged moments of the raw features of every applied sample. */
   featureMoments: FeatureMoments | null;
+  /** On shard 0: the prequential scores of the newest event-time windows, by start. */
+  private readonly prequential = new Map<number, PrequentialWindow>();
+  /** On shard 0: the latest event time scored. */
+  private lastEventTime = 0;
   /** Optimizer steps taken (Adam's bias correction counts them). */
   private steps = 0;
   private readonly optimizer: Optimizer;
@@ -135,6 +140,7 @@ export class ShardState {
     Object.assign(state.refusedByReason, snapshot.refusedByReason);
     if (state.featureMoments && snapshot.featureMoments) state.featureMoments = snapshot.featureMoments;
     state.stalenessCounts.push(...snapshot.stalenessCounts);
+    state.takeScores(snapshot.prequential);
     state.stalenessMax = snapshot.stalenessMax;
     for (const o of snapshot.appliedOffsets) {
       state.appliedOffsets.set(`${o.topic}:${o.partition}`, { ...o });
@@ -167,6 +173,8 @@ export class ShardState {
     if (update.firstAppendTime > 0) this.pendingAppendTimes.push(update.firstAppendTime);
     if (update.sampleCount === 0) return { outcome: 'counted' };
     countStaleness(this.stalenessCounts, stale);
+    // Scores are measured before the step: they count whether or not the update is applied.
+    if (this.shard === 0) this.takeScores(update.prequential);
     this.stalenessMax = Math.max(this.stalenessMax, stale);
     if (stale > staleness.bound && staleness.policy === 'drop') {
       this.updatesDroppedStale += 1;
@@ -188,6 +196,11 @@ export class ShardState {
     this.samplesApplied += update.sampleCount;
     this.lossSum += update.lossSum;
     return { outcome: 'applied' };
+  }
+
+  private takeScores(windows: readonly PrequentialWindow[]): void {
+    addWindows(this.prequential, windows, keptPrequentialWindows);
+    for (const window of windows) this.lastEventTime = Math.max(this.lastEventTime, window.lastEventTime);
   }
 
   /** Records the input offsets an update covers as taken in: repeats of them are refused from now on. */
@@ -284,7 +297,7 @@ export class ShardState {
    * The snapshot of the shard as it is now. `appendTimes`: those it is the first to include (for freshnessMs);
    * `updatesOffset`: the first offset of the shard's updates partition it has not taken in.
    */
-  snapshot(now: number, shardCount: number, appendTimes: readonly number[], updatesOffset: number): ModelSnapshot {
+  snapshot(now: number, shardCount: number, appendTimes: readonly number[], updatesOffset: number, prequential: PrequentialSettings = defaultPrequential): ModelSnapshot {
     const oldest = appendTimes.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
     const freshnessMs = Number.isFinite(oldest) ? Math.max(0, now - oldest) : 0;
     const optimizerState = [...this.slots].flatMap(([name, slots]) => Object.entries(slots).map(([slot, values]) => encodeTensor(`${name}:${slot}`, this.variables.get(name)!.shape, values, 'FP32')));
@@ -313,9 +326,23 @@ export class ShardState {
       featureMoments: this.featureMoments,
       stalenessCounts: [...this.stalenessCounts],
       stalenessMax: this.stalenessMax,
+      prequential: [...this.prequential.values()].sort((a, b) => a.start - b.start),
+      prequentialWindowMs: this.shard === 0 ? prequential.windowMs : 0,
+      eventTimeWatermark: this.lastEventTime > 0 ? this.lastEventTime - prequential.maxOutOfOrdernessMs : 0,
     };
   }
 }
+
+/** How many of the newest prequential windows shard 0 keeps in its snapshots. */
+export const keptPrequentialWindows = 120;
+
+/** The prequential windows' size and allowed out-of-orderness (the experiment's `prequential`). */
+export interface PrequentialSettings {
+  readonly windowMs: number;
+  readonly maxOutOfOrdernessMs: number;
+}
+
+const defaultPrequential: PrequentialSettings = { windowMs: 10_000, maxOutOfOrdernessMs: 5_000 };
 
 /** How many versions {@link AppliedAt} remembers: staleness beyond it counts from the oldest it has. */
 const rememberedVersions = 4_096;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
+import { scoreSamples, type SampleScores } from '../../operators/prequential.js';
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
 import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schemas/types.js';
@@ -234,11 +235,18 @@ export class Replica implements GradientModel<TrainingSample> {
   private computeGradients(samples: readonly TrainingSample[]): StepGradients {
     const { x, y, w } = this.pack(samples);
     const n = samples.length;
-    return tf.tidy(() => {
+    // Test, then train: the forward pass of the step scores each sample before the step learns from it.
+    let scores: SampleScores | undefined;
+    const computed = tf.tidy(() => {
       const input = tf.tensor(x, [n, ...inputShapeOf(this.spec)]);
       const target = tf.tensor2d(y, [n, this.spec.outputs]);
       const weight = tf.tensor1d(w);
-      const objective = () => tf.sum(tf.mul(perSampleLoss(this.loss, this.model.apply(input, { training: true }) as tf.Tensor, target), weight)) as tf.Scalar;
+      const objective = () => {
+        const predicted = this.model.apply(input, { training: true }) as tf.Tensor;
+        const losses = tf.mul(perSampleLoss(this.loss, predicted, target), weight);
+        scores = scoreSamples(predicted.dataSync(), y, losses.dataSync() as Float32Array, this.spec.outputs, this.loss !== 'mse');
+        return tf.sum(losses) as tf.Scalar;
+      };
       const { value, grads } = tf.variableGrads(objective, this.variables.map((v) => v.variable));
       return {
         gradients: this.variables.map(({ name, variable }) => ({ name, shape: [...variable.shape], values: grads[variable.name]!.dataSync() as Float32Array })),
@@ -246,6 +254,7 @@ export class Replica implements GradientModel<TrainingSample> {
         sampleCount: n,
       };
     });
+    return { ...computed, scores };
   }
 
   /** The model's outputs for `samples` under the current weights (n × outputs), with their targets and weights. */

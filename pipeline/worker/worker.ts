@@ -332,7 +332,7 @@ class Training {
         // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
         const batches = new Subject<readonly Decoded<TrainingSample>[]>();
         let stepped: Outputs | undefined;
-        const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding })).subscribe({
+        const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding, prequentialWindowMs: config.prequential.windowMs })).subscribe({
           next: (outputs) => (stepped = outputs),
           error: (error: unknown) => subscriber.error(error),
         });

@@ -18,7 +18,7 @@ export function measurePsApplyRate(options: { quick: boolean }): { psApplyRate: 
     const update: ParameterUpdate = {
       namespace: 'bench', shard: 0, workerId: 'w', baseVersion: i, sampleCount: 256, lossSum: 1, deadLettered: 0,
       offsets: [{ topic: 't', partition: 0, firstOffset: i * 256, lastOffset: i * 256 + 255 }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0,
-      tensors, featureMoments: null,
+      tensors, featureMoments: null, prequential: [],
     };
     return codec.encode(update);
   });

@@ -11,7 +11,7 @@ describe('parameterUpdates', () => {
     expect(messages.map((m) => [m.key, m.partition])).toEqual([['0', 0], ['1', 1], ['2', 2]]);
     const decoded = messages.map((m) => codec.decode(m.value as Buffer));
     expect(decoded.map((d) => (d.ok ? [d.value.shard, d.value.baseVersion, d.value.tensors.length] : d.error.message))).toEqual([[0, 100, 0], [1, 101, 1], [2, 102, 0]]);
-    for (const d of decoded) expect(d.ok && { ...d.value, shard: 0, baseVersion: 0, tensors: [] }).toEqual({ ...body, shard: 0, baseVersion: 0, tensors: [], featureMoments: null });
+    for (const d of decoded) expect(d.ok && { ...d.value, shard: 0, baseVersion: 0, tensors: [] }).toEqual({ ...body, shard: 0, baseVersion: 0, tensors: [], featureMoments: null, prequential: [] });
   });
 
   it('keys a shard message by its shard', () => {

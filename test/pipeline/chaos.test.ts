@@ -55,7 +55,7 @@ describe('chaos', () => {
     nonFinite.bytes.writeFloatLE(Number.POSITIVE_INFINITY, 0);
     const forged: ParameterUpdate = {
       namespace, shard: 0, workerId: 'forger', baseVersion: 0, sampleCount: 7, lossSum: 0, deadLettered: 0,
-      offsets: [{ topic: 'forged', partition: 0, firstOffset: 0, lastOffset: 6 }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors: [nonFinite], featureMoments: null,
+      offsets: [{ topic: 'forged', partition: 0, firstOffset: 0, lastOffset: 6 }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors: [nonFinite], featureMoments: null, prequential: [],
     };
     await producer.send({ topic: topics.updates, acks: -1, messages: [{ partition: 0, key: '0', value: codecFor('ParameterUpdate').encode(forged) }, { partition: 1, key: '1', value: Buffer.from('not an update') }] });
 

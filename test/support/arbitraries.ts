@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { codecFor, type DeadLetter, type FeatureMoments, type ModelSnapshot, type OffsetRange, type ParameterUpdate, type PartitionOffset, type Tensor, type TrainingSample } from '../../schemas/index.js';
+import { codecFor, type DeadLetter, type FeatureMoments, type PrequentialWindow, type ModelSnapshot, type OffsetRange, type ParameterUpdate, type PartitionOffset, type Tensor, type TrainingSample } from '../../schemas/index.js';
 
 /** fast-check generators for every streamgrad record, covering each field's whole domain. */
 const text = fc.string({ unit: 'grapheme', maxLength: 24 });
@@ -22,6 +22,7 @@ export const tensorArb: fc.Arbitrary<Tensor> = fc.record({
 
 const offsetRangeArb: fc.Arbitrary<OffsetRange> = fc.record({ topic: text, partition: int32, firstOffset: long, lastOffset: long });
 const featureMomentsArb: fc.Arbitrary<FeatureMoments> = fc.record({ count: nat, mean: fc.array(double, { maxLength: 8 }), m2: fc.array(double, { maxLength: 8 }) });
+const prequentialWindowArb: fc.Arbitrary<PrequentialWindow> = fc.record({ start: long, samples: nat, lossSum: double, absErrorSum: double, squaredErrorSum: double, correct: nat, lastEventTime: long });
 const partitionOffsetArb: fc.Arbitrary<PartitionOffset> = fc.record({ topic: text, partition: int32, offset: long });
 
 export const trainingSampleArb: fc.Arbitrary<TrainingSample> = fc.record({
@@ -48,6 +49,7 @@ export const parameterUpdateArb: fc.Arbitrary<ParameterUpdate> = fc.record({
   createdAt: long,
   tensors: fc.array(tensorArb, { maxLength: 4 }),
   featureMoments: fc.option(featureMomentsArb, { nil: null }),
+  prequential: fc.array(prequentialWindowArb, { maxLength: 3 }),
 });
 
 export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
@@ -74,6 +76,9 @@ export const modelSnapshotArb: fc.Arbitrary<ModelSnapshot> = fc.record({
   featureMoments: fc.option(featureMomentsArb, { nil: null }),
   stalenessCounts: fc.array(nat, { maxLength: 8 }),
   stalenessMax: nat,
+  prequential: fc.array(prequentialWindowArb, { maxLength: 3 }),
+  prequentialWindowMs: nat,
+  eventTimeWatermark: long,
 });
 
 export const deadLetterArb: fc.Arbitrary<DeadLetter> = fc.record({

@@ -26,7 +26,7 @@ describe('streamgrad audit', () => {
     const topics = topicsOf(namespace);
     const update = (first: number, last: number): ParameterUpdate => ({
       namespace, shard: 0, workerId: 'w', baseVersion: 0, sampleCount: last - first + 1, lossSum: 0, deadLettered: 0,
-      offsets: [{ topic: input, partition: 0, firstOffset: first, lastOffset: last }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors: [], featureMoments: null,
+      offsets: [{ topic: input, partition: 0, firstOffset: first, lastOffset: last }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors: [], featureMoments: null, prequential: [],
     });
     const codec = codecFor('ParameterUpdate');
     const producer = await kafka.producer();

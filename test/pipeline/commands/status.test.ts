@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, progressLine, StatusReader, type ShardStatus, type StatusReport } from '../../../pipeline/commands/status.js';
+import { formatStatus, formatWindow, prequentialOf, progressLine, StatusReader, type ShardStatus, type StatusReport } from '../../../pipeline/commands/status.js';
 import { parseModelSpec } from '../../../pipeline/common/model.js';
 import { ensureNamespaceTopics, topicsOf } from '../../../pipeline/common/topics.js';
 import { ShardState } from '../../../pipeline/server/shardState.js';
-import { codecFor } from '../../../schemas/index.js';
+import { codecFor, type PrequentialWindow } from '../../../schemas/index.js';
 import { kafkaTest } from '../../support/kafka.js';
 
 const shard = (id: number, refused = 0): ShardStatus => ({
@@ -14,7 +14,7 @@ const shard = (id: number, refused = 0): ShardStatus => ({
 const report = (overrides: Partial<StatusReport> = {}): StatusReport => ({
   namespace: 'iot', inputTopic: 'telemetry', at: Date.UTC(2026, 10, 28),
   partitions: [{ partition: 0, end: 10_000, committed: 9_000, lag: 1_000, rate: 500, owner: 'host-1' }],
-  shards: [shard(0), shard(1)], loss: 0.0123, lag: 1_000, deadLetters: 3, samplesPerSecond: 4_321, undecodableSnapshots: [], staleness: { updates: 36, p50: 1, p99: 3, max: 3 },
+  shards: [shard(0), shard(1)], loss: 0.0123, lag: 1_000, deadLetters: 3, samplesPerSecond: 4_321, undecodableSnapshots: [], staleness: { updates: 36, p50: 1, p99: 3, max: 3 }, prequential: undefined,
   ...overrides,
 });
 
@@ -27,6 +27,22 @@ describe('status display', () => {
     expect(text).not.toContain('ERROR');
     expect(progressLine(report())).toBe('4,321 samples/s | loss 0.0123 | applied 12,345 | lag 1,000 | version 120/120 | freshness 250 ms | staleness p99 3 | dead letters 3');
     expect(text).toContain('staleness of 36 updates (updates that changed a shard since the one they were computed on, bucket tops): p50 ≤ 1, p99 ≤ 3, max 3');
+  });
+
+  it('shows the prequential scores of the closed event-time windows: first, best and last, and the last on the progress line', () => {
+    const window = (start: number, samples: number, lossSum: number): PrequentialWindow => ({ start, samples, lossSum, absErrorSum: lossSum / 2, squaredErrorSum: lossSum, correct: 0, lastEventTime: start + 9_999 });
+    const snapshot = { ...ShardState.initial('iot', 0, parseModelSpec({ kind: 'linear', features: 1 }), []).snapshot(0, 1, [], 0), prequentialWindowMs: 10_000, eventTimeWatermark: 35_000 };
+    // Four windows; the one from 30 s ends at 40 s, after the watermark: still open, not shown.
+    const prequential = prequentialOf({ ...snapshot, prequential: [window(0, 100, 50), window(10_000, 100, 5), window(20_000, 100, 8), window(30_000, 10, 0.1)] })!;
+    expect(prequential.closed.map((w) => w.start)).toEqual([0, 10_000, 20_000]);
+    expect([prequential.first!.loss, prequential.best!.loss, prequential.last!.loss]).toEqual([0.5, 0.05, 0.08]);
+    expect(prequential.last).toMatchObject({ mae: 0.04, rmse: Math.sqrt(0.08), samples: 100 });
+    const text = formatStatus(report({ prequential }));
+    expect(text).toContain('prequential scores (each sample scored before it was trained on), 10 s event-time windows, 3 closed:');
+    expect(text).toContain('  best  00:00:10 loss 0.0500 MAE 0.0250 RMSE 0.224 (100)');
+    expect(progressLine(report({ prequential }))).toContain('| window loss 0.0800 |');
+    const classes = prequentialOf({ ...snapshot, modelConfig: JSON.stringify({ kind: 'logistic', features: 2, outputs: 3 }), prequential: [{ ...window(0, 100, 20), correct: 93 }] })!;
+    expect(formatWindow(classes.last!, classes.classifier)).toBe('00:00:00 accuracy 0.930 log-loss 0.2000 (100)');
   });
 
   it('says ERROR for refused updates and for records of the model topic that are not snapshots', () => {

@@ -6,6 +6,7 @@ import { startWorker } from '../../../pipeline/worker/worker.js';
 import { codecFor } from '../../../schemas/index.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
 import { countStaleness } from '../../../pipeline/common/staleness.js';
+import { closedWindows } from '../../../operators/prequential.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { latestSnapshots, waitForShards } from '../../support/snapshots.js';
 
@@ -36,6 +37,8 @@ describe('parameter server', () => {
       maxInFlightUpdates: 4,
       // Four lanes with up to 4 updates in flight each: scaling stale updates keeps asynchronous SGD stable.
       server: { snapshotEveryUpdates: 10, snapshotIntervalMs: 100, staleness: { policy: 'scale', bound: 2 } },
+      // Event time = the record's index in ms: 40 windows of a second.
+      prequential: { windowMs: 1_000, maxOutOfOrdernessMs: 0 },
     });
     const server = await startParameterServer(config, { log: (line) => line.includes('refused') && console.error(line) });
     server.done.catch((error: unknown) => console.error('[parameter server failed]', error));
@@ -92,6 +95,13 @@ describe('parameter server', () => {
     expect(exported).toMatch(/streamgrad_freshness_ms_count\{[^}]*shard="0"[^}]*\} \d+/);
     const stalenessCount = [...exported.matchAll(/streamgrad_update_staleness_count\{[^}]*\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     expect(stalenessCount).toBe(applied);
+    // Every sample was scored once before training, in the window of its event time; the last closed window is on /metrics.
+    const shard0 = latest.get(0)!;
+    expect(shard0.prequential.reduce((sum, w) => sum + w.samples, 0)).toBe(total - bad.size);
+    expect(shard0.prequential.map((w) => w.start)).toEqual(Array.from({ length: 40 }, (_, k) => k * 1_000));
+    const lastClosed = closedWindows(shard0).at(-1)!;
+    expect(exported).toContain(`streamgrad_prequential{score="loss",namespace="${namespace}",role="ps"} ${lastClosed.loss}`);
+    expect(exported).toMatch(/streamgrad_prequential\{score="rmse"[^}]*\} [0-9.e-]+/);
     for (const snapshot of latest.values()) {
       expect(snapshot.deadLettered).toBe(bad.size);
       expect(snapshot.samplesApplied).toBe(total - bad.size);

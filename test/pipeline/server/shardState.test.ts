@@ -13,7 +13,7 @@ function update(gradientSum: number[], sampleCount: number, baseVersion = 0, off
     namespace: 'ns', shard: 0, workerId: 'w', baseVersion, sampleCount, lossSum: 1, deadLettered: 0,
     offsets: [{ topic: 'in', partition: 0, firstOffset: offset, lastOffset: offset + sampleCount - 1 }],
     firstAppendTime: 1, lastAppendTime: 2, createdAt: 3,
-    tensors: [encodeTensor('w', [2], Float32Array.from(gradientSum), 'FP32')], featureMoments: null,
+    tensors: [encodeTensor('w', [2], Float32Array.from(gradientSum), 'FP32')], featureMoments: null, prequential: [],
   };
 }
 const valuesOf = (state: ShardState) => [...state.variables.get('w')!.values];

@@ -200,7 +200,7 @@ describe('Replica gradients', () => {
     const snapshot = (version: number, weights: ReturnType<Replica['weights']>, reflected: number): ModelSnapshot => ({
       namespace: 'ns', shard: 0, shardCount: 1, version, modelConfig: '{}', tensors: weights.map((w) => encodeTensor(w.name, w.shape, w.values, 'FP32')), optimizerState: [],
       samplesApplied: 0, updatesApplied: 0, updatesDroppedStale: 0, samplesDroppedStale: 0, deadLettered: 0, lossSum: 0,
-      appliedOffsets: reflected < 0 ? [] : [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {}, featureMoments: null, stalenessCounts: [], stalenessMax: 0,
+      appliedOffsets: reflected < 0 ? [] : [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {}, featureMoments: null, stalenessCounts: [], stalenessMax: 0, prequential: [], prequentialWindowMs: 0, eventTimeWatermark: 0,
     });
     const samples = randomSamples(spec, 8, 3);
     const step = replica.gradients(samples);
@@ -265,7 +265,7 @@ describe('Replica gradients', () => {
     const rows = (from: number, count: number) => Array.from({ length: count }, (_, i) => ({ deviceId: 'd', eventTime: 0, features: [from + i, 10 * (from + i)], label: 0, labels: [], weight: 1, attributes: {} }));
     const snapshot = (shard: number, version: number, reflected: number, featureMoments: ModelSnapshot['featureMoments']): ModelSnapshot => ({
       namespace: 'ns', shard, shardCount: 2, version, modelConfig: '{}', tensors: [], optimizerState: [], samplesApplied: 0, updatesApplied: 0, updatesDroppedStale: 0, samplesDroppedStale: 0,
-      deadLettered: 0, lossSum: 0, appliedOffsets: [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {}, featureMoments, stalenessCounts: [], stalenessMax: 0,
+      deadLettered: 0, lossSum: 0, appliedOffsets: [{ topic: 't', partition: 0, offset: reflected }], freshnessMs: 0, createdAt: 0, updatesOffset: 0, updatesRefused: 0, samplesRefused: 0, refusedByReason: {}, featureMoments, stalenessCounts: [], stalenessMax: 0, prequential: [], prequentialWindowMs: 0, eventTimeWatermark: 0,
     });
     const first = replica.gradients(rows(0, 4)).featureMoments!;
     replica.placeLastStep(replica, 't', 0, 3);

@@ -4,7 +4,8 @@ import { selectBackend } from '../../../pipeline/common/backend.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
 import { codecFor, type TrainingSample } from '../../../schemas/index.js';
 import { kafkaTest as test } from '../../support/kafka.js';
-import { trainInProcess } from '../../support/snapshots.js';
+import { latestSnapshots, trainInProcess } from '../../support/snapshots.js';
+import { windowScores } from '../../../operators/prequential.js';
 
 const sample = (i: number): TrainingSample => {
   const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
@@ -27,6 +28,8 @@ describe('worker with updates: deltas', () => {
       batchSize,
       sync: true,
       server: { snapshotEveryUpdates: 1 },
+      // Event time = the sample's index in ms: six windows of 500.
+      prequential: { windowMs: 500, maxOutOfOrdernessMs: 0 },
     });
     const served = await trainInProcess(kafka, config, total);
 
@@ -48,5 +51,17 @@ describe('worker with updates: deltas', () => {
       values.forEach((v, i) => expect(Math.abs(got[i]! - v), `${name}[${i}]`).toBeLessThan(1e-4));
     }
     sequential.dispose();
+
+    // Every sample was scored before it was trained on, once: shard 0's windows hold them all, and their losses add
+    // up to the loss the updates reported; the model learns, so the last window scores far better than the first.
+    const shard0 = (await latestSnapshots(kafka, namespace)).get(0)!;
+    expect(shard0.prequential.map((w) => [w.start, w.samples])).toEqual([0, 500, 1_000, 1_500, 2_000, 2_500].map((start) => [start, 500]));
+    const windowLoss = shard0.prequential.reduce((sum, w) => sum + w.lossSum, 0);
+    expect(Math.abs(windowLoss - shard0.lossSum) / shard0.lossSum).toBeLessThan(1e-4);
+    expect(shard0.eventTimeWatermark).toBe(total - 1);
+    const [first, last] = [windowScores(shard0.prequential[0]!), windowScores(shard0.prequential.at(-1)!)];
+    console.error(`[deltas] prequential loss per window: ${shard0.prequential.map((w) => (w.lossSum / w.samples).toExponential(2)).join(' → ')}`);
+    expect(last.loss).toBeLessThan(first.loss / 3);
+    expect(last.rmse ** 2).toBeCloseTo(last.loss, 5);
   }, 300_000);
 });
