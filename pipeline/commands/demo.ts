@@ -10,6 +10,7 @@ import { acquireBroker } from './localBroker.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { simulatedFeatureCount } from './simulator.js';
 import { runExperiment } from './supervisor.js';
+import { formatWindow, type PrequentialStatus } from './status.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -70,6 +71,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ['dead letters (sensor dropouts)', status.deadLetters.toLocaleString('en-US')],
       ['throughput', `${Math.round((shard0?.samplesApplied ?? 0) / summary.seconds).toLocaleString('en-US')} samples/s`],
       ['loss: first reading → lowest → last', losses.length === 0 ? '-' : `${losses[0]!.toFixed(4)} → ${Math.min(...losses).toFixed(4)} → ${losses.at(-1)!.toFixed(4)}`],
+      ...prequentialRows(status.prequential, config.prequential.maxOutOfOrdernessMs),
       ['model versions (per shard)', status.shards.map((s) => s.version).join('/') || '-'],
       ['freshness of the last snapshot', `${Math.max(0, ...status.shards.map((s) => s.freshnessMs))} ms`],
       ['peak memory (RSS)', Object.entries(summary.peakRssMb).map(([name, mb]) => `${name} ${Math.round(mb)} MB`).join(', ') || '-'],
@@ -81,4 +83,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   } finally {
     await broker.release();
   }
+}
+
+/** The demo summary's prequential rows: the first, best and last closed event-time windows. */
+function prequentialRows(prequential: PrequentialStatus | undefined, latenessMs: number): Array<[string, string]> {
+  if (!prequential?.first) return [['prequential windows', `none closed yet (a window closes ${latenessMs / 1000} s of event time after its end)`]];
+  const { first, best, last, classifier, windowMs } = prequential;
+  return [
+    [`prequential, ${windowMs / 1000} s windows: first`, formatWindow(first, classifier)],
+    ['  best', formatWindow(best!, classifier)],
+    ['  last', formatWindow(last!, classifier)],
+  ];
 }

@@ -21,6 +21,9 @@ describe('streamgrad demo', () => {
     const summary = demo.lines.join('\n');
     expect(summary).toMatch(/streamgrad demo summary/);
     expect(summary).toMatch(/samples applied +[\d,]+/);
+    // Prequential scores of the closed 10 s event-time windows: the first, the best and the last.
+    expect(summary).toMatch(/prequential, 10 s windows: first +\d\d:\d\d:\d\d loss \d+\.\d+ MAE \S+ RMSE \S+ \([\d,]+\)/);
+    expect(summary).toMatch(/ {2}last +\d\d:\d\d:\d\d loss/);
     expect(summary).toMatch(/exported model +\S+model\.json/);
     expect(existsSync(join(out, 'model.json')) && existsSync(join(out, 'weights.bin'))).toBe(true);
   }, 120_000);
