@@ -235,7 +235,7 @@ export class ShardState {
       const last = this.lastTaken.get(`${kind}:${range.topic}:${range.partition}`);
       if (last !== undefined && range.firstOffset <= last) return { reason: 'DUPLICATE', detail: `${range.topic}[${range.partition}]@${range.firstOffset}-${range.lastOffset}, already taken in up to ${last}` };
     }
-    const moments = this.checkMoments(update);
+    const moments = this.checkMoments(update) ?? checkScores(update);
     if (moments) return moments;
     const gradients: Array<{ name: string; values: Float32Array }> = [];
     for (const tensor of update.sampleCount > 0 ? update.tensors : []) {
@@ -331,6 +331,15 @@ export class ShardState {
       eventTimeWatermark: this.lastEventTime > 0 ? this.lastEventTime - prequential.maxOutOfOrdernessMs : 0,
     };
   }
+}
+
+/** What makes an update's prequential scores unusable: windows that do not hold its samples, or values that cannot be. */
+function checkScores(update: ParameterUpdate): { readonly reason: RefusalReason; readonly detail: string } | undefined {
+  if (update.prequential.length === 0) return undefined;
+  const scored = update.prequential.reduce((sum, w) => sum + w.samples, 0);
+  if (scored !== update.sampleCount) return { reason: 'ABSURD', detail: `prequential windows of ${scored} samples, the update has ${update.sampleCount}` };
+  const bad = update.prequential.find((w) => ![w.lossSum, w.absErrorSum, w.squaredErrorSum].every((v) => Number.isFinite(v) && v >= 0) || w.samples < 0 || w.correct < 0 || w.correct > w.samples);
+  return bad ? { reason: 'ABSURD', detail: `the prequential window from ${bad.start} has impossible scores` } : undefined;
 }
 
 /** How many of the newest prequential windows shard 0 keeps in its snapshots. */

@@ -170,6 +170,9 @@ describe('ShardState', () => {
       [at(11, { count: 1, mean: [Number.NaN, 0], m2: [0, 0] }), 'NON_FINITE'],
       [at(12, { count: 7, mean: [1, 2], m2: [0, 0] }), 'ABSURD'],
       [at(13, { count: 1, mean: [1, 2], m2: [-1, 0] }), 'ABSURD'],
+      // Prequential windows must hold the update's samples, with scores that can be.
+      [{ ...at(14, null), prequential: [{ start: 0, samples: 2, lossSum: 1, absErrorSum: 1, squaredErrorSum: 1, correct: 0, lastEventTime: 5 }] }, 'ABSURD'],
+      [{ ...at(15, null), prequential: [{ start: 0, samples: 1, lossSum: Number.NaN, absErrorSum: 1, squaredErrorSum: 1, correct: 0, lastEventTime: 5 }] }, 'ABSURD'],
     ];
     for (const [bad, reason] of cases) expect(restored.take(bad, apply, undefined)).toMatchObject({ outcome: 'refused', reason });
     expect(restored.featureMoments).toEqual(snapshot.featureMoments);
