@@ -55,8 +55,10 @@ export const experimentSchema = z.object({
     .object({
       /** Publish a snapshot after this many updates … */
       snapshotEveryUpdates: z.number().int().positive().default(20),
-      /** … or this long after the last one, whichever comes first. */
+      /** … or this long after the last one, whichever comes first … */
       snapshotIntervalMs: z.number().int().positive().default(200),
+      /** … or once no update has come for this long: workers at their share of updates in flight wait for it. */
+      snapshotIdleMs: z.number().int().positive().default(10),
       staleness: z
         .object({ policy: z.enum(['apply', 'scale', 'drop']).default('apply'), bound: z.number().int().nonnegative().default(16) })
         .default({ policy: 'apply', bound: 16 }),
@@ -69,7 +71,7 @@ export const experimentSchema = z.object({
        */
       maxAbsGradient: z.number().positive().default(1e15),
     })
-    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, staleness: { policy: 'apply', bound: 16 }, maxAbsGradient: 1e15 }),
+    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, snapshotIdleMs: 10, staleness: { policy: 'apply', bound: 16 }, maxAbsGradient: 1e15 }),
   /** The IoT telemetry simulator of `streamgrad simulate` and `run --simulate`. */
   simulator: z
     .object({

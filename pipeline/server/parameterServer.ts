@@ -152,11 +152,12 @@ class Serving {
 
   /**
    * The lane's records taken into its shard, and a snapshot output every `snapshotEveryUpdates` updates, every
-   * `snapshotIntervalMs` and at the end.
+   * `snapshotIntervalMs`, once no update has come for `snapshotIdleMs` (the workers, holding their share of updates in
+   * flight, wait for it), and at the end.
    */
   private snapshotOutputs(lane: Lane, awaitingCommit: AwaitingCommit[]): Observable<Outputs> {
     const loaded = this.loadShard(lane);
-    const { snapshotEveryUpdates, snapshotIntervalMs } = this.config.server;
+    const { snapshotEveryUpdates, snapshotIntervalMs, snapshotIdleMs } = this.config.server;
     return new Observable<Outputs>((subscriber) => {
       const pending = new PendingSnapshot();
       let state: ShardState | undefined;
@@ -167,10 +168,13 @@ class Serving {
       // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes.
       loaded.catch((error: unknown) => subscriber.error(error));
       const timer = setInterval(publish, snapshotIntervalMs);
+      let idle: NodeJS.Timeout | undefined;
       const subscription = lane.records.pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record))))).subscribe({
         next: (record) => {
           pending.add(record, this.takeRecord(state!, record));
+          clearTimeout(idle);
           if (pending.size >= snapshotEveryUpdates) publish();
+          else idle = setTimeout(publish, snapshotIdleMs);
         },
         error: (error: unknown) => subscriber.error(error),
         complete: () => {
@@ -180,6 +184,7 @@ class Serving {
       });
       return () => {
         clearInterval(timer);
+        clearTimeout(idle);
         subscription.unsubscribe();
       };
     });
