@@ -37,7 +37,7 @@ async function statusCommand(options: { config: string; namespace?: string; watc
 export function addStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('per partition: lag, rate and owning worker; per shard: version, samples applied, dropped stale updates, freshness; loss and dead letters. Reads Kafka only, so it works from any machine')
+    .description('per partition: lag, rate and owning worker; per shard: version, samples applied, dropped stale updates, freshness, staleness; loss, dead letters and the prequential scores of the closed event-time windows. Reads Kafka only, so it works from any machine')
     .addOption(configOption())
     .option('--namespace <ns>', 'another namespace than the config\'s (a replay\'s, say)')
     .option('--watch', 'refresh until Ctrl-C')
