@@ -13,7 +13,7 @@ export interface SampleScores {
   /** Mean absolute and squared error over the outputs. */
   readonly absError: Float32Array;
   readonly squaredError: Float32Array;
-  /** Classifiers: 1 where the predicted class (largest output; output > 0.5 for one output) is the label's; else 0. */
+  /** Classifiers: 1 where the predicted class (largest output; output ≥ 0.5 for one output) is the label's; else 0. */
   readonly correct: Uint8Array;
 }
 
@@ -37,7 +37,7 @@ export function scoreSamples(predicted: ArrayLike<number>, target: ArrayLike<num
     }
     absError[i] = abs / outputs;
     squaredError[i] = squared / outputs;
-    if (classifier) correct[i] = outputs === 1 ? Number(predicted[i]! > 0.5 === target[i]! > 0.5) : Number(best === labelled);
+    if (classifier) correct[i] = outputs === 1 ? Number(predicted[i]! >= 0.5 === target[i]! >= 0.5) : Number(best === labelled);
   }
   return { loss: losses, absError, squaredError, correct };
 }

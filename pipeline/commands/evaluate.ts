@@ -8,6 +8,7 @@ import { lossOf, sampleLengthOf } from '../common/model.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
 import { probabilityEpsilon, Replica } from '../worker/replica.js';
+import { scoreSamples } from '../../operators/prequential.js';
 
 /** How the newest model of a namespace scores on a topic of labelled samples. */
 export interface Evaluation {
@@ -50,36 +51,27 @@ class Scores {
     const { replica } = this;
     const outputs = replica.spec.outputs;
     const { predicted, target, weight } = replica.predict(batch);
+    // The same per-sample errors and classes as the prequential scores of training.
+    const scored = scoreSamples(predicted, target, new Float32Array(batch.length), outputs, this.classifier);
     this.lossSum += replica.lossSum(batch);
     for (let i = 0; i < batch.length; i++) {
       this.samples += 1;
       this.weightSum += weight[i]!;
-      const row = predicted.subarray(i * outputs, (i + 1) * outputs);
-      const truth = target.subarray(i * outputs, (i + 1) * outputs);
-      if (this.classifier) this.addClassified(row, truth);
-      else this.addRegressed(row, truth);
+      this.absoluteSum += scored.absError[i]!;
+      this.squaredSum += scored.squaredError[i]!;
+      this.correct += scored.correct[i]!;
+      if (this.classifier) this.logLossSum += logLossOf(predicted.subarray(i * outputs, (i + 1) * outputs), target.subarray(i * outputs, (i + 1) * outputs));
     }
   }
+}
 
-  private addRegressed(row: Float32Array, truth: Float32Array): void {
-    for (let k = 0; k < row.length; k++) {
-      const error = row[k]! - truth[k]!;
-      this.absoluteSum += Math.abs(error);
-      this.squaredSum += error * error;
-    }
+/** One sample's unweighted log-loss: of its class's probability, or binary cross-entropy for one output. */
+function logLossOf(row: Float32Array, truth: Float32Array): number {
+  if (row.length === 1) {
+    const p = Math.min(1 - probabilityEpsilon, Math.max(probabilityEpsilon, row[0]!));
+    return -(truth[0]! * Math.log(p) + (1 - truth[0]!) * Math.log(1 - p));
   }
-
-  private addClassified(row: Float32Array, truth: Float32Array): void {
-    if (row.length === 1) {
-      const p = Math.min(1 - probabilityEpsilon, Math.max(probabilityEpsilon, row[0]!));
-      if ((p >= 0.5 ? 1 : 0) === Math.round(truth[0]!)) this.correct += 1;
-      this.logLossSum -= truth[0]! * Math.log(p) + (1 - truth[0]!) * Math.log(1 - p);
-      return;
-    }
-    const klass = truth.indexOf(Math.max(...truth));
-    if (row.indexOf(Math.max(...row)) === klass) this.correct += 1;
-    this.logLossSum -= Math.log(Math.max(probabilityEpsilon, row[klass]!));
-  }
+  return -Math.log(Math.max(probabilityEpsilon, row[truth.indexOf(Math.max(...truth))]!));
 }
 
 /**
@@ -115,10 +107,10 @@ export async function evaluateModel(kafka: Kafka, config: ExperimentConfig, topi
 
 function report(config: ExperimentConfig, topic: string, versions: number[], scores: Scores, skipped: Record<string, number>): Evaluation {
   const { samples } = scores;
-  const values = samples * config.model.outputs;
   const base = { namespace: config.namespace, topic, versions, samples, skipped, loss: scores.lossSum / Math.max(scores.weightSum, Number.MIN_VALUE) };
   if (lossOf(config.model) !== 'mse') return { ...base, accuracy: scores.correct / samples, logLoss: scores.logLossSum / samples };
-  return { ...base, mae: scores.absoluteSum / values, rmse: Math.sqrt(scores.squaredSum / values) };
+  // Per sample, the errors are means over its outputs: over samples, they are means over every output.
+  return { ...base, mae: scores.absoluteSum / samples, rmse: Math.sqrt(scores.squaredSum / samples) };
 }
 
 /** The evaluation as lines for a terminal. */
