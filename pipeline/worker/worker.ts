@@ -207,6 +207,7 @@ class Training {
   private readonly maxInFlightUpdates: number;
   /** The input partitions the budget is shared by (read when the first lane opens, again for a lane beyond them). */
   private partitionCount = 0;
+  private counting: Promise<number> | undefined;
   private readonly samples: SampleDecoder;
   /** The replica, with each gradient step timed and counted. */
   private readonly timedModel: GradientModel<TrainingSample>;
@@ -298,11 +299,15 @@ class Training {
    */
   private async laneShare(lane: Lane): Promise<number> {
     if (lane.partition >= this.partitionCount) {
-      // A broker that cannot answer now (an outage) leaves the count at what the lanes show; the next lane asks again.
-      const counted = await this.countPartitions().catch((error: unknown) => {
-        this.log(`[worker ${this.workerId}] cannot read the partition count of ${this.config.inputTopic} (${(error as Error)?.message ?? String(error)}); sharing the budget by the partitions seen`);
-        return 0;
-      });
+      // Lanes that open together share one reading. A broker that cannot answer now (an outage) leaves the count at
+      // what the lanes show; the next lane beyond it asks again.
+      this.counting ??= this.countPartitions()
+        .catch((error: unknown) => {
+          this.log(`[worker ${this.workerId}] cannot read the partition count of ${this.config.inputTopic} (${(error as Error)?.message ?? String(error)}); sharing the budget by the partitions seen`);
+          return 0;
+        })
+        .finally(() => (this.counting = undefined));
+      const counted = await this.counting;
       this.partitionCount = Math.max(lane.partition + 1, this.partitionCount, counted);
     }
     return Math.max(1, Math.floor(this.maxInFlightUpdates / this.partitionCount));
