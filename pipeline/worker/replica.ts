@@ -146,9 +146,7 @@ export class Replica implements GradientModel<TrainingSample> {
     const y = new Float32Array(samples.length * outputs);
     const w = new Float32Array(samples.length);
     samples.forEach((sample, i) => {
-      if (sample.features.length !== this.sampleLength) {
-        throw new RangeError(`sample of device '${sample.deviceId}' has ${sample.features.length} features; the ${this.spec.kind} model takes ${this.sampleLength}`);
-      }
+      this.checkLength(sample);
       writeModelInput(this.spec, sample.features, x, i * this.sampleSize);
       if (sample.labels.length === outputs) y.set(sample.labels, i * outputs);
       else if (outputs > 1) y[i * outputs + (sample.label ?? 0)] = 1; // a class index: one-hot
@@ -170,11 +168,20 @@ export class Replica implements GradientModel<TrainingSample> {
     return this.local ? this.local.step(computed, (name) => this.valuesOf(name), (name, values) => this.assign(name, values)) : computed;
   }
 
+  private checkLength(sample: TrainingSample): void {
+    if (sample.features.length !== this.sampleLength) {
+      throw new RangeError(`sample of device '${sample.deviceId}' has ${sample.features.length} features; the ${this.spec.kind} model takes ${this.sampleLength}`);
+    }
+  }
+
   /** With `normalize`: the batch's raw feature moments, merged into the scaling before the batch is scaled. */
   private observeMoments(samples: readonly TrainingSample[]): StepGradients['featureMoments'] {
     if (!this.scaling) return undefined;
     const raw = new Float32Array(samples.length * this.sampleLength);
-    samples.forEach((sample, i) => raw.set(sample.features.slice(0, this.sampleLength), i * this.sampleLength));
+    samples.forEach((sample, i) => {
+      this.checkLength(sample);
+      raw.set(sample.features, i * this.sampleLength);
+    });
     const moments = momentsOf(raw, this.spec.features);
     this.scaling.observe(moments);
     return moments;
