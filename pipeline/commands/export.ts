@@ -121,15 +121,15 @@ let registered = false;
 
 /**
  * Lets plain `@tensorflow/tfjs` load `file://` URLs with `tf.loadLayersModel`,
- * as tfjs-node does (where tfjs-node is loaded, its own handler is used first).
+ * as tfjs-node does (where tfjs-node is loaded, its handler serves them).
  */
 export function registerFileSystem(): void {
   if (registered) return;
   registered = true;
   tf.io.registerLoadRouter((url): tf.io.IOHandler => {
     const path = Array.isArray(url) ? url[0] : url;
-    // A router answers null for URLs that are not its own (the declared type omits it).
-    if (typeof path !== 'string' || !path.startsWith('file://')) return null as unknown as tf.io.IOHandler;
+    // A router answers null for URLs that are not its own (the declared type omits it); tfjs-node has its own.
+    if (typeof path !== 'string' || !path.startsWith('file://') || tf.findBackendFactory('tensorflow')) return null as unknown as tf.io.IOHandler;
     const file = fileURLToPath(path);
     return { load: () => loadModelFile(file) };
   });

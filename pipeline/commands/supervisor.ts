@@ -1,4 +1,5 @@
 import type { Kafka } from 'kafkajs';
+import { tensorflowThreads } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
 import type { ConsoleDisplay } from '../common/console.js';
 import { assertReachable, createKafka } from '../common/kafkaClient.js';
@@ -117,10 +118,18 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   await ensureExperimentTopics(kafka, config);
 
   const signal = new StopSignal();
-  const children = new RunChildren(options.configFile, config.brokers, display, (error) => {
-    display.log(error.message);
-    signal.fail(error);
-  });
+  // The server and the workers share the machine's cores: native TensorFlow gets its share in each.
+  const threads = { STREAMGRAD_TF_THREADS: String(tensorflowThreads(options.workers + 1)) };
+  const children = new RunChildren(
+    options.configFile,
+    config.brokers,
+    display,
+    (error) => {
+      display.log(error.message);
+      signal.fail(error);
+    },
+    threads,
+  );
   const metricsPort = (offset: number) => (config.metricsPort === undefined ? [] : ['--metrics-port', String(config.metricsPort === 0 ? 0 : config.metricsPort + offset)]);
   let workerCount = 0;
   const addWorkers = (count: number): string[] =>

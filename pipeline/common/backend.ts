@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../../schemas/errors.js';
 import { BackendError } from './errors.js';
@@ -6,9 +7,31 @@ import { BackendError } from './errors.js';
 export const backendNames = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof backendNames)[number];
 
+/**
+ * Threads for native TensorFlow's kernels in a process: STREAMGRAD_TF_THREADS when set, else the cores each of
+ * `processes` gets when they share this machine (at least one). `streamgrad run` sets STREAMGRAD_TF_THREADS for
+ * its workers and server: on 2 cores shared with a broker, one thread per process beats one per core.
+ */
+export function tensorflowThreads(processes = 1, env: NodeJS.ProcessEnv = process.env): number {
+  const forced = env.STREAMGRAD_TF_THREADS;
+  if (forced !== undefined) {
+    const threads = Number(forced);
+    if (!Number.isInteger(threads) || threads < 1) throw new ConfigError('STREAMGRAD_TF_THREADS', `must be a whole number ≥ 1; got '${forced}'`);
+    return threads;
+  }
+  return Math.max(1, Math.floor(availableParallelism() / Math.max(1, processes)));
+}
+
 async function register(name: BackendName): Promise<void> {
-  // The packages register their backend when imported; tfjs-node is an optional peer dependency.
-  if (name === 'tensorflow') await import('@tensorflow/tfjs-node' as string);
+  // The packages register their backend when imported. TensorFlow reads its thread counts from the environment
+  // when tfjs-node creates its context, at import; its informational log lines are off unless asked for.
+  if (name === 'tensorflow') {
+    const threads = String(tensorflowThreads());
+    process.env.TF_NUM_INTRAOP_THREADS ??= threads;
+    process.env.TF_NUM_INTEROP_THREADS ??= threads;
+    process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+    await import('@tensorflow/tfjs-node' as string);
+  }
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
 }
 
@@ -16,7 +39,7 @@ async function tryBackend(name: BackendName): Promise<void> {
   try {
     await register(name);
   } catch (cause) {
-    throw new BackendError(name, name === 'tensorflow' ? '@tensorflow/tfjs-node is not installed (npm install @tensorflow/tfjs-node)' : (cause as Error).message, cause);
+    throw new BackendError(name, name === 'tensorflow' ? `@tensorflow/tfjs-node does not load (${(cause as Error).message.split('\n')[0]}); run 'npm run setup:tensorflow'` : (cause as Error).message, cause);
   }
   // setBackend resolves false (and tfjs quietly keeps another backend) when initialisation fails.
   const ok = await tf.setBackend(name);
@@ -28,7 +51,8 @@ async function tryBackend(name: BackendName): Promise<void> {
  * Chooses the TensorFlow.js backend: `backend` (or the STREAMGRAD_BACKEND
  * environment variable) when given, and it must work; otherwise the first of
  * tensorflow (where @tensorflow/tfjs-node is installed), wasm and cpu that
- * starts. Returns the name of the backend in use.
+ * starts. Returns the name of the backend in use. Native TensorFlow runs
+ * `tensorflowThreads()` threads.
  *
  * @example
  * const backend = await selectBackend();            // 'wasm' on a machine without tfjs-node

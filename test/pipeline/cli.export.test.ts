@@ -23,7 +23,7 @@ async function predictInFreshProcess(modelJson: string, inputs: number[][]): Pro
 }
 
 async function serverModel(kafka: KafkaFixture, namespace: string, spec: object): Promise<Replica> {
-  await selectBackend({ backend: 'wasm' });
+  await selectBackend();
   const replica = new Replica(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model);
   for (const snapshot of (await latestSnapshots(kafka, namespace)).values()) replica.applySnapshot(snapshot);
   return replica;

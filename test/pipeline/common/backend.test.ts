@@ -1,26 +1,39 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { selectBackend } from '../../../pipeline/common/backend.js';
+import { availableParallelism } from 'node:os';
+import { selectBackend, tensorflowThreads } from '../../../pipeline/common/backend.js';
 import { BackendError } from '../../../pipeline/common/errors.js';
 import { ConfigError } from '../../../schemas/index.js';
 
 describe('selectBackend', () => {
-  it('picks the fastest backend that starts: wasm here, where tfjs-node is not installed', async () => {
+  it('picks the fastest backend that starts: tensorflow where tfjs-node loads, else wasm', async () => {
+    const tfjsNode = await import('@tensorflow/tfjs-node' as string).then(
+      () => true,
+      () => false,
+    );
     const chosen = await selectBackend({ backend: 'auto' });
-    expect(['tensorflow', 'wasm']).toContain(chosen);
+    expect(chosen).toBe(tfjsNode ? 'tensorflow' : 'wasm');
     expect(tf.getBackend()).toBe(chosen);
+  });
+
+  it("gives native TensorFlow each process's share of the cores, or STREAMGRAD_TF_THREADS", () => {
+    const cores = availableParallelism();
+    expect(tensorflowThreads(1, {})).toBe(cores);
+    expect(tensorflowThreads(cores + 1, {})).toBe(1);
+    expect(tensorflowThreads(3, { STREAMGRAD_TF_THREADS: '2' })).toBe(2);
+    expect(() => tensorflowThreads(1, { STREAMGRAD_TF_THREADS: 'two' })).toThrow(/STREAMGRAD_TF_THREADS.*'two'/);
+    expect(() => tensorflowThreads(1, { STREAMGRAD_TF_THREADS: '0' })).toThrow(ConfigError);
   });
 
   it('uses a forced backend, and fails loudly when it cannot start', async () => {
     expect(await selectBackend({ backend: 'cpu' })).toBe('cpu');
     expect(tf.getBackend()).toBe('cpu');
-    let tfjsNode = true;
-    try {
-      await import('@tensorflow/tfjs-node' as string);
-    } catch {
-      tfjsNode = false;
-    }
-    if (!tfjsNode) await expect(selectBackend({ backend: 'tensorflow' })).rejects.toThrow(BackendError);
+    const tfjsNode = await import('@tensorflow/tfjs-node' as string).then(
+      () => true,
+      () => false,
+    );
+    if (tfjsNode) expect(await selectBackend({ backend: 'tensorflow' })).toBe('tensorflow');
+    else await expect(selectBackend({ backend: 'tensorflow' })).rejects.toThrow(BackendError);
     await expect(selectBackend({ backend: 'gpu' as 'cpu' })).rejects.toThrow(ConfigError);
   });
 });

@@ -44,7 +44,7 @@ describe('multi-class', () => {
       const config = parseExperiment({ brokers: kafka.brokers, namespace: `classes-${input}`, inputTopic: input, model: { ...model, shards: 2, optimizer: { kind: 'adam', learningRate: 0.05 } }, batchSize: 50, sync: true, server: { snapshotEveryUpdates: 1 } });
       await trainInProcess(kafka, config, total);
 
-      await selectBackend({ backend: 'wasm' });
+      await selectBackend();
       const replica = new Replica(config.model);
       const snapshots = await latestSnapshots(kafka.kafka, config.namespace);
       for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);

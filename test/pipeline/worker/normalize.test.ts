@@ -32,7 +32,7 @@ function varianceOf(values: readonly number[]): number {
 }
 
 async function holdoutMse(kafka: KafkaFixture, config: ExperimentConfig, holdout: readonly TrainingSample[]): Promise<number> {
-  await selectBackend({ backend: 'wasm' });
+  await selectBackend();
   const replica = new Replica(config.model);
   for (const snapshot of (await latestSnapshots(kafka.kafka, config.namespace)).values()) replica.applySnapshot(snapshot);
   const mse = replica.lossSum(holdout) / holdout.length;

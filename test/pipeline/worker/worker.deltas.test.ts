@@ -34,7 +34,7 @@ describe('worker with updates: deltas', () => {
     const served = await trainInProcess(kafka, config, total);
 
     // The same model, stepped by its own optimizer on the same batches in order, with no Kafka and no server.
-    await selectBackend({ backend: 'wasm' });
+    await selectBackend();
     const sequential = new Replica(config.model);
     // Each step stays part of the replica (its deltas, its feature moments): with no server, no snapshot ever holds it.
     for (let start = 0; start < total; start += batchSize) {
