@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { mergeMap, tap } from 'rxjs';
 import { decode, fromKafka, type Rejected } from '../../operators/index.js';
-import { codecFor, SampleDecoder } from '../../schemas/index.js';
+import { codecFor, SampleDecoder, type TrainingSample } from '../../schemas/index.js';
 import { median } from './stats.js';
 
 /** Result of {@link measureConsumeRates}: records/s, medians over `runs`. */
@@ -17,6 +17,19 @@ export interface ConsumeRates {
 /** The benchmark topic's partitions: enough for two workers to share. */
 export const benchPartitions = 6;
 
+/** Sample `i` of the bench topic (and, past its end, of the holdout): 16 phases of i, and the cosine of i to learn. */
+export function benchSample(i: number): TrainingSample {
+  return {
+    deviceId: `device-${i % 500}`,
+    eventTime: 1_790_000_000_000 + i,
+    features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))),
+    label: Math.fround(Math.cos(i)),
+    labels: [],
+    weight: 1,
+    attributes: {},
+  };
+}
+
 export async function fillTopic(kafka: Kafka, topic: string, total: number): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
@@ -28,19 +41,8 @@ export async function fillTopic(kafka: Kafka, topic: string, total: number): Pro
   const perRequest = 10_000;
   for (let start = 0; start < total; start += perRequest) {
     const messages = Array.from({ length: Math.min(perRequest, total - start) }, (_, k) => {
-      const i = start + k;
-      return {
-        key: `device-${i % 500}`,
-        value: codec.encode({
-          deviceId: `device-${i % 500}`,
-          eventTime: 1_790_000_000_000 + i,
-          features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))),
-          label: Math.fround(Math.cos(i)),
-          labels: [],
-          weight: 1,
-          attributes: {},
-        }),
-      };
+      const sample = benchSample(start + k);
+      return { key: sample.deviceId, value: codec.encode(sample) };
     });
     await producer.send({ topic, messages, acks: -1 });
   }

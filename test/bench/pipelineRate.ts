@@ -17,6 +17,7 @@ import { ensureExperimentTopics } from '../../pipeline/common/topics.js';
 import { topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 import { benchPartitions } from './consumeRate.js';
+import { holdoutLoss } from './holdout.js';
 
 /** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */
 export const benchModel = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
@@ -51,6 +52,8 @@ export interface PipelineRate {
   readonly peakRssMb: Readonly<Record<string, number>>;
   /** Cores each process kept busy over the run (CPU seconds / wall seconds): the children, `bench` (this process) and `broker`. */
   readonly coresUsed: Readonly<Record<string, number>>;
+  /** The final model's mean loss on the holdout, when one is given. */
+  readonly holdoutLoss?: number;
 }
 
 /**
@@ -59,7 +62,7 @@ export interface PipelineRate {
  */
 export const pipelineSettings = { maxInFlightUpdates: 64 * benchPartitions } as const;
 
-export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number): Promise<PipelineRate> {
+export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number, holdout?: readonly TrainingSample[]): Promise<PipelineRate> {
   const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, ...pipelineSettings });
   const done = accountedFor(total, 2);
   const startedAt = Date.now();
@@ -79,8 +82,9 @@ export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic
   const from = history.find((s) => s.samplesApplied >= total * 0.1);
   const to = history.find((s) => s.samplesApplied >= total * 0.9);
   if (!from || !to || to.createdAt <= from.createdAt) throw new Error(`the snapshots of ${config.namespace} do not cover 10%–90% of ${total} samples`);
+  const loss = holdout ? await holdoutLoss(kafka, config, holdout) : undefined;
   await deleteNamespace(kafka, config.namespace);
-  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed };
+  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
 }
 
 async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {

@@ -15,15 +15,14 @@ import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
 import { ConsoleDisplay } from '../../pipeline/common/console.js';
-import { latestSnapshots } from '../../pipeline/common/modelStore.js';
 import { percentile } from '../../pipeline/common/percentile.js';
 import { readTopic } from '../../pipeline/common/readTopic.js';
 import { topicsOf } from '../../pipeline/common/topics.js';
 import { runReplay } from '../../pipeline/commands/replay.js';
 import { seededRandom, simulatedReading, type SimulatorOptions } from '../../pipeline/commands/simulator.js';
 import { runExperiment } from '../../pipeline/commands/supervisor.js';
-import { Replica } from '../../pipeline/worker/replica.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
+import { holdoutLoss } from './holdout.js';
 import { benchModel } from './pipelineRate.js';
 import { median } from './stats.js';
 
@@ -58,21 +57,6 @@ async function fillSimulated(kafka: Kafka, topic: string, total: number, feature
     await producer.send({ topic, messages, acks: -1 });
   }
   await producer.disconnect();
-}
-
-/** The newest model of `namespace`: its mean loss per sample on `holdout`. */
-async function holdoutLoss(kafka: Kafka, config: ExperimentConfig, holdout: readonly TrainingSample[]): Promise<number> {
-  const replica = new Replica(config.model);
-  try {
-    const snapshots = await latestSnapshots(kafka, config.namespace);
-    if (snapshots.size < config.model.shards) throw new Error(`${config.namespace}: snapshots of ${snapshots.size} of ${config.model.shards} shards`);
-    for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
-    let sum = 0;
-    for (let start = 0; start < holdout.length; start += 1_000) sum += replica.lossSum(holdout.slice(start, start + 1_000));
-    return sum / holdout.length;
-  } finally {
-    replica.dispose();
-  }
 }
 
 /**

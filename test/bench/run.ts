@@ -3,10 +3,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
-import { benchPartitions, fillTopic, measureConsumeRates } from './consumeRate.js';
+import { benchPartitions, benchSample, fillTopic, measureConsumeRates } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureQuality, type Quality } from './quality.js';
 import { measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings } from './pipelineRate.js';
+import { measurePeerRate } from './peerRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
 import { measureStepRate } from './stepRate.js';
@@ -46,25 +47,39 @@ try {
   await fillTopic(kafka, topic, total);
   log('raw kafkajs consume vs fromKafka → decode, alternating …');
   Object.assign(results, await measureConsumeRates(kafka, topic, total, quick ? 2 : 3));
+  // The samples after the topic's: the holdout of streamgrad's model and of the Python peer's.
+  const holdout = Array.from({ length: 20_000 }, (_, k) => benchSample(total + k));
   const one: number[] = [];
+  const oneLoss: number[] = [];
   const two: number[] = [];
   const rss: number[] = [];
   const cores: Array<Readonly<Record<string, number>>> = [];
   for (let run = 0; run < runs; run++) {
     log(`end to end, 1 server + 1 worker process (run ${run + 1}/${runs}) …`);
-    const first = await measurePipelineRate(kafka, brokers, topic, total, 1, brokerPid);
+    const first = await measurePipelineRate(kafka, brokers, topic, total, 1, brokerPid, holdout);
     cores.push(first.coresUsed);
     one.push(first.rate);
+    oneLoss.push(first.holdoutLoss!);
     rss.push(first.peakRssMb['worker-1'] ?? Number.NaN);
     log(`  cores used: ${Object.entries(first.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
-    log(`  ${Math.round(first.rate)} samples/s; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
+    log(`  ${Math.round(first.rate)} samples/s, holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
     log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
     const second = await measurePipelineRate(kafka, brokers, topic, total, 2, brokerPid);
     two.push(second.rate);
     cores.push(second.coresUsed);
     log(`  ${Math.round(second.rate)} samples/s`);
   }
-  Object.assign(results, { pipelineRate1: median(one), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, two }, coresUsed: { pipelineRate1: cores[cores.length - 2], pipelineRate2: cores[cores.length - 1] } });
+  Object.assign(results, { pipelineRate1: median(one), pipelineHoldoutLoss: median(oneLoss), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, oneLoss, two }, coresUsed: { pipelineRate1: cores[cores.length - 2], pipelineRate2: cores[cores.length - 1] } });
+  const peer: number[] = [];
+  const peerLoss: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    log(`the Python peer: confluent-kafka + fastavro + Keras train_on_batch, same topic, model, batch and optimizer (run ${run + 1}/${runs}) …`);
+    const measured = await measurePeerRate(brokers, topic, total, holdout, log);
+    peer.push(measured.rate);
+    peerLoss.push(measured.holdoutLoss);
+    log(`  ${Math.round(measured.rate)} samples/s (${Math.round(measured.rateFromStart)} from its start), holdout loss ${measured.holdoutLoss.toExponential(3)}; TensorFlow ${measured.tensorflow}, ${measured.intraOpThreads || 'default'} intra-op threads`);
+  }
+  Object.assign(results, { peerRate: median(peer), peerHoldoutLoss: median(peerLoss), peerRuns: { rate: peer, loss: peerLoss } });
   const admin = kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic] }).catch(() => {});
@@ -81,7 +96,10 @@ const rawConsumeRate = Number(results.rawConsumeRate);
 const { stepRate, backend } = step;
 const pipelineRate1 = Number(results.pipelineRate1);
 const pipelineRate2 = Number(results.pipelineRate2);
+const peerRate = Number(results.peerRate);
 const ratios = {
+  pipeline1OverPeer: pipelineRate1 / peerRate,
+  pipelineLossOverPeerLoss: Number(results.pipelineHoldoutLoss) / Number(results.peerHoldoutLoss),
   pipeline1OverLimit: pipelineRate1 / Math.min(rawConsumeRate, stepRate),
   pipeline2OverPipeline1: pipelineRate2 / pipelineRate1,
   int8OverFp32Bytes: updateBytesPerSample.int8 / updateBytesPerSample.fp32,
@@ -98,6 +116,9 @@ const report = {
   stepRate,
   pipelineRate1,
   pipelineRate2,
+  peerRate,
+  pipelineHoldoutLoss: results.pipelineHoldoutLoss,
+  peerHoldoutLoss: results.peerHoldoutLoss,
   psApplyRate,
   freshnessP50Ms: results.freshnessP50Ms,
   freshnessP99Ms: results.freshnessP99Ms,
@@ -130,6 +151,9 @@ const table = `
 | stepRate (samples/s, 16-64-64-1 MLP, batch 256, ${backend}) | ${n(stepRate)} | |
 | pipelineRate1 (samples/s, 1 server + 1 worker process) | ${n(pipelineRate1)} | |
 | pipelineRate2 (samples/s, 1 server + 2 worker processes, ${benchPartitions} partitions) | ${n(pipelineRate2)} | |
+| peerRate (samples/s, Python: confluent-kafka + fastavro + Keras train_on_batch, same topic and model) | ${n(peerRate)} | |
+| pipelineRate1 / peerRate | ${r(ratios.pipeline1OverPeer)} | ≥ 1.2: ${met(ratios.pipeline1OverPeer >= 1.2)} |
+| holdout loss, pipelineRate1's model / the peer's (${Number(results.pipelineHoldoutLoss).toExponential(2)} / ${Number(results.peerHoldoutLoss).toExponential(2)}) | ${r(ratios.pipelineLossOverPeerLoss)} | ≤ 1: ${met(ratios.pipelineLossOverPeerLoss <= 1)} |
 | psApplyRate (updates/s, one shard, Adam) | ${n(psApplyRate)} | |
 | freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
 | workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
