@@ -236,7 +236,7 @@ export class Replica implements GradientModel<TrainingSample> {
   private valuesOf(name: string): Float32Array {
     const entry = this.variables.find((v) => v.name === name);
     if (!entry) throw new RangeError(`no variable named ${name} in the ${this.spec.kind} model`);
-    return Float32Array.from(entry.variable.dataSync() as Float32Array);
+    return (entry.variable.dataSync() as Float32Array).slice();
   }
 
   private computeGradients(samples: readonly TrainingSample[]): StepGradients {
@@ -255,13 +255,13 @@ export class Replica implements GradientModel<TrainingSample> {
         return tf.sum(losses) as tf.Scalar;
       };
       const { value, grads } = tf.variableGrads(objective, this.variables.map((v) => v.variable));
-      return {
-        gradients: this.variables.map(({ name, variable }) => ({ name, shape: [...variable.shape], values: grads[variable.name]!.dataSync() as Float32Array })),
-        lossSum: value.dataSync()[0]!,
-        sampleCount: n,
-      };
+      return { value, grads: this.variables.map(({ variable }) => grads[variable.name]!) };
     });
-    return { ...computed, scores };
+    // Read outside the tidy: tidy walks what it returns, element by element through typed arrays.
+    const gradients = this.variables.map(({ name, variable }, i) => ({ name, shape: [...variable.shape], values: computed.grads[i]!.dataSync() as Float32Array }));
+    const lossSum = computed.value.dataSync()[0]!;
+    tf.dispose([computed.value, ...computed.grads]);
+    return { gradients, lossSum, sampleCount: n, scores };
   }
 
   /** The model's outputs for `samples` under the current weights (n × outputs), with their targets and weights. */
@@ -315,13 +315,19 @@ class LocalLearner {
     this.last = new Map();
     const gradients = computed.gradients.map(({ name, shape, values }) => {
       const weights = valuesOf(name);
-      const before = Float32Array.from(weights);
-      const mean = values.map((v) => v / n);
+      const before = weights.slice();
+      const mean = new Float32Array(values.length);
+      for (let i = 0; i < mean.length; i++) mean[i] = values[i]! / n;
       this.optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, 1);
-      const delta = weights.map((v, i) => v - before[i]!);
+      const delta = new Float32Array(weights.length);
+      const sent = new Float32Array(weights.length);
+      for (let i = 0; i < delta.length; i++) {
+        delta[i] = weights[i]! - before[i]!;
+        sent[i] = delta[i]! * n;
+      }
       assign(name, weights);
       this.last!.set(name, delta);
-      return { name, shape, values: delta.map((d) => d * n) };
+      return { name, shape, values: sent };
     });
     return { ...computed, gradients };
   }

@@ -11,6 +11,7 @@ import { measurePeerRate } from './peerRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
 import { measureStepRate } from './stepRate.js';
+import { selectBackend } from '../../pipeline/common/backend.js';
 
 /**
  * `npm run bench [-- --quick]`: every rate of streamgrad against its own limits,
@@ -29,6 +30,14 @@ log('decode + validation, one core …');
 const decode = measureDecodeRate({ quick });
 log('gradient steps, 16-64-64-1 MLP, batch 256, default backend …');
 const step = await measureStepRate({ quick });
+// Both backends, both models, in this run: native TensorFlow over wasm.
+const stepRates: Record<string, Record<string, number>> = {};
+for (const model of ['mlp16', 'softmax64'] as const) {
+  stepRates[model] = {};
+  for (const backend of [...new Set([step.backend, 'wasm' as const])]) stepRates[model][backend] = (await measureStepRate({ quick, backend, model })).stepRate;
+  log(`  steps of ${model}: ${Object.entries(stepRates[model]).map(([b, rate]) => `${b} ${Math.round(rate)}`).join(', ')} samples/s`);
+}
+await selectBackend();
 log('updates applied by one server shard (decode + Adam), no Kafka …');
 const { psApplyRate } = measurePsApplyRate({ quick });
 log('update bytes per sample (FP32, FP16, INT8) …');
@@ -131,6 +140,7 @@ const report = {
   skewedUnnormalizedRatio: quality?.skewedUnnormalizedRatio,
   backend,
   ratios,
+  stepRates,
   details: { samples: total, runs, ...results, stepRateRuns: step.stepRateRuns, decodeRateRuns: decode, quality },
 };
 mkdirSync('bench-results', { recursive: true });
@@ -163,6 +173,7 @@ const table = `
 | skewedQualityRatio1 (features scaled 0.01 to 1,000, normalize on: run with 1 worker over replay --sync) | ${r(quality!.skewedQualityRatio1)} | ≤ 1.25: ${met(quality!.skewedQualityRatio1 <= 1.25)} |
 | skewedUnnormalizedRatio (skewed, replay --sync without normalize over with it) | ${r(quality!.skewedUnnormalizedRatio)} | |
 | backend | ${backend} | |
+| stepRates (samples/s, batch 256): 16-64-64-1 MLP; 64-256-256-10 softmax | ${Object.entries(stepRates.mlp16!).map(([b, v]) => `${b} ${n(v)}`).join(', ')}; ${Object.entries(stepRates.softmax64!).map(([b, v]) => `${b} ${n(v)}`).join(', ')} | |
 | pipelineRate1 / min(rawConsumeRate, stepRate) | ${r(ratios.pipeline1OverLimit)} | ≥ 0.8: ${met(ratios.pipeline1OverLimit >= 0.8)} |
 | pipelineRate2 / pipelineRate1 | ${r(ratios.pipeline2OverPipeline1)} | ≥ 1.6: ${met(ratios.pipeline2OverPipeline1 >= 1.6)} |
 | fromKafka → decode / rawConsumeRate | ${r(ratios.sourceDecodeOverRaw)} | |

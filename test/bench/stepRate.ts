@@ -11,19 +11,30 @@ export interface StepRate {
   readonly backend: BackendName;
 }
 
-/** Gradient steps of a 16-64-64-1 MLP at batch 256 on the default backend, no Kafka. */
-export async function measureStepRate(options: { quick: boolean }): Promise<StepRate> {
-  const backend = await selectBackend();
-  const replica = new Replica(parseModelSpec({ kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }] }));
-  const batch: TrainingSample[] = Array.from({ length: 256 }, (_, i) => ({
+/** The models of the step rates: the bench model, and a 64-256-256-10 softmax classifier. */
+export const stepModels = {
+  mlp16: { kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }] },
+  softmax64: { kind: 'mlp', features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }] },
+} as const;
+
+function batchOf(features: number, outputs: number): TrainingSample[] {
+  return Array.from({ length: 256 }, (_, i) => ({
     deviceId: `d${i}`,
     eventTime: i,
-    features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))),
-    label: Math.fround(Math.cos(i)),
+    features: Array.from({ length: features }, (_, f) => Math.fround(Math.sin(i + f))),
+    label: outputs === 1 ? Math.fround(Math.cos(i)) : i % outputs,
     labels: [],
     weight: 1,
     attributes: {},
   }));
+}
+
+/** Gradient steps (forward and backward) at batch 256 on `backend` (default: the one `auto` picks), no Kafka. */
+export async function measureStepRate(options: { quick: boolean; backend?: BackendName; model?: keyof typeof stepModels }): Promise<StepRate> {
+  const backend = await selectBackend(options.backend ? { backend: options.backend } : {});
+  const spec = stepModels[options.model ?? 'mlp16'];
+  const replica = new Replica(parseModelSpec(spec));
+  const batch = batchOf(spec.features, 'outputs' in spec ? spec.outputs : 1);
   const steps = options.quick ? 100 : 400;
   const body = () => {
     for (let i = 0; i < steps; i++) replica.gradients(batch);
