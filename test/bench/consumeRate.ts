@@ -19,18 +19,28 @@ export const benchPartitions = 6;
 
 /** Sample `i` of the bench topic (and, past its end, of the holdout): 16 phases of i, and the cosine of i to learn. */
 export function benchSample(i: number): TrainingSample {
+  return phaseSample(i, 16, Math.fround(Math.cos(i)));
+}
+
+/** Sample `i` of the softmax bench: 64 phases of i, and which tenth of the circle i falls in (a class index, 0–9). */
+export function softmaxBenchSample(i: number): TrainingSample {
+  const turn = (((i % (2 * Math.PI)) + 2 * Math.PI) % (2 * Math.PI)) / (2 * Math.PI);
+  return phaseSample(i, 64, Math.min(9, Math.floor(turn * 10)));
+}
+
+function phaseSample(i: number, features: number, label: number): TrainingSample {
   return {
     deviceId: `device-${i % 500}`,
     eventTime: 1_790_000_000_000 + i,
-    features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))),
-    label: Math.fround(Math.cos(i)),
+    features: Array.from({ length: features }, (_, f) => Math.fround(Math.sin(i + f))),
+    label,
     labels: [],
     weight: 1,
     attributes: {},
   };
 }
 
-export async function fillTopic(kafka: Kafka, topic: string, total: number): Promise<void> {
+export async function fillTopic(kafka: Kafka, topic: string, total: number, sampleAt: (i: number) => TrainingSample = benchSample): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: benchPartitions }] });
@@ -41,7 +51,7 @@ export async function fillTopic(kafka: Kafka, topic: string, total: number): Pro
   const perRequest = 10_000;
   for (let start = 0; start < total; start += perRequest) {
     const messages = Array.from({ length: Math.min(perRequest, total - start) }, (_, k) => {
-      const sample = benchSample(start + k);
+      const sample = sampleAt(start + k);
       return { key: sample.deviceId, value: codec.encode(sample) };
     });
     await producer.send({ topic, messages, acks: -1 });

@@ -42,12 +42,19 @@ async function peerPython(log: (line: string) => void): Promise<string> {
   return python;
 }
 
-/** Runs the peer over `topic` (its first `total` records) and scores it on `holdout`. */
-export async function measurePeerRate(brokers: readonly string[], topic: string, total: number, holdout: readonly TrainingSample[], log: (line: string) => void): Promise<PeerResult> {
+/** Runs the peer over `topic` (its first `total` records) with `model` (see keras_loop.py) and scores it on `holdout`. */
+export async function measurePeerRate(
+  brokers: readonly string[],
+  topic: string,
+  total: number,
+  holdout: readonly TrainingSample[],
+  log: (line: string) => void,
+  model: 'mlp16' | 'softmax64' = 'mlp16',
+): Promise<PeerResult> {
   const python = await peerPython(log);
   const holdoutFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-peer-')), 'holdout.json');
   writeFileSync(holdoutFile, JSON.stringify({ features: holdout.map((s) => s.features), labels: holdout.map((s) => s.label ?? 0) }));
-  const { stdout } = await run(python, [join(peerDir, 'keras_loop.py'), '--brokers', brokers.join(','), '--topic', topic, '--total', String(total), '--holdout', holdoutFile], {
+  const { stdout } = await run(python, [join(peerDir, 'keras_loop.py'), '--brokers', brokers.join(','), '--topic', topic, '--total', String(total), '--holdout', holdoutFile, '--model', model], {
     maxBuffer: 16 << 20,
     timeout: 30 * 60_000,
   });

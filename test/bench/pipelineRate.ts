@@ -22,6 +22,9 @@ import { holdoutLoss } from './holdout.js';
 /** The benchmark model: a 16-64-64-1 MLP, 2 shards, batches of 256, FP32 updates. */
 export const benchModel = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 } };
 
+/** The larger bench model: a 64-256-256-10 softmax classifier, otherwise as the bench model. */
+export const softmaxBenchModel = { ...benchModel, features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }] };
+
 function experiment(brokers: string[], inputTopic: string, extra: object = {}): { config: ExperimentConfig; file: string } {
   const input = { brokers, namespace: `bench-${randomUUID().slice(0, 8)}`, inputTopic, model: benchModel, batchSize: 256, ...extra };
   const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-bench-')), 'experiment.json');
@@ -62,8 +65,16 @@ export interface PipelineRate {
  */
 export const pipelineSettings = { maxInFlightUpdates: 64 * benchPartitions } as const;
 
-export async function measurePipelineRate(kafka: Kafka, brokers: string[], topic: string, total: number, workers: number, brokerPid?: number, holdout?: readonly TrainingSample[]): Promise<PipelineRate> {
-  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, ...pipelineSettings });
+export async function measurePipelineRate(
+  kafka: Kafka,
+  brokers: string[],
+  topic: string,
+  total: number,
+  workers: number,
+  options: { brokerPid?: number; holdout?: readonly TrainingSample[]; model?: object } = {},
+): Promise<PipelineRate> {
+  const { brokerPid, holdout, model = benchModel } = options;
+  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, model, ...pipelineSettings });
   const done = accountedFor(total, 2);
   const startedAt = Date.now();
   const benchCpu = process.cpuUsage();

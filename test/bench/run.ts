@@ -3,10 +3,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
-import { benchPartitions, benchSample, fillTopic, measureConsumeRates } from './consumeRate.js';
+import { benchPartitions, benchSample, fillTopic, measureConsumeRates, softmaxBenchSample } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureQuality, type Quality } from './quality.js';
-import { measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings } from './pipelineRate.js';
+import { measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings, softmaxBenchModel } from './pipelineRate.js';
 import { measurePeerRate } from './peerRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
@@ -43,6 +43,36 @@ const { psApplyRate } = measurePsApplyRate({ quick });
 log('update bytes per sample (FP32, FP16, INT8) …');
 const updateBytesPerSample = await measureUpdateBytes();
 
+/**
+ * The same comparison on the larger model, 64-256-256-10 softmax (where native TensorFlow's kernels matter more):
+ * pipelineRate1 and the peer, with each model's holdout cross-entropy, on a topic of its own.
+ */
+async function measureSoftmax(kafka: ReturnType<typeof createKafka>, brokers: string[], brokerPid: number | undefined): Promise<Record<string, unknown>> {
+  const count = quick ? 50_000 : 200_000;
+  const topic = `bench-softmax-${randomUUID().slice(0, 8)}`;
+  log(`softmax model: filling ${topic} with ${count.toLocaleString('en-US')} samples of 64 features and 10 classes …`);
+  await fillTopic(kafka, topic, count, softmaxBenchSample);
+  const holdout = Array.from({ length: 20_000 }, (_, k) => softmaxBenchSample(count + k));
+  const rate: number[] = [];
+  const loss: number[] = [];
+  const peerRate: number[] = [];
+  const peerLoss: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const pipeline = await measurePipelineRate(kafka, brokers, topic, count, 1, { brokerPid, holdout, model: softmaxBenchModel });
+    rate.push(pipeline.rate);
+    loss.push(pipeline.holdoutLoss!);
+    const peer = await measurePeerRate(brokers, topic, count, holdout, log, 'softmax64');
+    peerRate.push(peer.rate);
+    peerLoss.push(peer.holdoutLoss);
+    log(`  softmax, run ${run + 1}/${runs}: streamgrad ${Math.round(pipeline.rate)} samples/s, holdout loss ${pipeline.holdoutLoss!.toFixed(4)}; peer ${Math.round(peer.rate)} samples/s, holdout loss ${peer.holdoutLoss.toFixed(4)}`);
+  }
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+  await admin.disconnect();
+  return { softmaxPipelineRate1: median(rate), softmaxPipelineHoldoutLoss: median(loss), softmaxPeerRate: median(peerRate), softmaxPeerHoldoutLoss: median(peerLoss), softmaxRuns: { rate, loss, peerRate, peerLoss } };
+}
+
 const broker = await acquireTestBroker();
 const brokers = broker.brokers.split(',');
 const kafka = createKafka({ clientId: 'streamgrad-bench', brokers });
@@ -65,7 +95,7 @@ try {
   const cores: Array<Readonly<Record<string, number>>> = [];
   for (let run = 0; run < runs; run++) {
     log(`end to end, 1 server + 1 worker process (run ${run + 1}/${runs}) …`);
-    const first = await measurePipelineRate(kafka, brokers, topic, total, 1, brokerPid, holdout);
+    const first = await measurePipelineRate(kafka, brokers, topic, total, 1, { brokerPid, holdout });
     cores.push(first.coresUsed);
     one.push(first.rate);
     oneLoss.push(first.holdoutLoss!);
@@ -73,7 +103,7 @@ try {
     log(`  cores used: ${Object.entries(first.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     log(`  ${Math.round(first.rate)} samples/s, holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
     log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
-    const second = await measurePipelineRate(kafka, brokers, topic, total, 2, brokerPid);
+    const second = await measurePipelineRate(kafka, brokers, topic, total, 2, { brokerPid });
     two.push(second.rate);
     cores.push(second.coresUsed);
     log(`  ${Math.round(second.rate)} samples/s`);
@@ -89,6 +119,7 @@ try {
     log(`  ${Math.round(measured.rate)} samples/s (${Math.round(measured.rateFromStart)} from its start), holdout loss ${measured.holdoutLoss.toExponential(3)}; TensorFlow ${measured.tensorflow}, ${measured.intraOpThreads || 'default'} intra-op threads`);
   }
   Object.assign(results, { peerRate: median(peer), peerHoldoutLoss: median(peerLoss), peerRuns: { rate: peer, loss: peerLoss } });
+  Object.assign(results, await measureSoftmax(kafka, brokers, brokerPid));
   const admin = kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic] }).catch(() => {});
@@ -109,6 +140,8 @@ const peerRate = Number(results.peerRate);
 const ratios = {
   pipeline1OverPeer: pipelineRate1 / peerRate,
   pipelineLossOverPeerLoss: Number(results.pipelineHoldoutLoss) / Number(results.peerHoldoutLoss),
+  softmaxPipeline1OverPeer: Number(results.softmaxPipelineRate1) / Number(results.softmaxPeerRate),
+  softmaxPipeline1OverStep: Number(results.softmaxPipelineRate1) / stepRates.softmax64![step.backend]!,
   pipeline1OverLimit: pipelineRate1 / Math.min(rawConsumeRate, stepRate),
   pipeline2OverPipeline1: pipelineRate2 / pipelineRate1,
   int8OverFp32Bytes: updateBytesPerSample.int8 / updateBytesPerSample.fp32,
@@ -128,6 +161,10 @@ const report = {
   peerRate,
   pipelineHoldoutLoss: results.pipelineHoldoutLoss,
   peerHoldoutLoss: results.peerHoldoutLoss,
+  softmaxPipelineRate1: results.softmaxPipelineRate1,
+  softmaxPeerRate: results.softmaxPeerRate,
+  softmaxPipelineHoldoutLoss: results.softmaxPipelineHoldoutLoss,
+  softmaxPeerHoldoutLoss: results.softmaxPeerHoldoutLoss,
   psApplyRate,
   freshnessP50Ms: results.freshnessP50Ms,
   freshnessP99Ms: results.freshnessP99Ms,
@@ -164,6 +201,9 @@ const table = `
 | peerRate (samples/s, Python: confluent-kafka + fastavro + Keras train_on_batch, same topic and model) | ${n(peerRate)} | |
 | pipelineRate1 / peerRate | ${r(ratios.pipeline1OverPeer)} | ≥ 1.2: ${met(ratios.pipeline1OverPeer >= 1.2)} |
 | holdout loss, pipelineRate1's model / the peer's (${Number(results.pipelineHoldoutLoss).toExponential(2)} / ${Number(results.peerHoldoutLoss).toExponential(2)}) | ${r(ratios.pipelineLossOverPeerLoss)} | ≤ 1: ${met(ratios.pipelineLossOverPeerLoss <= 1)} |
+| softmaxPipelineRate1 / softmaxPeerRate (64-256-256-10 softmax: ${n(results.softmaxPipelineRate1)} / ${n(results.softmaxPeerRate)} samples/s) | ${r(ratios.softmaxPipeline1OverPeer)} | ≥ 1.2: ${met(ratios.softmaxPipeline1OverPeer >= 1.2)} |
+| softmax holdout cross-entropy, streamgrad / the peer (${Number(results.softmaxPipelineHoldoutLoss).toFixed(4)} / ${Number(results.softmaxPeerHoldoutLoss).toFixed(4)}) | ${r(Number(results.softmaxPipelineHoldoutLoss) / Number(results.softmaxPeerHoldoutLoss))} | ≤ 1: ${met(Number(results.softmaxPipelineHoldoutLoss) <= Number(results.softmaxPeerHoldoutLoss))} |
+| softmaxPipelineRate1 / its stepRate | ${r(ratios.softmaxPipeline1OverStep)} | ≥ 0.8: ${met(ratios.softmaxPipeline1OverStep >= 0.8)} |
 | psApplyRate (updates/s, one shard, Adam) | ${n(psApplyRate)} | |
 | freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
 | workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |

@@ -1,11 +1,12 @@
 """The loop a Python user would write instead of streamgrad, for `npm run bench`'s peerRate.
 
 Reads the bench topic from the beginning with confluent-kafka, decodes each confluent-framed TrainingSample with
-fastavro, and trains the bench model (16-64-64-1 MLP, ReLU, Adam 0.001, mean squared error) with Keras
-`train_on_batch` on batches of 256 in arrival order. Prints one JSON line: samples/s between 10% and 90% of the
-topic (as the bench measures streamgrad), the same over the whole run, and the mean squared error on the holdout.
+fastavro, and trains a bench model with Keras `train_on_batch` on batches of 256 in arrival order, Adam 0.001:
+`mlp16`, 16-64-64-1 ReLU with mean squared error, or `softmax64`, 64-256-256-10 ReLU and softmax with cross-entropy
+on class indices. Prints one JSON line: samples/s between 10% and 90% of the topic (as the bench measures
+streamgrad), the same over the whole run, and the mean loss on the holdout (squared error, or cross-entropy).
 
-    python keras_loop.py --brokers HOST:PORT --topic T --total N --holdout FILE.json [--batch 256]
+    python keras_loop.py --brokers HOST:PORT --topic T --total N --holdout FILE.json [--model mlp16|softmax64]
 """
 
 import argparse
@@ -27,17 +28,38 @@ SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "schemas
 CONFLUENT_HEADER = 5  # magic byte and schema id
 
 
-def bench_model(features: int) -> tf.keras.Model:
+MODELS = {
+    # features, hidden units, outputs
+    "mlp16": (16, 64, 1),
+    "softmax64": (64, 256, 10),
+}
+
+
+def bench_model(name: str) -> tf.keras.Model:
+    features, hidden, outputs = MODELS[name]
+    classes = outputs > 1
     model = tf.keras.Sequential(
         [
             tf.keras.Input(shape=(features,)),
-            tf.keras.layers.Dense(64, activation="relu"),
-            tf.keras.layers.Dense(64, activation="relu"),
-            tf.keras.layers.Dense(1),
+            tf.keras.layers.Dense(hidden, activation="relu"),
+            tf.keras.layers.Dense(hidden, activation="relu"),
+            tf.keras.layers.Dense(outputs, activation="softmax" if classes else None),
         ]
     )
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.001), loss="mse")
+    loss = "sparse_categorical_crossentropy" if classes else "mse"
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.001), loss=loss)
     return model
+
+
+def holdout_loss(model: tf.keras.Model, name: str, holdout: dict) -> float:
+    hx = np.asarray(holdout["features"], dtype=np.float32)
+    hy = np.asarray(holdout["labels"], dtype=np.float32)
+    predicted = model.predict(hx, batch_size=1024, verbose=0)
+    if MODELS[name][2] == 1:
+        return float(np.mean((predicted[:, 0] - hy) ** 2))
+    # Cross-entropy with probabilities clipped to [1e-7, 1 - 1e-7], as streamgrad scores it.
+    chosen = np.clip(predicted[np.arange(len(hy)), hy.astype(np.int64)], 1e-7, 1 - 1e-7)
+    return float(np.mean(-np.log(chosen)))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -53,8 +75,8 @@ def train(args: argparse.Namespace) -> dict:
         }
     )
     consumer.subscribe([args.topic])
-    model = bench_model(args.features)
-    x = np.empty((args.batch, args.features), dtype=np.float32)
+    model = bench_model(args.model)
+    x = np.empty((args.batch, MODELS[args.model][0]), dtype=np.float32)
     y = np.empty((args.batch, 1), dtype=np.float32)
     filled = 0
     seen = 0
@@ -84,14 +106,11 @@ def train(args: argparse.Namespace) -> dict:
     (seen10, at10), (seen90, at90) = marks[0.1], marks[0.9]
     with open(args.holdout) as f:
         holdout = json.load(f)
-    hx = np.asarray(holdout["features"], dtype=np.float32)
-    hy = np.asarray(holdout["labels"], dtype=np.float32).reshape(-1, 1)
-    predictions = model.predict(hx, batch_size=1024, verbose=0)
     return {
         "rate": (seen90 - seen10) / (at90 - at10),
         "rateFromStart": seen / (ended - started),
         "samples": seen,
-        "holdoutLoss": float(np.mean((predictions - hy) ** 2)),
+        "holdoutLoss": holdout_loss(model, args.model, holdout),
         "tensorflow": tf.__version__,
         "intraOpThreads": tf.config.threading.get_intra_op_parallelism_threads(),
     }
@@ -103,7 +122,7 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--total", type=int, required=True)
     parser.add_argument("--holdout", required=True, help="JSON file: {features: number[][], labels: number[]}")
-    parser.add_argument("--features", type=int, default=16)
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp16")
     parser.add_argument("--batch", type=int, default=256)
     result = train(parser.parse_args())
     json.dump(result, sys.stdout)
