@@ -98,12 +98,17 @@ export async function measurePipelineRate(
   return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
 }
 
-async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {
+/** Deletes the bench's `topics`; one already gone is fine. */
+export async function deleteTopics(kafka: Kafka, topics: string[]): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
-  const { updates, model: modelTopic, deadLetters } = topicsOf(namespace);
-  await admin.deleteTopics({ topics: [updates, modelTopic, deadLetters] }).catch(() => {});
+  await admin.deleteTopics({ topics }).catch(() => {});
   await admin.disconnect();
+}
+
+async function deleteNamespace(kafka: Kafka, namespace: string): Promise<void> {
+  const { updates, model: modelTopic, deadLetters } = topicsOf(namespace);
+  await deleteTopics(kafka, [updates, modelTopic, deadLetters]);
 }
 
 /**
@@ -168,10 +173,7 @@ export async function measureFreshness(kafka: Kafka, brokers: string[], rate: nu
     if (Number.isFinite(seen)) freshness.push(seen - sample.at);
   }
   await deleteNamespace(kafka, config.namespace);
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [inputTopic] }).catch(() => {});
-  await admin.disconnect();
+  await deleteTopics(kafka, [inputTopic]);
   return { freshnessP50Ms: percentile(freshness, 50), freshnessP99Ms: percentile(freshness, 99), freshnessRate: summary.sent / summary.seconds, freshnessSamples: freshness.length };
 }
 
