@@ -82,9 +82,8 @@ function logLossOf(row: Float32Array, truth: Float32Array): number {
 export async function evaluateModel(kafka: Kafka, config: ExperimentConfig, topic: string, log: (line: string) => void = () => {}): Promise<Evaluation> {
   const snapshots = await latestSnapshots(kafka, config.namespace);
   if (snapshots.size < config.model.shards) throw new NamespaceError(config.namespace, `${config.namespace}.model has snapshots of ${snapshots.size} of ${config.model.shards} shards; train first`);
-  const replica = new Replica(config.model);
+  const replica = Replica.served(config.model, snapshots.values());
   try {
-    for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
     const scores = new Scores(replica, lossOf(config.model) !== 'mse');
     const decoder = new SampleDecoder({ featureCount: sampleLengthOf(config.model), labelCount: config.model.outputs, ...config.input });
     const skipped: Record<string, number> = {};

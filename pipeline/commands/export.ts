@@ -64,9 +64,8 @@ function quantize(spec: WeightSpec, values: Float32Array, how: Quantization): { 
  * plain `@tensorflow/tfjs` after {@link registerFileSystem}.
  */
 export async function exportModel(spec: ModelSpec, snapshots: ReadonlyMap<number, ModelSnapshot>, dir: string, quantization?: Quantization): Promise<ExportResult> {
-  const replica = new Replica(spec);
+  const replica = Replica.served(spec, snapshots.values());
   try {
-    for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
     // With `normalize`, the exported model takes raw features: the scaling moves into its first layer.
     replica.foldScaling();
     let artifacts: tf.io.ModelArtifacts | undefined;

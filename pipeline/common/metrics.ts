@@ -71,9 +71,20 @@ export function createServerMetrics(namespace: string, backend: string): ServerM
   };
 }
 
-/** `lag()` is read at each scrape: the lag of every partition the worker owns. */
-export function createWorkerMetrics(namespace: string, workerId: string, backend: string, lag: () => Iterable<{ topic: string; partition: number; lag: number }>): WorkerMetrics {
+/**
+ * `lag()` is read at each scrape: the lag of every partition the worker owns; so is `foreignStaleness()`: the other
+ * workers' updates the worker's steps miss (its estimate, which lowers its optimizer's momentum).
+ */
+export function createWorkerMetrics(namespace: string, workerId: string, backend: string, lag: () => Iterable<{ topic: string; partition: number; lag: number }>, foreignStaleness: () => number = () => 0): WorkerMetrics {
   const registry = registryOf({ namespace, role: 'worker', worker: workerId }, backend, 'worker');
+  const foreignGauge: Gauge = new Gauge({
+    name: 'streamgrad_foreign_staleness',
+    help: "Updates of other workers that this worker's steps miss (a moving average); it lowers the momentum of the worker's optimizer",
+    registers: [registry],
+    collect() {
+      foreignGauge.set(foreignStaleness());
+    },
+  });
   const lagGauge: Gauge<'topic' | 'partition'> = new Gauge({
     name: 'streamgrad_consumer_lag',
     help: 'Records of an owned input partition not yet trained on: high watermark minus the processed frontier',

@@ -43,6 +43,18 @@ const common = {
    * (merged exactly by the parameter server, carried in snapshots, folded into exported models).
    */
   normalize: z.boolean().default(true),
+  /**
+   * The served model (`export`, `evaluate`, the demo's model) is an exponential moving average of the weights over
+   * the shard's updates with this decay per update (about the last 1 / (1 − decay) updates); the workers train on the
+   * weights themselves. 0 serves the weights as they are.
+   */
+  averageDecay: z.number().min(0).lt(1).default(0.99),
+  /**
+   * With `deltas` and several workers: `lower` the momentum of each worker's optimizer (Adam's beta1, momentum's
+   * momentum) by the momentum that the other workers' updates its steps miss add (see `worker/asyncMomentum.ts`);
+   * `keep` it as given. One worker keeps it either way.
+   */
+  asyncMomentum: z.enum(['lower', 'keep']).default('lower'),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

@@ -5,6 +5,7 @@ import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
 import { countStaleness } from '../common/staleness.js';
+import { averageDecayAt, averageSlot, updateAverage } from '../common/averaging.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -100,6 +101,8 @@ export class ShardState {
     this.featureMoments = spec.normalize && shard === 0 ? emptyMoments(spec.features) : null;
     for (const [name, { values }] of variables) {
       if (!slots.has(name)) slots.set(name, Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(values.length)])));
+      // The served average starts at the weights (a snapshot from before averaging has none).
+      if (spec.averageDecay > 0) slots.get(name)![averageSlot] ??= values.slice();
     }
   }
 
@@ -191,6 +194,10 @@ export class ShardState {
     }
     this.steps += 1;
     for (const { name, values } of gradients) this.optimizer.apply(this.variables.get(name)!.values, values, this.slots.get(name)!, this.steps, scale);
+    if (this.spec.averageDecay > 0) {
+      const decay = averageDecayAt(this.spec.averageDecay, this.steps - 1);
+      for (const [name, { values }] of this.variables) updateAverage(this.slots.get(name)![averageSlot]!, values, decay);
+    }
     if (this.featureMoments && update.featureMoments) this.featureMoments = mergeMoments(this.featureMoments, update.featureMoments);
     this.updatesApplied += 1;
     this.samplesApplied += update.sampleCount;

@@ -7,9 +7,11 @@ import { decodeTensor } from '../../schemas/tensorCodec.js';
 import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
-import { createOptimizer, type Optimizer } from '../common/optimizers.js';
+import { createOptimizer, type Optimizer, type OptimizerSpec } from '../common/optimizers.js';
+import { ForeignStaleness, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
 import { applyScaling, assertScalingFits, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
+import { servedSnapshot } from '../common/averaging.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 /** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
@@ -65,8 +67,23 @@ export class Replica implements GradientModel<TrainingSample> {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
-    this.local = spec.updates === 'deltas' ? new LocalLearner(createOptimizer(spec.optimizer)) : undefined;
+    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum === 'lower') : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
+  }
+
+  /**
+   * A replica of the served model of `snapshots` (the newest of each shard): the weights' averages where the server
+   * keeps them (`model.averageDecay`), as `export`, `evaluate` and the demo serve it. The caller disposes of it.
+   */
+  static served(spec: ModelSpec, snapshots: Iterable<ModelSnapshot>): Replica {
+    const replica = new Replica(spec);
+    try {
+      for (const snapshot of snapshots) replica.applySnapshot(servedSnapshot(snapshot));
+      return replica;
+    } catch (error) {
+      replica.dispose();
+      throw error;
+    }
   }
 
   shardOf(variableName: string): number {
@@ -122,6 +139,7 @@ export class Replica implements GradientModel<TrainingSample> {
     this.versions[snapshot.shard] = snapshot.version;
     const offsets = this.appliedOffsets[snapshot.shard]!;
     for (const [key, offset] of reflected) offsets.set(key, offset);
+    if (snapshot.shard === 0) this.local?.shardZeroHolds(snapshot.updatesApplied, reflected);
     this.local?.prune((key) => this.reflectedBy(key));
     if (snapshot.shard === 0) this.scaling?.takeSnapshot(snapshot.featureMoments, reflected);
     this.applied.next(snapshot);
@@ -200,6 +218,11 @@ export class Replica implements GradientModel<TrainingSample> {
   forgetPending(owner: object): void {
     this.local?.forget(owner);
     this.scaling?.forget(owner);
+  }
+
+  /** With `deltas`: the other workers' updates that this worker's steps miss, as estimated from its snapshots (0 with one worker). */
+  foreignStaleness(): number {
+    return this.local?.foreignStaleness ?? 0;
   }
 
   /** With `normalize`: the moments inputs are scaled by now (shard 0's snapshot and the replica's own batches on top). */
@@ -293,6 +316,8 @@ interface PendingDelta {
   readonly key: string;
   readonly lastOffset: number;
   readonly deltas: ReadonlyMap<string, Float32Array>;
+  /** Where the step stood, until shard 0's snapshots hold it (then undefined). */
+  mark: StepMark | undefined;
 }
 
 /**
@@ -305,20 +330,41 @@ class LocalLearner {
   private steps = 0;
   private pending: PendingDelta[] = [];
   private last: Map<string, Float32Array> | undefined;
+  /** With `asyncMomentum: lower`: the other workers' updates the steps miss, and the optimizer for that. */
+  private readonly foreign: ForeignStaleness | undefined;
+  private shardZeroApplied = 0;
+  private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
 
-  constructor(private readonly optimizer: Optimizer) {}
+  constructor(private readonly spec: OptimizerSpec, lowerMomentum: boolean) {
+    this.foreign = lowerMomentum ? new ForeignStaleness() : undefined;
+    this.optimizer = { foreign: 0, optimizer: createOptimizer(spec) };
+  }
+
+  /** The other workers' updates the worker's steps miss (an estimate; 0 without `asyncMomentum: lower`). */
+  get foreignStaleness(): number {
+    return this.foreign?.value ?? 0;
+  }
+
+  /** The optimizer of the next step: the spec's, its momentum lowered for the other workers' updates the step misses. */
+  private optimizerNow(): Optimizer {
+    // Rounded, so that the optimizer is rebuilt only when the momentum moves visibly.
+    const foreign = Math.round(this.foreignStaleness * 10) / 10;
+    if (foreign !== this.optimizer.foreign) this.optimizer = { foreign, optimizer: createOptimizer(momentumUnderStaleness(this.spec, foreign)) };
+    return this.optimizer.optimizer;
+  }
 
   /** Steps the optimizer on the mean gradient; returns the change in weights times the sample count. */
   step(computed: StepGradients, valuesOf: (name: string) => Float32Array, assign: (name: string, values: Float32Array) => void): StepGradients {
     const n = computed.sampleCount;
     this.steps += 1;
+    const optimizer = this.optimizerNow();
     this.last = new Map();
     const gradients = computed.gradients.map(({ name, shape, values }) => {
       const weights = valuesOf(name);
       const before = weights.slice();
       const mean = new Float32Array(values.length);
       for (let i = 0; i < mean.length; i++) mean[i] = values[i]! / n;
-      this.optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, 1);
+      optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, 1);
       const delta = new Float32Array(weights.length);
       const sent = new Float32Array(weights.length);
       for (let i = 0; i < delta.length; i++) {
@@ -333,8 +379,21 @@ class LocalLearner {
   }
 
   place(owner: object, key: string, lastOffset: number): void {
-    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last });
+    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last, mark: this.foreign?.mark(this.shardZeroApplied) });
     this.last = undefined;
+  }
+
+  /** Shard 0's snapshot, which has applied `applied` updates and holds the input up to `reflected` (per `topic:partition`). */
+  shardZeroHolds(applied: number, reflected: ReadonlyMap<string, number>): void {
+    this.shardZeroApplied = applied;
+    if (!this.foreign) return;
+    const marks: StepMark[] = [];
+    for (const entry of this.pending) {
+      if (!entry.mark || entry.lastOffset > (reflected.get(entry.key) ?? -1)) continue;
+      marks.push(entry.mark);
+      entry.mark = undefined;
+    }
+    if (marks.length > 0) this.foreign.reflected(applied, marks);
   }
 
   forget(owner: object): void {
@@ -357,7 +416,7 @@ class LocalLearner {
 
   private slotsOf(name: string, size: number): Record<string, Float32Array> {
     let slots = this.slots.get(name);
-    if (!slots) this.slots.set(name, (slots = Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(size)]))));
+    if (!slots) this.slots.set(name, (slots = Object.fromEntries(this.optimizer.optimizer.slots.map((slot) => [slot, new Float32Array(size)]))));
     return slots;
   }
 }

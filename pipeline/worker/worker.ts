@@ -82,11 +82,13 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConf
   };
 }
 
-/** A bounded read of the input, for replays: these partitions, one after another, from `start` to `end`. */
+/** A bounded read of the input, for replays: these partitions, one after another (or all at once), from `start` to `end`. */
 export interface WorkerRange {
   readonly partitions: readonly number[];
   readonly start: StartPosition;
   readonly end: EndPosition;
+  /** Read the partitions all at once, interleaved as live training reads them, instead of one after another. */
+  readonly interleave?: boolean;
 }
 
 /** Options of {@link startWorker}. */
@@ -115,19 +117,19 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
   const replica = new Replica(config.model);
-  // A replay reads one partition at a time: it has the job's whole budget of updates in flight.
-  const partitions = options.range ? () => Promise.resolve(1) : () => inputPartitionCount(kafka, config.inputTopic);
+  // A replay that reads one partition at a time gives it the job's whole budget of updates in flight.
+  const range = options.range;
+  const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
   const training = new Training(config, topics, workerId, replica, backend, log, partitions);
   const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
   const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: partitionDiscoveryMs, ...fetchBytes };
   const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
-  const range = options.range;
   const trained = range
     ? (async () => {
         // One partition after another: with sync mode, a replay is then a deterministic function of its range.
-        for (const partition of range.partitions) {
+        for (const partitions of range.interleave ? [range.partitions] : range.partitions.map((partition) => [partition])) {
           if (training.stopping) return;
-          await training.run(fromKafka({ ...source, partitions: [partition], start: range.start, bounded: range.end }));
+          await training.run(fromKafka({ ...source, partitions, start: range.start, bounded: range.end }));
         }
       })()
     : training.run(fromKafka({ ...source, groupId: topics.workerGroup }));
@@ -221,7 +223,7 @@ class Training {
     private readonly log: (line: string) => void,
     private readonly countPartitions: () => Promise<number>,
   ) {
-    this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })));
+    this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })), () => replica.foreignStaleness());
     this.maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
     const { spec } = replica;
     this.samples = new SampleDecoder({ featureCount: spec.kind === 'timeseries' ? spec.window * spec.features : spec.features, labelCount: spec.outputs, ...config.input });

@@ -22,15 +22,14 @@ async function predictInFreshProcess(modelJson: string, inputs: number[][]): Pro
   return JSON.parse(child.lines.join('')) as { predictions: number[]; weights: Array<{ name: string; values: number[] }> };
 }
 
-async function serverModel(kafka: KafkaFixture, namespace: string, spec: object): Promise<Replica> {
+/** The served model of the namespace: the averages of the weights the server keeps (`model.averageDecay`, on by default). */
+async function servedModel(kafka: KafkaFixture, namespace: string, spec: object): Promise<Replica> {
   await selectBackend();
-  const replica = new Replica(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model);
-  for (const snapshot of (await latestSnapshots(kafka, namespace)).values()) replica.applySnapshot(snapshot);
-  return replica;
+  return Replica.served(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model, (await latestSnapshots(kafka, namespace)).values());
 }
 
 describe('streamgrad export', () => {
-  kafkaTest('writes a LayersModel that a fresh process loads and that predicts as the server\'s weights do; uint8 within its bound at ≤ 30% of the size', async ({ kafka }) => {
+  kafkaTest('writes a LayersModel that a fresh process loads and that predicts as the server\'s served (averaged) weights do; uint8 within its bound at ≤ 30% of the size', async ({ kafka }) => {
     const spec = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 24, activation: 'tanh' }, { units: 8, activation: 'relu' }], optimizer: { kind: 'adam', learningRate: 0.01 } };
     const inputTopic = `export-input-${randomUUID().slice(0, 8)}`;
     const file = writeExperimentFile({ namespace: `live-${randomUUID().slice(0, 8)}`, inputTopic, inputPartitions: 4, model: spec, batchSize: 128, simulator: { devices: 30, ratePerSecond: 20_000, seed: 5, dropoutRate: 0.01 } });
@@ -45,7 +44,7 @@ describe('streamgrad export', () => {
 
     const random = (i: number) => Math.sin(i * 12.9898) * 1.5;
     const inputs = Array.from({ length: 32 }, (_, row) => Array.from({ length: 16 }, (_, col) => random(row * 16 + col + 1)));
-    const replica = await serverModel(kafka, namespace, spec);
+    const replica = await servedModel(kafka, namespace, spec);
     // The server's model scales raw features by its merged moments (normalize is on by default); the exported model
     // takes raw features, with the scaling folded into its first layer.
     const expected = replica.predict(inputs.map((features) => ({ deviceId: 'd', eventTime: 0, features, label: 0, labels: [], weight: 1, attributes: {} }))).predicted;
@@ -53,6 +52,12 @@ describe('streamgrad export', () => {
     replica.foldScaling();
     const serverWeights = new Map(replica.weights().map((w) => [w.name, w.values] as const));
     replica.dispose();
+    // What is exported is the average, not the weights the workers train on.
+    const trained = new Replica(parseExperiment({ namespace, inputTopic: 'unused', model: spec }).model);
+    for (const snapshot of (await latestSnapshots(kafka, namespace)).values()) trained.applySnapshot(snapshot);
+    trained.foldScaling();
+    expect(trained.weights().some(({ name, values }) => values.some((v, i) => v !== serverWeights.get(name)![i]))).toBe(true);
+    trained.dispose();
 
     const exact = await predictInFreshProcess(modelJson!, inputs);
     exact.predictions.forEach((p, i) => expect(Math.abs(p - expected[i]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(expected[i]!))));

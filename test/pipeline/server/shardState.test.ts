@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
 import { ShardState } from '../../../pipeline/server/shardState.js';
 import { momentsOf } from '../../../pipeline/common/featureMoments.js';
+import { servedSnapshot } from '../../../pipeline/common/averaging.js';
 import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../../schemas/index.js';
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
@@ -186,5 +187,37 @@ describe('ShardState', () => {
     const plain = ShardState.initial('ns', 0, plainSpec, weights);
     plain.take(update([1, 0], 2, 0, 0), apply, undefined);
     expect(() => ShardState.fromSnapshot(plain.snapshot(0, 1, [], 1), spec)).toThrow('trained without feature scaling; set model.normalize: false');
+  });
+
+  it('keeps the served model: the average of the weights over its updates, warmed up, in its snapshot, restored, and served instead of the weights', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 2, updates: 'gradients', optimizer: { kind: 'sgd', learningRate: 0.5 }, averageDecay: 0.5 });
+    const state = ShardState.initial('ns', 0, spec, weights);
+    // w: (1, -1) → (0, -1) → (-1, -1) → (-2, -1); the decay of update k is min(0.5, (1 + k) / (10 + k)): 0.1, 0.1818…, 0.25
+    const expected = [1, -1];
+    [0, 1, 2].forEach((k) => {
+      state.take(update([2, 0], 1, k, k), apply, undefined);
+      const decay = Math.min(0.5, (1 + k) / (10 + k));
+      const now = valuesOf(state);
+      expected.forEach((a, i) => (expected[i] = decay * a + (1 - decay) * now[i]!));
+    });
+    expect(valuesOf(state)).toEqual([-2, -1]);
+    const snapshot = state.snapshot(0, 1, [], 3);
+    const average = snapshot.optimizerState.find(({ name }) => name === 'w:average')!;
+    [...decodeTensor(average)].forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 6));
+    // Served: the averages in place of the weights, under the weights' names.
+    const served = servedSnapshot(snapshot);
+    expect(served.tensors.map(({ name }) => name)).toEqual(['w']);
+    expect([...decodeTensor(served.tensors[0]!)]).toEqual([...decodeTensor(average)]);
+    // Restored exactly: the next update averages on from where it was.
+    const restored = ShardState.fromSnapshot(snapshot, spec);
+    state.take(update([2, 0], 1, 3, 3), apply, undefined);
+    restored.take(update([2, 0], 1, 3, 3), apply, undefined);
+    expect(restored.snapshot(0, 1, [], 4).optimizerState).toEqual(state.snapshot(0, 1, [], 4).optimizerState);
+    // averageDecay 0: no average, the weights are served.
+    const plain = ShardState.initial('ns', 0, parseModelSpec({ ...spec, averageDecay: 0 }), weights);
+    plain.take(update([2, 0], 1), apply, undefined);
+    const plainSnapshot = plain.snapshot(0, 1, [], 1);
+    expect(plainSnapshot.optimizerState.map(({ name }) => name)).not.toContain('w:average');
+    expect(servedSnapshot(plainSnapshot)).toBe(plainSnapshot);
   });
 });

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { selectBackend } from '../../../pipeline/common/backend.js';
+import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
+import { ShardState } from '../../../pipeline/server/shardState.js';
+import { ForeignStaleness, momentumUnderStaleness } from '../../../pipeline/worker/asyncMomentum.js';
+import { Replica } from '../../../pipeline/worker/replica.js';
+import { encodeTensor, type ModelSnapshot, type TrainingSample } from '../../../schemas/index.js';
+
+describe('momentumUnderStaleness', () => {
+  it('lowers Adam\'s beta1 and momentum\'s momentum by τ / (1 + τ), never below 0, and leaves them alone at τ = 0 and for other optimizers', () => {
+    const adam = { kind: 'adam' as const, learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    expect(momentumUnderStaleness(adam, 0)).toBe(adam);
+    expect((momentumUnderStaleness(adam, 1) as typeof adam).beta1).toBeCloseTo(0.4, 12);
+    expect((momentumUnderStaleness(adam, 4) as typeof adam).beta1).toBeCloseTo(0.1, 12);
+    expect((momentumUnderStaleness(adam, 20) as typeof adam).beta1).toBe(0);
+    const momentum = { kind: 'momentum' as const, learningRate: 0.01, momentum: 0.5 };
+    expect(momentumUnderStaleness(momentum, 0.25)).toEqual({ ...momentum, momentum: 0.3 });
+    const sgd = { kind: 'sgd' as const, learningRate: 0.01 };
+    expect(momentumUnderStaleness(sgd, 5)).toBe(sgd);
+  });
+});
+
+describe('ForeignStaleness', () => {
+  it('is 0 for a worker alone, and follows the updates of others that its steps miss', () => {
+    const alone = new ForeignStaleness();
+    for (let applied = 0; applied < 50; applied += 2) {
+      // Two steps on the same snapshot, both held by the next one.
+      alone.reflected(applied + 2, [alone.mark(applied), alone.mark(applied)]);
+    }
+    expect(alone.value).toBe(0);
+    const shared = new ForeignStaleness();
+    // Each own step is followed by 3 updates of other workers before the snapshot that holds it.
+    for (let applied = 0; applied < 400; applied += 4) shared.reflected(applied + 4, [shared.mark(applied)]);
+    expect(shared.value).toBeGreaterThan(2.9);
+    expect(shared.value).toBeLessThanOrEqual(3);
+  });
+});
+
+/** Trains `workers` replicas of `spec` against real server shards; snapshots reach every replica `delay` updates late. */
+function train(input: ModelSpecInput, workers: number, delay: number): { replicas: Replica[]; weights: Float32Array[] } {
+  const spec = parseModelSpec(input);
+  const seed = new Replica(spec);
+  const servers = Array.from({ length: spec.shards }, (_, shard) => ShardState.initial('t', shard, spec, seed.weights().filter((w) => seed.shardOf(w.name) === shard)));
+  seed.dispose();
+  const replicas = Array.from({ length: workers }, () => new Replica(spec));
+  const late: ModelSnapshot[][] = [];
+  const owner = {};
+  for (let step = 0; step < 60; step++) {
+    const k = step % workers;
+    const replica = replicas[k]!;
+    const samples: TrainingSample[] = Array.from({ length: 16 }, (_, i) => {
+      const x = [Math.sin(step * 16 + i), Math.cos(step * 7 + i)];
+      return { deviceId: 'd', eventTime: 0, features: x, label: 2 * x[0]! - x[1]! + 0.5, labels: [], weight: 1, attributes: {} };
+    });
+    const computed = replica.gradients(samples);
+    const partition = k;
+    const lastOffset = step * 16 + 15;
+    replica.placeLastStep(owner, 'in', partition, lastOffset);
+    late.push(
+      servers.map((server, shard) => {
+        const tensors = computed.gradients.filter((g) => replica.shardOf(g.name) === shard).map((g) => encodeTensor(g.name, g.shape, g.values, 'FP32'));
+        server.take({ namespace: 't', shard, workerId: String(k), baseVersion: replica.baseVersion(shard), sampleCount: 16, lossSum: computed.lossSum, deadLettered: 0, offsets: [{ topic: 'in', partition, firstOffset: step * 16, lastOffset }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors, featureMoments: shard === 0 ? computed.featureMoments ?? null : null, prequential: [] }, { policy: 'apply', bound: 1e9 }, undefined);
+        return server.snapshot(0, spec.shards, [], step + 1);
+      }),
+    );
+    while (late.length > delay) for (const snapshot of late.shift()!) for (const r of replicas) r.applySnapshot(snapshot);
+  }
+  return { replicas, weights: servers.flatMap((server) => [...server.variables.values()].map((v) => v.values)) };
+}
+
+describe('a worker that sends deltas', () => {
+  const spec: ModelSpecInput = { kind: 'mlp', features: 2, shards: 2, layers: [{ units: 8 }], optimizer: { kind: 'adam', learningRate: 0.01 } };
+
+  it('alone, estimates no foreign staleness and trains exactly as with asyncMomentum: keep', async () => {
+    await selectBackend();
+    const lowered = train(spec, 1, 3);
+    const kept = train({ ...spec, asyncMomentum: 'keep' }, 1, 3);
+    expect(lowered.replicas[0]!.foreignStaleness()).toBe(0);
+    lowered.weights.forEach((values, i) => expect(values).toEqual(kept.weights[i]));
+    [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
+  });
+
+  it('beside others, estimates the updates of the others its steps miss, and then steps with less momentum', async () => {
+    await selectBackend();
+    // Three workers in turn, snapshots 6 updates late: each step misses about 4 of the others' updates.
+    const lowered = train(spec, 3, 6);
+    for (const replica of lowered.replicas) {
+      expect(replica.foreignStaleness()).toBeGreaterThan(2.5);
+      expect(replica.foreignStaleness()).toBeLessThan(6);
+    }
+    const kept = train({ ...spec, asyncMomentum: 'keep' }, 3, 6);
+    expect(kept.replicas[0]!.foreignStaleness()).toBe(0);
+    expect(lowered.weights.some((values, i) => values.some((v, j) => v !== kept.weights[i]![j]))).toBe(true);
+    [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
+  });
+});
