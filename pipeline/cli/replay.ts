@@ -13,6 +13,7 @@ interface ReplayCommandOptions {
   fromOffsets?: string;
   toOffsets?: string;
   sync?: boolean;
+  interleave?: boolean;
   json?: boolean;
 }
 
@@ -35,7 +36,7 @@ async function replayCommand(options: ReplayCommandOptions): Promise<void> {
   }
   const config = loadExperiment(options.config);
   const namespace = options.namespace === undefined ? undefined : parseNamespace(options.namespace, '--namespace');
-  const summary = await runReplay({ config, namespace, range, sync: options.sync ?? false, display: new ConsoleDisplay('[replay]') });
+  const summary = await runReplay({ config, namespace, range, sync: options.sync ?? false, interleave: options.interleave ?? false, display: new ConsoleDisplay('[replay]') });
   if (options.json) {
     console.log(JSON.stringify(summary));
     return;
@@ -64,6 +65,7 @@ export function addReplayCommand(program: Command): void {
     .option('--from-offsets <p:o,…>', 'start offsets per partition, e.g. 0:1000,1:1000 (others: the beginning)')
     .option('--to-offsets <p:o,…>', 'end offsets (exclusive) per partition (others: the end)')
     .option('--sync', 'one update at a time, each waiting for its snapshot: two replays of a range give identical model hashes')
+    .option('--interleave', 'read the partitions all at once, as live training does, not one after another (with --sync: a sequential learner on that order, which depends on timing)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', example('  streamgrad replay --config experiments/lr-0.01.yaml --from 2026-11-28T08:00:00Z --to 2026-11-28T09:00:00Z --sync'))
     .action(replayCommand);

@@ -27,6 +27,11 @@ export interface ReplayOptions {
   readonly range: ReplayRange;
   /** One update at a time, each waiting for the snapshot that reflects it: two replays of a range give the same model. */
   readonly sync: boolean;
+  /**
+   * Read the partitions all at once, interleaved as live training reads them, instead of one after another. With
+   * `sync`, a sequential learner on the interleaved order (which depends on timing: not bit-reproducible).
+   */
+  readonly interleave?: boolean;
   readonly display: ConsoleDisplay;
 }
 
@@ -122,8 +127,9 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
     reports.set(report.shard, report);
     if (report.shard === 0) history.push({ samples: report.samplesApplied, lossSum: report.lossSum });
   });
-  const worker = await startWorker(config, { log: quiet, range });
-  display.log(`replaying ${config.inputTopic} partitions ${range.partitions.join(', ')} into namespace ${namespace}${options.sync ? ' (sync)' : ''}`);
+  const worker = await startWorker(config, { log: quiet, range: { ...range, interleave: options.interleave ?? false } });
+  const mode = [options.sync ? 'sync' : '', options.interleave ? 'interleaved' : ''].filter(Boolean).join(', ');
+  display.log(`replaying ${config.inputTopic} partitions ${range.partitions.join(', ')} into namespace ${namespace}${mode ? ` (${mode})` : ''}`);
   const progress = setInterval(() => {
     const { samples, deadLettered } = worker.trained();
     const applied = reports.get(0)?.samplesApplied ?? 0;

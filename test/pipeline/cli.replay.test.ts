@@ -3,6 +3,21 @@ import { describe, expect } from 'vitest';
 import { cliOutput, runCli } from '../support/childProcess.js';
 import { kafkaTest, testBrokers } from '../support/kafka.js';
 import { writeExperimentFile } from '../support/snapshots.js';
+import { readTopic } from '../../pipeline/common/readTopic.js';
+import { topicsOf } from '../../pipeline/common/topics.js';
+import { codecFor } from '../../schemas/index.js';
+import type { Kafka } from 'kafkajs';
+
+/** The input partition of each update with samples on shard 0, in the order the server took them in. */
+async function trainedPartitions(kafka: Kafka, namespace: string): Promise<number[]> {
+  const codec = codecFor('ParameterUpdate');
+  const order: number[] = [];
+  await readTopic(kafka, topicsOf(namespace).updates, (record) => {
+    const update = codec.decode(record.value, record);
+    if (update.ok && update.value.sampleCount > 0) order.push(update.value.offsets[0]!.partition);
+  }, { partitions: [0] });
+  return order;
+}
 
 const env = () => ({ KAFKA_BROKERS: testBrokers().join(',') });
 
@@ -70,4 +85,21 @@ describe('streamgrad replay', () => {
     expect(again.stderr).toEqual([expect.stringMatching(new RegExp(`namespace '${live.namespace}' already exists`))]);
     expect(await kafka.admin.fetchTopicOffsets(`${live.namespace}.model`)).toEqual(liveEnds);
   }, 300_000);
+
+  kafkaTest('--interleave reads the partitions at once, as live training does: every record once, and the updates of the partitions interleaved; without it one after another', async ({ kafka }) => {
+    const inputTopic = `replay-interleave-${randomUUID().slice(0, 8)}`;
+    const file = writeExperimentFile({ ...experiment(inputTopic), batchSize: 128 });
+    await cli(['simulate', '--config', file, '--count', '4000']);
+    const interleaved = await replay(file, '--sync', '--interleave');
+    const serial = await replay(file, '--sync');
+    expect(interleaved.samples + interleaved.deadLettered).toBe(4_000);
+    expect(interleaved.samples).toBe(serial.samples);
+    const isSorted = (order: number[]) => order.every((p, i) => i === 0 || p >= order[i - 1]!);
+    const serialOrder = await trainedPartitions(kafka.kafka, serial.namespace);
+    const interleavedOrder = await trainedPartitions(kafka.kafka, interleaved.namespace);
+    expect(new Set(serialOrder)).toEqual(new Set([0, 1, 2, 3]));
+    expect(isSorted(serialOrder)).toBe(true);
+    expect(interleavedOrder.length).toBe(serialOrder.length);
+    expect(isSorted(interleavedOrder)).toBe(false);
+  }, 180_000);
 });
