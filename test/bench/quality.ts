@@ -117,7 +117,13 @@ export interface Quality {
   /** Holdout loss of `run --workers 1` (and 2; medians of 3 runs, 1 with --quick) over that of `replay --sync`: 1 is as good as the sequential learner. */
   readonly qualityRatio1: number;
   readonly qualityRatio2: number;
-  readonly holdoutLoss: { readonly sequential: number; readonly workers1: number; readonly workers2: number };
+  /**
+   * The same over `replay --sync --interleave`: a sequential learner that meets the samples in the order parallel
+   * workers do (the partitions interleaved, each at the same event time), so the ratio is what asynchrony costs.
+   */
+  readonly interleavedQualityRatio1: number;
+  readonly interleavedQualityRatio2: number;
+  readonly holdoutLoss: { readonly sequential: number; readonly sequentialInterleaved: number; readonly workers1: number; readonly workers2: number };
   /** The p99 staleness of the applied updates with 2 workers. */
   readonly stalenessP99: number;
   /** Samples/s of each run, from launch until every shard accounted for the topic. */
@@ -160,10 +166,13 @@ async function simulatedStream(kafka: Kafka, total: number, featureScales: Featu
   return { topic, total, holdout: Array.from({ length: 20_000 }, (_, k) => reading(total + k, holdoutRandom, featureScales)) };
 }
 
-/** The holdout loss of the sequential learner: `replay --sync` over the whole topic. */
-async function sequentialLoss(kafka: Kafka, brokers: string[], stream: Stream, model: object = {}): Promise<number> {
+/**
+ * The holdout loss of the sequential learner: `replay --sync` over the whole topic, one partition after another, or
+ * with `interleave` all partitions at once (the order in which parallel workers meet the samples).
+ */
+async function sequentialLoss(kafka: Kafka, brokers: string[], stream: Stream, model: object = {}, interleave = false): Promise<number> {
   const sequential = experiment(brokers, stream.topic, model);
-  await runReplay({ config: sequential.config, namespace: sequential.config.namespace, sync: true, range: {}, display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined) });
+  await runReplay({ config: sequential.config, namespace: sequential.config.namespace, sync: true, interleave, range: {}, display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined) });
   return holdoutLoss(kafka, sequential.config, stream.holdout);
 }
 
@@ -189,6 +198,9 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
   const unit = await simulatedStream(kafka, total, 'unit', log);
   log('quality: replay --sync (the sequential learner) …');
   const sequential = await sequentialLoss(kafka, brokers, unit);
+  log('quality: replay --sync --interleave (the sequential learner on the order parallel workers read) …');
+  const interleaved = await sequentialLoss(kafka, brokers, unit, {}, true);
+  log(`  replay --sync: holdout loss ${sequential.toExponential(3)}; with --interleave ${interleaved.toExponential(3)}`);
   const one = await measureRuns(kafka, brokers, unit, 1, runs, sequential, log);
   const two = await measureRuns(kafka, brokers, unit, 2, runs, sequential, log);
 
@@ -201,7 +213,9 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
   return {
     qualityRatio1: one.loss / sequential,
     qualityRatio2: two.loss / sequential,
-    holdoutLoss: { sequential, workers1: one.loss, workers2: two.loss },
+    interleavedQualityRatio1: one.loss / interleaved,
+    interleavedQualityRatio2: two.loss / interleaved,
+    holdoutLoss: { sequential, sequentialInterleaved: interleaved, workers1: one.loss, workers2: two.loss },
     stalenessP99: two.staleness.p99,
     staleness: { workers1: one.staleness, workers2: two.staleness },
     samplesPerSecond: { workers1: one.rate, workers2: two.rate },

@@ -167,6 +167,8 @@ const report = {
   updateBytesPerSample,
   qualityRatio1: quality?.qualityRatio1,
   qualityRatio2: quality?.qualityRatio2,
+  interleavedQualityRatio1: quality?.interleavedQualityRatio1,
+  interleavedQualityRatio2: quality?.interleavedQualityRatio2,
   stalenessP99: quality?.stalenessP99,
   skewedQualityRatio1: quality?.skewedQualityRatio1,
   skewedUnnormalizedRatio: quality?.skewedUnnormalizedRatio,
@@ -204,6 +206,7 @@ const table = `
 | workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
 | updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
 | qualityRatio1 / qualityRatio2 (holdout loss of run with 1 / 2 workers over replay --sync) | ${r(quality!.qualityRatio1)} / ${r(quality!.qualityRatio2)} | ≤ 1.25 each: ${met(quality!.qualityRatio1 <= 1.25)} / ${met(quality!.qualityRatio2 <= 1.25)} |
+| interleavedQualityRatio1 / 2 (the same over replay --sync --interleave: a sequential learner on the order parallel workers read) | ${r(quality!.interleavedQualityRatio1)} / ${r(quality!.interleavedQualityRatio2)} | ≤ 1.25 each: ${met(quality!.interleavedQualityRatio1 <= 1.25)} / ${met(quality!.interleavedQualityRatio2 <= 1.25)} |
 | stalenessP99 (versions, 2 workers; with 1 worker) | ${n(quality!.stalenessP99)} (${n(quality!.staleness.workers1.p99)}) | |
 | skewedQualityRatio1 (features scaled 0.01 to 1,000, normalize on: run with 1 worker over replay --sync) | ${r(quality!.skewedQualityRatio1)} | ≤ 1.25: ${met(quality!.skewedQualityRatio1 <= 1.25)} |
 | skewedUnnormalizedRatio (skewed, replay --sync without normalize over with it) | ${r(quality!.skewedUnnormalizedRatio)} | |
