@@ -330,25 +330,27 @@ class LocalLearner {
   private steps = 0;
   private pending: PendingDelta[] = [];
   private last: Map<string, Float32Array> | undefined;
-  /** With `asyncMomentum: lower`: the other workers' updates the steps miss, and the optimizer for that. */
-  private readonly foreign: ForeignStaleness | undefined;
+  /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`). */
+  private readonly foreign = new ForeignStaleness();
   private shardZeroApplied = 0;
   private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
 
-  constructor(private readonly spec: OptimizerSpec, lowerMomentum: boolean) {
-    this.foreign = lowerMomentum ? new ForeignStaleness() : undefined;
+  constructor(
+    private readonly spec: OptimizerSpec,
+    private readonly lowerMomentum: boolean,
+  ) {
     this.optimizer = { foreign: 0, optimizer: createOptimizer(spec) };
   }
 
-  /** The other workers' updates the worker's steps miss (an estimate; 0 without `asyncMomentum: lower`). */
+  /** The other workers' updates the worker's steps miss (an estimate). */
   get foreignStaleness(): number {
-    return this.foreign?.value ?? 0;
+    return this.foreign.value;
   }
 
-  /** The optimizer of the next step: the spec's, its momentum lowered for the other workers' updates the step misses. */
+  /** The optimizer of the next step: the spec's, with `asyncMomentum: lower` its momentum lowered for the other workers' updates the step misses. */
   private optimizerNow(): Optimizer {
     // Rounded, so that the optimizer is rebuilt only when the momentum moves visibly.
-    const foreign = Math.round(this.foreignStaleness * 10) / 10;
+    const foreign = this.lowerMomentum ? Math.round(this.foreignStaleness * 10) / 10 : 0;
     if (foreign !== this.optimizer.foreign) this.optimizer = { foreign, optimizer: createOptimizer(momentumUnderStaleness(this.spec, foreign)) };
     return this.optimizer.optimizer;
   }
@@ -379,14 +381,13 @@ class LocalLearner {
   }
 
   place(owner: object, key: string, lastOffset: number): void {
-    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last, mark: this.foreign?.mark(this.shardZeroApplied) });
+    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last, mark: this.foreign.mark(this.shardZeroApplied) });
     this.last = undefined;
   }
 
   /** Shard 0's snapshot, which has applied `applied` updates and holds the input up to `reflected` (per `topic:partition`). */
   shardZeroHolds(applied: number, reflected: ReadonlyMap<string, number>): void {
     this.shardZeroApplied = applied;
-    if (!this.foreign) return;
     const marks: StepMark[] = [];
     for (const entry of this.pending) {
       if (!entry.mark || entry.lastOffset > (reflected.get(entry.key) ?? -1)) continue;

@@ -89,7 +89,8 @@ describe('a worker that sends deltas', () => {
       expect(replica.foreignStaleness()).toBeLessThan(6);
     }
     const kept = train({ ...spec, asyncMomentum: 'keep' }, 3, 6);
-    expect(kept.replicas[0]!.foreignStaleness()).toBe(0);
+    // Estimated either way (it is on /metrics); only `lower` acts on it.
+    expect(kept.replicas[0]!.foreignStaleness()).toBeGreaterThan(2.5);
     expect(lowered.weights.some((values, i) => values.some((v, j) => v !== kept.weights[i]![j]))).toBe(true);
     [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
   });
