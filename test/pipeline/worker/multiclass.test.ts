@@ -45,9 +45,9 @@ describe('multi-class', () => {
       await trainInProcess(kafka, config, total);
 
       await selectBackend();
-      const replica = new Replica(config.model);
+      // The served model (the weights' average), as evaluate and export serve it.
       const snapshots = await latestSnapshots(kafka.kafka, config.namespace);
-      for (const snapshot of snapshots.values()) replica.applySnapshot(snapshot);
+      const replica = Replica.served(config.model, snapshots.values());
       const holdout = Array.from({ length: 1_000 }, (_, i) => blob(i, 99));
       const { predicted: flat } = replica.predict(holdout);
       const predicted = holdout.map((_, i) => Array.from(flat.subarray(i * classes, (i + 1) * classes)));
