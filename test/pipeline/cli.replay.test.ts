@@ -89,10 +89,10 @@ describe('streamgrad replay', () => {
   kafkaTest('--interleave reads the partitions at once, as live training does: every record once, and the updates of the partitions interleaved; without it one after another', async ({ kafka }) => {
     const inputTopic = `replay-interleave-${randomUUID().slice(0, 8)}`;
     const file = writeExperimentFile({ ...experiment(inputTopic), batchSize: 128 });
-    await cli(['simulate', '--config', file, '--count', '4000']);
+    await cli(['simulate', '--config', file, '--count', '2000']);
     const interleaved = await replay(file, '--sync', '--interleave');
     const serial = await replay(file, '--sync');
-    expect(interleaved.samples + interleaved.deadLettered).toBe(4_000);
+    expect(interleaved.samples + interleaved.deadLettered).toBe(2_000);
     expect(interleaved.samples).toBe(serial.samples);
     const isSorted = (order: number[]) => order.every((p, i) => i === 0 || p >= order[i - 1]!);
     const serialOrder = await trainedPartitions(kafka.kafka, serial.namespace);
