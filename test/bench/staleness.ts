@@ -11,10 +11,9 @@
 import { selectBackend } from '../../pipeline/common/backend.js';
 import { parseModelSpec } from '../../pipeline/common/model.js';
 import { seededRandom, simulatedReading } from '../../pipeline/commands/simulator.js';
-import { ShardState } from '../../pipeline/server/shardState.js';
 import { Replica } from '../../pipeline/worker/replica.js';
-import { encodeTensor } from '../../schemas/tensorCodec.js';
-import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
+import type { TrainingSample } from '../../schemas/types.js';
+import { InProcessJob } from '../support/inProcessJob.js';
 import { benchModel } from './pipelineRate.js';
 
 interface Variant {
@@ -59,46 +58,28 @@ function meanLoss(replica: Replica, samples: readonly TrainingSample[]): number 
 
 /** Trains one variant; returns the holdout loss of the served model and of the weights, and each worker's foreign staleness. */
 function train(variant: Variant, input: readonly TrainingSample[][], holdout: readonly TrainingSample[]): { served: number; weights: number; foreign: number[] } {
-  const spec = parseModelSpec({ ...benchModel, ...variant.model });
-  const seed = new Replica(spec);
-  const servers = Array.from({ length: spec.shards }, (_, shard) => ShardState.initial('staleness', shard, spec, seed.weights().filter((w) => seed.shardOf(w.name) === shard)));
-  seed.dispose();
-  const workers = Array.from({ length: variant.workers }, (_, k) => ({
-    replica: new Replica(spec),
-    lanes: input.map((samples, partition) => ({ partition, samples, next: 0, owner: {} })).filter(({ partition }) => partition % variant.workers === k),
+  const job = new InProcessJob(parseModelSpec({ ...benchModel, ...variant.model }), variant.workers, variant.delay);
+  const workers = job.replicas.map((_, k) => ({
+    lanes: input.map((samples, partition) => ({ partition, samples, next: 0 })).filter(({ partition }) => partition % variant.workers === k),
     turn: 0,
   }));
-  const late: ModelSnapshot[][] = [];
   const random = seededRandom(99);
-  for (let version = 1; ; version++) {
+  for (;;) {
     const active = workers.filter((w) => w.lanes.some((lane) => lane.next < lane.samples.length));
     if (active.length === 0) break;
     const worker = active[Math.floor(random() * active.length)]!;
     const lanes = worker.lanes.filter((lane) => lane.next < lane.samples.length);
     const lane = lanes[worker.turn++ % lanes.length]!;
     const first = lane.next;
-    const batch = lane.samples.slice(first, (lane.next += batchSize));
-    const { replica } = worker;
-    const step = replica.gradients(batch);
-    replica.placeLastStep(lane.owner, 'in', lane.partition, lane.next - 1);
-    late.push(
-      servers.map((server, shard) => {
-        const tensors = step.gradients.filter((g) => replica.shardOf(g.name) === shard).map((g) => encodeTensor(g.name, g.shape, g.values, 'FP32'));
-        const offsets = [{ topic: 'in', partition: lane.partition, firstOffset: first, lastOffset: lane.next - 1 }];
-        const update = { namespace: 'staleness', shard, workerId: `w${workers.indexOf(worker)}`, baseVersion: replica.baseVersion(shard), sampleCount: batch.length, lossSum: step.lossSum, deadLettered: 0, offsets, firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors, featureMoments: shard === 0 ? (step.featureMoments ?? null) : null, prequential: [] };
-        const taken = server.take(update, { policy: 'apply', bound: Number.MAX_SAFE_INTEGER }, undefined);
-        if (taken.outcome !== 'applied') throw new Error(`shard ${shard} did not apply an update: ${JSON.stringify(taken)}`);
-        return server.snapshot(0, spec.shards, [], version);
-      }),
-    );
-    while (late.length > variant.delay) for (const snapshot of late.shift()!) for (const w of workers) w.replica.applySnapshot(snapshot);
+    job.step(workers.indexOf(worker), lane.samples.slice(first, (lane.next += batchSize)), lane.partition, first);
   }
-  const finals = servers.map((server) => server.snapshot(0, spec.shards, [], 0));
-  const served = Replica.served(spec, finals);
-  const weights = new Replica(spec);
+  const finals = job.snapshots();
+  const served = Replica.served(job.spec, finals);
+  const weights = new Replica(job.spec);
   for (const snapshot of finals) weights.applySnapshot(snapshot);
-  const result = { served: meanLoss(served, holdout), weights: meanLoss(weights, holdout), foreign: workers.map((w) => w.replica.foreignStaleness()) };
-  [served, weights, ...workers.map((w) => w.replica)].forEach((replica) => replica.dispose());
+  const result = { served: meanLoss(served, holdout), weights: meanLoss(weights, holdout), foreign: job.replicas.map((r) => r.foreignStaleness()) };
+  [served, weights].forEach((replica) => replica.dispose());
+  job.dispose();
   return result;
 }
 

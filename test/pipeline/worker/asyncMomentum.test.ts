@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
-import { ShardState } from '../../../pipeline/server/shardState.js';
 import { ForeignStaleness, momentumUnderStaleness } from '../../../pipeline/worker/asyncMomentum.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
-import { encodeTensor, type ModelSnapshot, type TrainingSample } from '../../../schemas/index.js';
+import type { TrainingSample } from '../../../schemas/index.js';
+import { InProcessJob } from '../../support/inProcessJob.js';
 
 describe('momentumUnderStaleness', () => {
   it('lowers Adam\'s beta1 and momentum\'s momentum by τ / (1 + τ), never below 0, and leaves them alone at τ = 0 and for other optimizers', () => {
@@ -36,36 +36,17 @@ describe('ForeignStaleness', () => {
   });
 });
 
-/** Trains `workers` replicas of `spec` against real server shards; snapshots reach every replica `delay` updates late. */
+/** Trains `workers` replicas of `spec` in turn, 60 batches of 16, their snapshots reaching them `delay` updates late. */
 function train(input: ModelSpecInput, workers: number, delay: number): { replicas: Replica[]; weights: Float32Array[] } {
-  const spec = parseModelSpec(input);
-  const seed = new Replica(spec);
-  const servers = Array.from({ length: spec.shards }, (_, shard) => ShardState.initial('t', shard, spec, seed.weights().filter((w) => seed.shardOf(w.name) === shard)));
-  seed.dispose();
-  const replicas = Array.from({ length: workers }, () => new Replica(spec));
-  const late: ModelSnapshot[][] = [];
-  const owner = {};
+  const job = new InProcessJob(parseModelSpec(input), workers, delay);
   for (let step = 0; step < 60; step++) {
-    const k = step % workers;
-    const replica = replicas[k]!;
     const samples: TrainingSample[] = Array.from({ length: 16 }, (_, i) => {
       const x = [Math.sin(step * 16 + i), Math.cos(step * 7 + i)];
       return { deviceId: 'd', eventTime: 0, features: x, label: 2 * x[0]! - x[1]! + 0.5, labels: [], weight: 1, attributes: {} };
     });
-    const computed = replica.gradients(samples);
-    const partition = k;
-    const lastOffset = step * 16 + 15;
-    replica.placeLastStep(owner, 'in', partition, lastOffset);
-    late.push(
-      servers.map((server, shard) => {
-        const tensors = computed.gradients.filter((g) => replica.shardOf(g.name) === shard).map((g) => encodeTensor(g.name, g.shape, g.values, 'FP32'));
-        server.take({ namespace: 't', shard, workerId: String(k), baseVersion: replica.baseVersion(shard), sampleCount: 16, lossSum: computed.lossSum, deadLettered: 0, offsets: [{ topic: 'in', partition, firstOffset: step * 16, lastOffset }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0, tensors, featureMoments: shard === 0 ? computed.featureMoments ?? null : null, prequential: [] }, { policy: 'apply', bound: 1e9 }, undefined);
-        return server.snapshot(0, spec.shards, [], step + 1);
-      }),
-    );
-    while (late.length > delay) for (const snapshot of late.shift()!) for (const r of replicas) r.applySnapshot(snapshot);
+    job.step(step % workers, samples, step % workers, step * 16);
   }
-  return { replicas, weights: servers.flatMap((server) => [...server.variables.values()].map((v) => v.values)) };
+  return { replicas: job.replicas, weights: job.servers.flatMap((server) => [...server.variables.values()].map((v) => v.values)) };
 }
 
 describe('a worker that sends deltas', () => {
