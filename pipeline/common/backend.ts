@@ -48,8 +48,9 @@ async function tryBackend(name: BackendName): Promise<void> {
 }
 
 /**
- * Chooses the TensorFlow.js backend: `backend` (or the STREAMGRAD_BACKEND
- * environment variable) when given, and it must work; otherwise the first of
+ * Chooses the TensorFlow.js backend: `backend` when it names one, else the
+ * STREAMGRAD_BACKEND environment variable when set (so `auto`, the
+ * configuration's default, defers to it), and it must work; otherwise the first of
  * tensorflow (where @tensorflow/tfjs-node is installed), wasm and cpu that
  * starts. Returns the name of the backend in use. Native TensorFlow runs
  * `tensorflowThreads()` threads.
@@ -59,7 +60,8 @@ async function tryBackend(name: BackendName): Promise<void> {
  * const forced = await selectBackend({ backend: 'cpu' });
  */
 export async function selectBackend(options: { backend?: BackendName | 'auto' } = {}): Promise<BackendName> {
-  const wanted = options.backend ?? (process.env.STREAMGRAD_BACKEND as BackendName | 'auto' | undefined) ?? 'auto';
+  const named = options.backend === 'auto' ? undefined : options.backend;
+  const wanted = named ?? (process.env.STREAMGRAD_BACKEND as BackendName | 'auto' | undefined) ?? 'auto';
   if (wanted !== 'auto') {
     if (!backendNames.includes(wanted)) {
       throw new ConfigError('backend', `must be one of auto, ${backendNames.join(', ')}; got '${String(wanted)}'`);

@@ -46,6 +46,8 @@ describe('streamgrad run', () => {
       // Every process runs the backend that `backend: auto` picks on this machine.
       const backend = /^streamgrad_backend_info\{.*backend="(\w+)".*\} 1$/m.exec(server)?.[1];
       expect(backendNames).toContain(backend);
+      // The wasm project sets STREAMGRAD_BACKEND: `backend: auto` (the default) defers to it, in every process.
+      if (process.env.STREAMGRAD_BACKEND) expect(backend).toBe(process.env.STREAMGRAD_BACKEND);
       const workers = await Promise.all(['worker-1', 'worker-2'].map(scrape));
       const trained = workers.map((text) => Number(/^streamgrad_samples_total\{[^}]*\} (\d+)/m.exec(text)?.[1]));
       expect(trained.every((n) => n > 0)).toBe(true);

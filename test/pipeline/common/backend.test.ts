@@ -1,19 +1,31 @@
 import * as tf from '@tensorflow/tfjs';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { availableParallelism } from 'node:os';
 import { selectBackend, tensorflowThreads } from '../../../pipeline/common/backend.js';
 import { BackendError } from '../../../pipeline/common/errors.js';
 import { ConfigError } from '../../../schemas/index.js';
 
 describe('selectBackend', () => {
+  afterEach(() => vi.unstubAllEnvs());
+
   it('picks the fastest backend that starts: tensorflow where tfjs-node loads, else wasm', async () => {
     const tfjsNode = await import('@tensorflow/tfjs-node' as string).then(
       () => true,
       () => false,
     );
+    vi.stubEnv('STREAMGRAD_BACKEND', undefined);
     const chosen = await selectBackend({ backend: 'auto' });
     expect(chosen).toBe(tfjsNode ? 'tensorflow' : 'wasm');
     expect(tf.getBackend()).toBe(chosen);
+  });
+
+  it('lets STREAMGRAD_BACKEND choose when the configuration says auto (its default), not when it names a backend', async () => {
+    vi.stubEnv('STREAMGRAD_BACKEND', 'cpu');
+    expect(await selectBackend({ backend: 'auto' })).toBe('cpu');
+    expect(await selectBackend()).toBe('cpu');
+    expect(await selectBackend({ backend: 'wasm' })).toBe('wasm');
+    vi.stubEnv('STREAMGRAD_BACKEND', 'gpu');
+    await expect(selectBackend({ backend: 'auto' })).rejects.toThrow(/backend.*'gpu'/);
   });
 
   it("gives native TensorFlow each process's share of the cores, or STREAMGRAD_TF_THREADS", () => {
