@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { kafkaTest } from '../support/kafka.js';
 
 // kafkajs' producer retries, patched (patches/kafkajs+2.2.4.patch). The proof on real brokers is the 3-broker outage
 // test, where the unpatched retries appended the same updates twice in one transaction; this pins the rule down.
@@ -64,5 +65,17 @@ describe('kafkajs sendMessages (patched)', () => {
     await send({ acks: -1, timeout: 1000, topicMessages: [{ topic: 't', messages: [{ partition: 0, value: 'a' }, { partition: 1, value: 'b' }] }] });
     expect(appended.map((line) => line.slice(0, 2)).sort()).toEqual(['p0', 'p1']);
     expect(appended).toContain('p0 seq 0 on 2');
+  });
+
+  kafkaTest('sends to a partition added after the producer read its metadata, instead of leaving it out without an error', async ({ kafka }) => {
+    const topic = await kafka.createTopic({ partitions: 1 });
+    const producer = await kafka.producer();
+    await producer.send({ topic, acks: -1, messages: [{ partition: 0, value: 'before' }] });
+    // The producer's metadata (up to 5 minutes old by default) still has one partition; unpatched, send() resolved
+    // and the messages for partition 1 were never sent.
+    await kafka.admin.createPartitions({ topicPartitions: [{ topic, count: 2 }] });
+    await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ partition: i % 2, value: `after-${i}` })) });
+    const ends = (await kafka.admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]);
+    expect(Object.fromEntries(ends)).toEqual({ 0: 6, 1: 5 });
   });
 });

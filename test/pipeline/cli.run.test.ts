@@ -92,7 +92,10 @@ describe('streamgrad run', () => {
       // new lanes have records to train on whatever the timing.
       const codec = codecFor('TrainingSample');
       await kafka.produce(config.inputTopic, extra, (i) => ({ key: `extra-${i}`, partition: 2 + (i % 2), value: codec.encode(sample16({ label: 0.1 * (i % 7) })) }));
-      await waitForShards(kafka, config.namespace, 2, `all ${total + extra} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total + extra, 120_000);
+      await waitForShards(kafka, config.namespace, 2, `all ${total + extra} records accounted for`, (s) => s.samplesApplied + s.samplesDroppedStale + s.deadLettered === total + extra, 120_000).catch(async (error: Error) => {
+        const read = await runCli(['status', '--config', file, '--json'], env());
+        throw new Error(`${error.message}; partitions: ${JSON.stringify((JSON.parse(read.stdout.join('')) as StatusReport).partitions)}`);
+      });
       let status: StatusReport | undefined;
       await waitFor('4 partitions owned and trained on', async () => {
         const read = await runCli(['status', '--config', file, '--json'], env());
