@@ -29,6 +29,11 @@ export interface FromKafkaOptions {
   readonly exactlyOnce?: { readonly transactionalIdPrefix: string; readonly transactionTimeoutMs?: number };
   /** When this emits, stop fetching, complete every lane, wait until each has committed what it emitted, leave the group and complete. */
   readonly until?: ObservableType<unknown>;
+  /**
+   * When `until` emits, first read each open lane up to its partition's end offset at that moment (what is committed
+   * by then), for at most this many ms, and only then stop. Default 0: stop at once.
+   */
+  readonly catchUpOnStopMs?: number;
   /** Read records of aborted transactions too. Default false (read_committed). */
   readonly readUncommitted?: boolean;
   /** Further kafkajs consumer settings (sessionTimeout, maxBytesPerPartition, …). */
@@ -61,6 +66,7 @@ const optionsSchema = z.object({
   maxInFlight: z.number().int().positive().default(10_000),
   exactlyOnce: z.object({ transactionalIdPrefix: z.string().min(1), transactionTimeoutMs: z.number().int().positive().default(60_000) }).optional(),
   until: z.custom<ObservableType<unknown>>((value) => value instanceof Observable, 'must be an Observable').optional(),
+  catchUpOnStopMs: z.number().int().nonnegative().default(0),
   readUncommitted: z.boolean().default(false),
   consumer: z.record(z.string(), z.unknown()).default({}),
   outageToleranceMs: z.number().int().positive().default(300_000),

@@ -74,6 +74,8 @@ export class KafkaSource {
   private memberId: string | undefined;
   private assignedOnce = false;
   private draining = false;
+  /** `until` emitted with `catchUpOnStopMs`: lanes read on to their end offsets before the drain. */
+  private catchingUp = false;
   private finishing = false;
   private closed = false;
   private untilSubscription: Subscription | undefined;
@@ -100,7 +102,7 @@ export class KafkaSource {
 
   /** Connects, captures the end offsets of a bounded read, joins the group and starts fetching. Failures end the Observable. */
   start(): void {
-    this.untilSubscription = this.config.until?.subscribe(() => this.drain());
+    this.untilSubscription = this.config.until?.subscribe(() => (this.config.catchUpOnStopMs > 0 ? this.catchUpThenDrain() : this.drain()));
     this.run().catch(this.fail);
   }
 
@@ -147,7 +149,7 @@ export class KafkaSource {
 
   /** Completes once every lane is drained: after `until` emitted, or in bounded mode once each lane reached its end. */
   private readonly finishIfDrained = (): void => {
-    if (this.closed || this.finishing || !(this.draining || (this.config.bounded !== false && this.assignedOnce))) return;
+    if (this.closed || this.finishing || !(this.draining || this.catchingUp || (this.config.bounded !== false && this.assignedOnce))) return;
     for (const lane of this.lanes.values()) if (!lane.isDrained) return;
     // Leave the group and close the producers before completing, so a process can exit right after.
     this.finishing = true;
@@ -161,6 +163,31 @@ export class KafkaSource {
     control(() => this.consumer.pause(this.config.topics.map((topic) => ({ topic }))));
     for (const lane of this.lanes.values()) lane.complete();
     this.finishIfDrained();
+  }
+
+  /**
+   * `until` emitted with `catchUpOnStopMs`: takes on no new partition, reads each open lane up to its partition's end
+   * offset as of now (the last stable offset: a transaction still open ends it), and drains once every lane is there
+   * or the time is up.
+   */
+  private catchUpThenDrain(): void {
+    if (this.catchingUp || this.draining) return;
+    this.catchingUp = true;
+    const deadline = setTimeout(() => this.drain(), this.config.catchUpOnStopMs);
+    this.listeners.push(() => clearTimeout(deadline));
+    const topics = [...new Set([...this.lanes.values()].map((lane) => lane.topic))];
+    Promise.all(topics.map((topic) => endOffsetsOf(this.admin, topic, true)))
+      .then((ends) => {
+        if (this.draining || this.closed) return;
+        for (const [key, end] of ends.flatMap((byLane) => [...byLane])) if (!this.endOffsets.has(key)) this.endOffsets.set(key, end);
+        for (const [key, lane] of this.lanes) {
+          if (!this.atEnd(key, lane)) continue;
+          control(() => this.consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]));
+          lane.complete();
+        }
+        this.finishIfDrained();
+      })
+      .catch(() => this.drain());
   }
 
   private shutDown(): Promise<void> {
@@ -195,7 +222,7 @@ export class KafkaSource {
   private openLane(key: string): void {
     // A draining source takes on no new partition: it leaves the group once its lanes are committed, and the
     // partition's next owner reads it from the committed offset.
-    if (this.lanes.has(key) || this.draining || this.closed) return;
+    if (this.lanes.has(key) || this.draining || this.catchingUp || this.closed) return;
     const { topic, partition } = parseLaneKey(key);
     const lane: Lane = new Lane(topic, partition, this.groupId, this.config.maxInFlight, {
       pause: () => control(() => this.consumer.pause([{ topic, partitions: [partition] }])),

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { loadExperiment } from '../common/config.js';
 import { formatCount as count } from '../common/console.js';
 import { assertReachable } from '../common/kafkaClient.js';
-import { startParameterServer } from '../server/parameterServer.js';
+import { catchUpOnStopMs, startParameterServer } from '../server/parameterServer.js';
 import { percentile } from '../common/percentile.js';
 import { configOption, metricsOption, example } from './options.js';
 import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
@@ -26,7 +26,7 @@ async function serverCommand(options: { config: string; metricsPort?: number }):
       console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${count(report.samplesApplied)} samples applied, freshness p50 ${ms(p50)} p99 ${ms(p99)}`);
     });
     return server;
-  }, 'committing the last snapshots');
+  }, `applying the updates committed by now (up to ${catchUpOnStopMs / 1000} s), then committing the last snapshots`);
 }
 
 /** `streamgrad ps`. */
@@ -36,6 +36,6 @@ export function addPsCommand(program: Command): void {
     .description('join <namespace>.ps on <namespace>.updates and own its shards: apply updates, publish versioned snapshots to <namespace>.model')
     .addOption(configOption())
     .addOption(metricsOption())
-    .addHelpText('after', example('  KAFKA_BROKERS=127.0.0.1:19092 streamgrad ps --config examples/iot.yaml --metrics-port 9463') + '\n\nSIGTERM or Ctrl-C commits the last snapshots, leaves the group and exits 0.')
+    .addHelpText('after', example('  KAFKA_BROKERS=127.0.0.1:19092 streamgrad ps --config examples/iot.yaml --metrics-port 9463') + `\n\nSIGTERM or Ctrl-C applies the updates committed by then (for up to ${catchUpOnStopMs / 1000} s), commits the last snapshots, leaves the group and exits 0.`)
     .action(serverCommand);
 }

@@ -79,6 +79,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
     groupId: topics.serverGroup,
     exactlyOnce: { transactionalIdPrefix: `${config.namespace}.ps` },
     until: stop$,
+    catchUpOnStopMs,
     consumer: groupTimings(config.sessionTimeoutMs),
   });
   const done = lastValueFrom(lanes.pipe(mergeMap((lane) => serving.lanePipeline(lane)), ignoreElements()), { defaultValue: undefined }).finally(() => serving.complete());
@@ -93,6 +94,12 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
     done,
   };
 }
+
+/**
+ * How long a stopping server goes on applying the updates committed before the stop: after `run` has stopped its
+ * workers, the last snapshots then account for every record they committed.
+ */
+export const catchUpOnStopMs = 15_000;
 
 /** The seeded initial weights of every variable, with the shard that owns it. */
 type InitialWeights = ReadonlyArray<ReturnType<Replica["weights"]>[number] & { readonly shard: number }>;

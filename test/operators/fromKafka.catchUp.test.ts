@@ -1,0 +1,94 @@
+import type { Kafka } from 'kafkajs';
+import { Subject, concatMap, count, lastValueFrom, mergeMap, tap, toArray } from 'rxjs';
+import { describe, expect } from 'vitest';
+import { fromKafka } from '../../operators/index.js';
+import { kafkaTest as test } from '../support/kafka.js';
+
+// catchUpOnStopMs: a stopping source reads on to the end offsets of the moment it was told to stop. The parameter
+// server stops this way, so that after `run` has stopped its workers the last snapshots account for every update
+// they committed.
+describe('fromKafka catchUpOnStopMs', () => {
+  test('told to stop at its first record, reads every record committed by then (up to the commit markers), none appended after', async ({ kafka }) => {
+    const topic = await kafka.createTopic({ partitions: 2 });
+    const producer = await kafka.producer({ transactionalId: `tx-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    for (let batch = 0; batch < 4; batch++) {
+      const transaction = await producer.transaction();
+      await transaction.send({ topic, messages: Array.from({ length: 2_500 }, (_, i) => ({ key: `k${i}`, value: `b${batch}-${i}` })) });
+      await transaction.commit();
+    }
+    const stop = new Subject<void>();
+    let late: Promise<void> | undefined;
+    const started = Date.now();
+    const records = await lastValueFrom(
+      fromKafka({ kafka: kafka.kafka, topics: [topic], groupId: kafka.group(), until: stop, catchUpOnStopMs: 60_000, maxInFlight: 200 }).pipe(
+        mergeMap((lane) =>
+          lane.records.pipe(
+            tap((record) => {
+              if (!late) {
+                stop.next();
+                // Appended after the stop: not for this source.
+                late = kafka.produce(topic, 1_000, (i) => ({ key: `k${i}`, value: `late-${i}` }));
+              }
+              lane.ack(record.offset);
+            }),
+          ),
+        ),
+        toArray(),
+      ),
+    );
+    await late;
+    const values = records.map((record) => record.value?.toString() ?? '');
+    expect(values.filter((value) => value.startsWith('late-'))).toEqual([]);
+    expect(new Set(values).size).toBe(10_000);
+    expect(values).toHaveLength(10_000);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  }, 120_000);
+
+  test('an open transaction does not hold the stop back: the end is the last stable offset', async ({ kafka }) => {
+    const topic = await kafka.createTopic({ partitions: 1 });
+    await kafka.produce(topic, 500, (i) => ({ key: `k${i}`, value: `committed-${i}` }));
+    // A transaction left open (a producer that died mid-transaction): read_committed cannot pass it until it ends.
+    const producer = await kafka.producer({ transactionalId: `open-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+    const open = await producer.transaction();
+    await open.send({ topic, messages: [{ key: 'k', value: 'open' }] });
+    const { records, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), 30_000, 0);
+    await open.abort();
+    expect(records).toBe(500);
+    expect(waited).toBeLessThan(10_000);
+  }, 120_000);
+
+  test('stops after catchUpOnStopMs when the lanes are too slow to reach the end', async ({ kafka }) => {
+    const topic = await kafka.createTopic({ partitions: 1 });
+    await kafka.produce(topic, 2_000, (i) => ({ key: `k${i}`, value: `v${i}` }));
+    // One record per 20 ms at most: the 2,000 would take 40 s.
+    const { records, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), 2_000, 20);
+    expect(records).toBeLessThan(2_000);
+    expect(waited).toBeGreaterThanOrEqual(1_900);
+    expect(waited).toBeLessThan(15_000);
+  }, 120_000);
+});
+
+/** Reads `topic`, told to stop at the first record, acknowledging each record after `ackDelayMs`; counts the records and times the stop. */
+async function readStoppingAtFirst(kafka: Kafka, topic: string, groupId: string, catchUpOnStopMs: number, ackDelayMs: number): Promise<{ records: number; waited: number }> {
+  const stop = new Subject<void>();
+  let stoppedAt = 0;
+  const records = await lastValueFrom(
+    fromKafka({ kafka, topics: [topic], groupId, until: stop, catchUpOnStopMs, maxInFlight: 10 }).pipe(
+      mergeMap((lane) =>
+        lane.records.pipe(
+          concatMap(async (record) => {
+            if (!stoppedAt) {
+              stoppedAt = Date.now();
+              stop.next();
+            }
+            if (ackDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, ackDelayMs));
+            lane.ack(record.offset);
+            return record;
+          }),
+        ),
+      ),
+      count(),
+    ),
+  );
+  return { records, waited: Date.now() - stoppedAt };
+}
