@@ -55,6 +55,10 @@ export interface PipelineRate {
   readonly peakRssMb: Readonly<Record<string, number>>;
   /** Cores each process kept busy over the run (CPU seconds / wall seconds): the children, `bench` (this process) and `broker`. */
   readonly coresUsed: Readonly<Record<string, number>>;
+  /** The CPU seconds behind `coresUsed`: the children's over their lives (start-up included), the others' over the run. */
+  readonly cpuSeconds: Readonly<Record<string, number>>;
+  /** When shard 0's snapshots reached 10% and 90% of the topic (epoch ms): the window `rate` is measured over. */
+  readonly window: { readonly from: number; readonly to: number };
   /** The final model's mean loss on the holdout, when one is given. */
   readonly holdoutLoss?: number;
 }
@@ -85,17 +89,17 @@ export async function measurePipelineRate(
   // Start to the end of training: the shutdown that follows hardly uses CPU and would dilute the shares.
   const wall = ((trainedAt || Date.now()) - startedAt) / 1000;
   const bench = process.cpuUsage(benchCpu);
-  const coresUsed: Record<string, number> = { bench: (bench.user + bench.system) / 1e6 / wall };
-  for (const [name, seconds] of Object.entries(summary.cpuSeconds)) coresUsed[name] = seconds / wall;
+  const cpuSeconds: Record<string, number> = { bench: (bench.user + bench.system) / 1e6, ...summary.cpuSeconds };
   const brokerAfter = cpuSecondsOf(brokerPid);
-  if (brokerCpu !== undefined && brokerAfter !== undefined) coresUsed.broker = (brokerAfter - brokerCpu) / wall;
+  if (brokerCpu !== undefined && brokerAfter !== undefined) cpuSeconds.broker = brokerAfter - brokerCpu;
+  const coresUsed = Object.fromEntries(Object.entries(cpuSeconds).map(([name, seconds]) => [name, seconds / wall]));
   const history = (await readSnapshots(kafka, config.namespace)).filter((s) => s.shard === 0);
   const from = history.find((s) => s.samplesApplied >= total * 0.1);
   const to = history.find((s) => s.samplesApplied >= total * 0.9);
   if (!from || !to || to.createdAt <= from.createdAt) throw new Error(`the snapshots of ${config.namespace} do not cover 10%–90% of ${total} samples`);
   const loss = holdout ? await holdoutLoss(kafka, config, holdout) : undefined;
   await deleteNamespace(kafka, config.namespace);
-  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
+  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed, cpuSeconds, window: { from: from.createdAt, to: to.createdAt }, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
 }
 
 /** Deletes the bench's `topics`; one already gone is fine. */

@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { cpuSecondsOf } from '../../pipeline/commands/runProcesses.js';
 import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, fillTopic } from './consumeRate.js';
@@ -12,13 +13,13 @@ import { median } from './stats.js';
  * `npm run bench:scaling`: where the machine, not the design, limits throughput. The same pre-filled topic is
  * trained end to end (`streamgrad run`, 1 server, the bench model) with the broker and every streamgrad process
  * pinned to one core (`taskset`), then on all cores, with 1 and 2 workers; runs alternate. Prints the rates, the
- * cores each process kept busy, the CPU seconds each role spends per 100,000 samples, and what those costs allow on
- * more cores. Needs the infra/ broker (its process is pinned too) and Linux `taskset`.
+ * cores each process kept busy, the CPU seconds each role spends per 100,000 samples between 10% and 90% of the topic
+ * (sampled from /proc), and what those costs allow on more cores. Needs the infra/ broker (its process is pinned too) and Linux `taskset`.
  *
- * Env: SCALING_RECORDS (default 200,000), SCALING_RUNS (default 2).
+ * Env: SCALING_RECORDS (default 400,000), SCALING_RUNS (default 3).
  */
-const total = Number(process.env.SCALING_RECORDS ?? 200_000);
-const runs = Number(process.env.SCALING_RUNS ?? 2);
+const total = Number(process.env.SCALING_RECORDS ?? 400_000);
+const runs = Number(process.env.SCALING_RUNS ?? 3);
 const log = (line: string) => console.error(`[scaling] ${line}`);
 const allCores = `0-${availableParallelism() - 1}`;
 
@@ -39,11 +40,59 @@ const settings: readonly Setting[] = [
   { name: `${availableParallelism()} cores, 2 workers`, cpus: allCores, workers: 2 },
 ];
 
-/** CPU seconds per 100,000 samples by role: the workers together, the server, the broker. */
-function costOf(measured: PipelineRate, seconds: number): Record<string, number> {
-  const per = (cores: number) => (cores * seconds * 100_000) / total;
-  const workers = Object.entries(measured.coresUsed).filter(([name]) => name.startsWith('worker-')).reduce((sum, [, cores]) => sum + cores, 0);
-  return { workers: per(workers), ps: per(measured.coresUsed.ps ?? 0), broker: per(measured.coresUsed.broker ?? 0) };
+type Role = 'workers' | 'ps' | 'broker';
+const roles: readonly Role[] = ['workers', 'ps', 'broker'];
+
+/** The streamgrad processes this one started (at any depth), by role, from /proc. */
+function streamgradProcesses(): Array<{ pid: number; role: Role }> {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const mine = (pid: number): boolean => {
+    for (let at = parents.get(pid); at !== undefined && at > 1; at = parents.get(at)) if (at === process.pid) return true;
+    return false;
+  };
+  const found: Array<{ pid: number; role: Role }> = [];
+  for (const pid of parents.keys()) {
+    if (!mine(pid)) continue;
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const command = args[args.findIndex((arg) => arg.endsWith('cli.js') || arg.endsWith('cli.ts')) + 1];
+    if (command === 'worker') found.push({ pid, role: 'workers' });
+    if (command === 'ps') found.push({ pid, role: 'ps' });
+  }
+  return found;
+}
+
+/** CPU seconds by role, sampled every 200 ms with the time, so that the steady state can be cut out afterwards. */
+function sampleCpu(brokerPid: number): { samples: Array<{ at: number; cpu: Record<Role, number> }>; stop: () => void } {
+  const samples: Array<{ at: number; cpu: Record<Role, number> }> = [];
+  // A process's CPU is only known while it runs: keep the last reading of every pid seen, so none drops out.
+  const last = new Map<number, { role: Role; seconds: number }>();
+  const timer = setInterval(() => {
+    for (const { pid, role } of streamgradProcesses()) {
+      const seconds = cpuSecondsOf(pid);
+      if (seconds !== undefined) last.set(pid, { role, seconds });
+    }
+    const cpu: Record<Role, number> = { workers: 0, ps: 0, broker: cpuSecondsOf(brokerPid) ?? 0 };
+    for (const { role, seconds } of last.values()) cpu[role] += seconds;
+    samples.push({ at: Date.now(), cpu });
+  }, 200);
+  return { samples, stop: () => clearInterval(timer) };
+}
+
+/** CPU seconds by role per 100,000 samples between the snapshots at 10% and 90% of the topic: the steady state. */
+function steadyCost(samples: ReadonlyArray<{ at: number; cpu: Record<Role, number> }>, measured: PipelineRate): Record<Role, number> {
+  const at = (time: number) => samples.reduce((best, sample) => (Math.abs(sample.at - time) < Math.abs(best.at - time) ? sample : best));
+  const from = at(measured.window.from);
+  const to = at(measured.window.to);
+  const trained = (measured.rate * (to.at - from.at)) / 1000;
+  return Object.fromEntries(roles.map((role) => [role, ((to.cpu[role] - from.cpu[role]) * 100_000) / trained])) as Record<Role, number>;
 }
 
 const broker = await acquireTestBroker();
@@ -51,7 +100,7 @@ if (broker.source !== 'infra') throw new Error('bench:scaling pins the broker pr
 const brokerPid = Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim());
 const brokers = broker.brokers.split(',');
 const kafka = createKafka({ clientId: 'streamgrad-bench-scaling', brokers });
-const results = new Map<string, { rates: number[]; costs: Array<Record<string, number>>; cores: Array<Readonly<Record<string, number>>> }>();
+const results = new Map<string, { rates: number[]; costs: Array<Record<Role, number>>; cores: Array<Readonly<Record<string, number>>> }>();
 try {
   const topic = `bench-scaling-${randomUUID().slice(0, 8)}`;
   log(`filling ${topic} with ${total.toLocaleString('en-US')} samples over ${benchPartitions} partitions …`);
@@ -61,12 +110,11 @@ try {
       pin(brokerPid, setting.cpus);
       pin(process.pid, setting.cpus);
       log(`${setting.name} (run ${run + 1}/${runs}) …`);
-      const started = Date.now();
-      const measured = await measurePipelineRate(kafka, brokers, topic, total, setting.workers, { brokerPid });
-      const seconds = (Date.now() - started) / 1000;
+      const cpu = sampleCpu(brokerPid);
+      const measured = await measurePipelineRate(kafka, brokers, topic, total, setting.workers, { brokerPid }).finally(cpu.stop);
       const entry = results.get(setting.name) ?? { rates: [], costs: [], cores: [] };
       entry.rates.push(measured.rate);
-      entry.costs.push(costOf(measured, seconds));
+      entry.costs.push(steadyCost(cpu.samples, measured));
       entry.cores.push(measured.coresUsed);
       results.set(setting.name, entry);
       log(`  ${Math.round(measured.rate)} samples/s; cores used: ${Object.entries(measured.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
@@ -79,16 +127,17 @@ try {
   await broker.stop();
 }
 
-const medianCost = (costs: Array<Record<string, number>>, role: string) => median(costs.map((cost) => cost[role]!));
-console.log(`\n| setting | samples/s (median of ${runs}) | runs | CPU s per 100k samples: workers / server / broker |`);
+const medianCost = (costs: ReadonlyArray<Record<Role, number>>, role: Role) => median(costs.map((cost) => cost[role]!));
+console.log(`\n| setting | samples/s (median of ${runs}) | runs | CPU s per 100k samples, steady state: workers / server / broker |`);
 console.log('| --- | ---: | --- | --- |');
 for (const [name, { rates, costs }] of results) {
-  console.log(`| ${name} | ${Math.round(median(rates))} | ${rates.map(Math.round).join(', ')} | ${['workers', 'ps', 'broker'].map((role) => medianCost(costs, role).toFixed(2)).join(' / ')} |`);
+  console.log(`| ${name} | ${Math.round(median(rates))} | ${rates.map(Math.round).join(', ')} | ${roles.map((role) => medianCost(costs, role).toFixed(2)).join(' / ')} |`);
 }
 const [oneCore, allOne, allTwo] = settings.map((setting) => median(results.get(setting.name)!.rates));
 console.log(`\n${settings[1]!.name} / 1 core: ${(allOne! / oneCore!).toFixed(2)}; ${settings[2]!.name} / 1 core: ${(allTwo! / oneCore!).toFixed(2)}`);
-// What the costs measured with 2 workers allow: each role gets the cores it needs, workers scale with partitions.
+// What the costs allow: every role on cores of its own, workers scaling with partitions and the server with shards.
 const two = results.get(settings[2]!.name)!.costs;
-const perSample = ['workers', 'ps', 'broker'].map((role) => medianCost(two, role) / 100_000);
-const total1 = perSample.reduce((sum, cost) => sum + cost, 0);
-console.log(`CPU per sample, all roles: ${(total1 * 1e6).toFixed(1)} µs; so at most ${Math.round(1 / total1).toLocaleString('en-US')} samples/s per core of the machine, ` + `${Math.round(4 / total1).toLocaleString('en-US')} on 4 cores and ${Math.round(8 / total1).toLocaleString('en-US')} on 8 if every role scaled out (workers with partitions, the server with shards)`);
+const perSample = roles.map((role) => medianCost(two, role) / 100_000);
+const cost = perSample.reduce((sum, one) => sum + one, 0);
+const upTo = (cores: number) => Math.round(cores / cost).toLocaleString('en-US');
+console.log(`CPU per sample with 2 workers, all roles, steady state: ${(cost * 1e6).toFixed(1)} µs, so at most ${upTo(1)} samples/s per core: ${upTo(2)} on 2 cores, ${upTo(4)} on 4, ${upTo(8)} on 8, if every role scaled out (workers with partitions, the server with shards)`);
