@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { Subject, concatMap, count, lastValueFrom, mergeMap, tap, toArray } from 'rxjs';
+import { Subject, concatMap, lastValueFrom, mergeMap, toArray } from 'rxjs';
 import { describe, expect } from 'vitest';
 import { fromKafka } from '../../operators/index.js';
 import { kafkaTest as test } from '../support/kafka.js';
@@ -20,29 +20,9 @@ describe('fromKafka catchUpOnStopMs', () => {
     // reads to the end of the moment it looks, not to a moving end.
     const appender = await kafka.producer();
     let appended = 0;
-    let appending: NodeJS.Timeout | undefined;
     const append = () => appender.send({ topic, messages: Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, value: `late-${appended++}` })) }).catch(() => {});
-    const stop = new Subject<void>();
-    let stoppedAt = 0;
-    const records = await lastValueFrom(
-      fromKafka({ kafka: kafka.kafka, topics: [topic], groupId: kafka.group(), until: stop, catchUpOnStopMs: 60_000, maxInFlight: 200 }).pipe(
-        mergeMap((lane) =>
-          lane.records.pipe(
-            tap((record) => {
-              if (!stoppedAt) {
-                stoppedAt = Date.now();
-                stop.next();
-                appending = setInterval(() => void append(), 50);
-              }
-              lane.ack(record.offset);
-            }),
-          ),
-        ),
-        toArray(),
-      ),
-    ).finally(() => clearInterval(appending));
-    const waited = Date.now() - stoppedAt;
-    const values = records.map((record) => record.value?.toString() ?? '');
+    let appending: NodeJS.Timeout | undefined;
+    const { values, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), { catchUpOnStopMs: 60_000, maxInFlight: 200, onStop: () => (appending = setInterval(() => void append(), 50)) }).finally(() => clearInterval(appending));
     const committedBefore = values.filter((value) => !value.startsWith('late-'));
     expect(new Set(committedBefore).size).toBe(10_000);
     expect(committedBefore).toHaveLength(10_000);
@@ -58,9 +38,9 @@ describe('fromKafka catchUpOnStopMs', () => {
     const producer = await kafka.producer({ transactionalId: `open-${topic}`, idempotent: true, maxInFlightRequests: 1 });
     const open = await producer.transaction();
     await open.send({ topic, messages: [{ key: 'k', value: 'open' }] });
-    const { records, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), 30_000, 0);
+    const { values, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), { catchUpOnStopMs: 30_000 });
     await open.abort();
-    expect(records).toBe(500);
+    expect(values).toHaveLength(500);
     expect(waited).toBeLessThan(10_000);
   }, 120_000);
 
@@ -68,34 +48,44 @@ describe('fromKafka catchUpOnStopMs', () => {
     const topic = await kafka.createTopic({ partitions: 1 });
     await kafka.produce(topic, 2_000, (i) => ({ key: `k${i}`, value: `v${i}` }));
     // One record per 20 ms at most: the 2,000 would take 40 s.
-    const { records, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), 2_000, 20);
-    expect(records).toBeLessThan(2_000);
+    const { values, waited } = await readStoppingAtFirst(kafka.kafka, topic, kafka.group(), { catchUpOnStopMs: 2_000, ackDelayMs: 20 });
+    expect(values.length).toBeLessThan(2_000);
     expect(waited).toBeGreaterThanOrEqual(1_900);
     expect(waited).toBeLessThan(15_000);
   }, 120_000);
 });
 
-/** Reads `topic`, told to stop at the first record, acknowledging each record after `ackDelayMs`; counts the records and times the stop. */
-async function readStoppingAtFirst(kafka: Kafka, topic: string, groupId: string, catchUpOnStopMs: number, ackDelayMs: number): Promise<{ records: number; waited: number }> {
+/**
+ * Reads `topic` with `catchUpOnStopMs`, told to stop at the first record (`onStop` runs then), acknowledging each
+ * record after `ackDelayMs`; returns the values read and how long the source took to complete after the stop.
+ */
+async function readStoppingAtFirst(
+  kafka: Kafka,
+  topic: string,
+  groupId: string,
+  options: { catchUpOnStopMs: number; ackDelayMs?: number; maxInFlight?: number; onStop?: () => void },
+): Promise<{ values: string[]; waited: number }> {
+  const { catchUpOnStopMs, ackDelayMs = 0, maxInFlight = 10, onStop } = options;
   const stop = new Subject<void>();
   let stoppedAt = 0;
-  const records = await lastValueFrom(
-    fromKafka({ kafka, topics: [topic], groupId, until: stop, catchUpOnStopMs, maxInFlight: 10 }).pipe(
+  const values = await lastValueFrom(
+    fromKafka({ kafka, topics: [topic], groupId, until: stop, catchUpOnStopMs, maxInFlight }).pipe(
       mergeMap((lane) =>
         lane.records.pipe(
           concatMap(async (record) => {
             if (!stoppedAt) {
               stoppedAt = Date.now();
               stop.next();
+              onStop?.();
             }
             if (ackDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, ackDelayMs));
             lane.ack(record.offset);
-            return record;
+            return record.value?.toString() ?? '';
           }),
         ),
       ),
-      count(),
+      toArray(),
     ),
   );
-  return { records, waited: Date.now() - stoppedAt };
+  return { values, waited: Date.now() - stoppedAt };
 }
