@@ -1,4 +1,4 @@
-import type { Message, Producer, TopicMessages } from 'kafkajs';
+import type { Message, Producer, RecordMetadata, TopicMessages } from 'kafkajs';
 import { asyncScheduler, Observable, type OperatorFunction, type SchedulerLike, type Subscriber, type Subscription } from 'rxjs';
 import { z } from 'zod';
 import { CheckpointError, LaneLostError } from './errors.js';
@@ -46,7 +46,24 @@ export interface CheckpointOptions {
   readonly maxRequestBytes?: number;
   /** How long a commit keeps retrying while the broker is away (outage, restart), in ms. Default 300,000. */
   readonly outageToleranceMs?: number;
+  /**
+   * exactly-once: called once a checkpoint's messages are written, before its transaction commits, with the offset
+   * each message that names its partition got. A returned reason vetoes the checkpoint: the transaction is aborted
+   * (no reader ever sees its messages) and the lane ends with that reason, so its records are read again from the
+   * committed offset, by this member when the group still gives it the partition. What the veto protects is the
+   * caller's to say; the parameter-server workers use it to keep a hard staleness bound.
+   */
+  readonly beforeCommit?: (written: readonly WrittenMessage[]) => string | undefined;
   readonly scheduler?: SchedulerLike;
+}
+
+/** A message written inside a checkpoint's transaction, not yet committed, and the offset it got. */
+export interface WrittenMessage {
+  readonly topic: string;
+  readonly partition: number;
+  /** The offset the broker gave it, or -1 when its answer did not say. */
+  readonly offset: number;
+  readonly message: Message;
 }
 
 const optionsSchema = z
@@ -58,9 +75,11 @@ const optionsSchema = z
     maxPendingOutputs: z.number().int().positive().default(1_000),
     maxRequestBytes: z.number().int().positive().default(512 * 1024),
     outageToleranceMs: z.number().int().positive().default(300_000),
+    beforeCommit: z.custom<(written: readonly WrittenMessage[]) => string | undefined>((value) => typeof value === 'function', 'must be a function').optional(),
     scheduler: z.custom<SchedulerLike>().default(asyncScheduler),
   })
-  .refine((o) => o.mode === 'exactly-once' || o.producer !== undefined, { message: 'at-least-once needs a producer', path: ['producer'] });
+  .refine((o) => o.mode === 'exactly-once' || o.producer !== undefined, { message: 'at-least-once needs a producer', path: ['producer'] })
+  .refine((o) => o.mode === 'exactly-once' || o.beforeCommit === undefined, { message: 'only an exactly-once checkpoint can veto its writes', path: ['beforeCommit'] });
 
 
 // Our transactional producer's epoch is old: the partition's next owner registered our transactionalId (we are a
@@ -133,6 +152,27 @@ export function batchRequests(outputs: readonly Outputs[], maxBytes: number): To
   }
   flush();
   return requests;
+}
+
+/**
+ * The offset each message of a request that names its partition got: kafkajs writes a request's messages for one
+ * partition as one batch, in order, from the `baseOffset` the broker answers with.
+ */
+export function writtenMessages(request: readonly TopicMessages[], answers: readonly RecordMetadata[]): WrittenMessage[] {
+  const base = new Map(answers.map((answer) => [`${answer.topicName}:${answer.partition}`, answer.errorCode === 0 && answer.baseOffset !== undefined ? Number(answer.baseOffset) : -1]));
+  const next = new Map<string, number>();
+  const written: WrittenMessage[] = [];
+  for (const { topic, messages } of request) {
+    for (const message of messages) {
+      if (message.partition === undefined) continue;
+      const key = `${topic}:${message.partition}`;
+      const index = next.get(key) ?? 0;
+      next.set(key, index + 1);
+      const first = base.get(key) ?? -1;
+      written.push({ topic, partition: message.partition, offset: Number.isSafeInteger(first) && first >= 0 ? first + index : -1, message });
+    }
+  }
+  return written;
 }
 
 /**
@@ -287,7 +327,17 @@ class LaneSink {
     const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
     const transaction = await producer.transaction();
     try {
-      for (const topicMessages of requests) await transaction.sendBatch({ topicMessages });
+      const written: WrittenMessage[] = [];
+      for (const topicMessages of requests) {
+        const answers = await transaction.sendBatch({ topicMessages });
+        if (this.config.beforeCommit) written.push(...writtenMessages(topicMessages, answers));
+      }
+      const veto = this.config.beforeCommit?.(written);
+      if (veto !== undefined) {
+        await transaction.abort();
+        lane.revoke(`checkpoint vetoed: ${veto}`);
+        return;
+      }
       await transaction.sendOffsets({ consumerGroupId: lane.groupId, topics: offsets });
       if (lane.revoked) await transaction.abort();
       else await transaction.commit();

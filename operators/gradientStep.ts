@@ -5,7 +5,7 @@ import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
 import type { FeatureMoments, OffsetRange, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
-import { appendTimes, updateMessages } from './parameterUpdates.js';
+import { appendTimes, updateMessages, type ShardBase } from './parameterUpdates.js';
 import { validateOptions } from './validateOptions.js';
 import { windowsOf, type SampleScores } from './prequential.js';
 
@@ -33,8 +33,8 @@ export interface GradientModel<S> {
   readonly shardCount: number;
   gradients(samples: readonly S[]): StepGradients;
   shardOf(variableName: string): number;
-  /** The version of `shard` that the current weights come from. */
-  baseVersion(shard: number): number;
+  /** The snapshot of `shard` that the current weights come from. */
+  base(shard: number): ShardBase;
 }
 
 /** Options of {@link gradientStep}. */
@@ -109,7 +109,7 @@ function offsetRanges(batch: readonly Decoded<TrainingSample>[], spans: Readonly
 /**
  * One gradient step per micro-batch: computes the gradients on the replica and
  * emits, as `Outputs` for `checkpoint`, one `ParameterUpdate` per shard (keyed
- * and partitioned by shard) with the shard's baseVersion, the sample count, the
+ * and partitioned by shard) with the shard's base version, the sample count, the
  * loss sum and the input offsets the batch covers.
  *
  * With `FP16` or `INT8`, each variable's rounding residual is added to its next
@@ -132,7 +132,7 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
         const covers = recordSpans(batch);
         const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
-        const messages = updateMessages(body, model.shardCount, (shard) => model.baseVersion(shard), (shard) => perShard[shard]!, codec, {
+        const messages = updateMessages(body, model.shardCount, (shard) => model.base(shard), (shard) => perShard[shard]!, codec, {
           featureMoments: featureMoments ?? null,
           prequential: scores ? windowsOf(samples.map((sample) => sample.eventTime), scores, prequentialWindowMs) : [],
         });

@@ -1,5 +1,5 @@
 export { CheckpointError, LaneLostError, SourceError } from './errors.js';
-export { checkpoint, batchRequests, type CheckpointOptions, type CheckpointReport, type Outputs } from './checkpoint.js';
+export { checkpoint, batchRequests, writtenMessages, type CheckpointOptions, type CheckpointReport, type Outputs, type WrittenMessage } from './checkpoint.js';
 export { deadLetter, deadLetterMessage } from './deadLetter.js';
 export { decode, type Decoded, type Rejected, type RecordDecoder } from './decode.js';
 export { fromKafka, type FromKafkaOptions, type StartPosition, type EndPosition } from './fromKafka.js';
@@ -13,4 +13,4 @@ export { slidingWindow, type SlidingWindowOptions, type Window, type WindowStats
 export { tumblingWindow, type TumblingWindowOptions } from './tumblingWindow.js';
 export { withWatermarks, type StreamElement, type WatermarkOptions } from './withWatermarks.js';
 export { gradientStep, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient } from './gradientStep.js';
-export { appendTimes, shardMessage, updateMessages, type UpdateBody } from './parameterUpdates.js';
+export { appendTimes, baseOffsetHeader, baseOffsetOf, shardMessage, updateMessages, type ShardBase, type UpdateBody } from './parameterUpdates.js';

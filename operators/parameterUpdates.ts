@@ -22,6 +22,19 @@ export function appendTimes(records: Iterable<{ readonly timestamp: string }>): 
 /** What one batch tells every shard alike: a ParameterUpdate but its shard, base version, tensors and feature moments. */
 export type UpdateBody = Omit<ParameterUpdate, 'shard' | 'baseVersion' | 'tensors' | 'featureMoments' | 'prequential'> & { readonly offsets: OffsetRange[] };
 
+/** Where a shard's weights in a replica come from: the snapshot's version, and the first updates offset it had not taken in. */
+export interface ShardBase {
+  readonly version: number;
+  /** The snapshot's `updatesOffset`; 0 before any snapshot (version 0: nothing taken in), -1 when the snapshot did not say. */
+  readonly updatesOffset: number;
+}
+
+/**
+ * The header of an update record that holds its base's updates offset (decimal): a record written at offset `o` of
+ * `<ns>.updates[shard]` is applied after at most `o` minus that many other records, so at most that staleness.
+ */
+export const baseOffsetHeader = 'streamgrad-base-offset';
+
 /** What only shard 0's update carries: the batch's feature moments and prequential scores. */
 export type ShardZeroExtras = Pick<ParameterUpdate, 'featureMoments' | 'prequential'>;
 
@@ -29,18 +42,28 @@ const noExtras: ShardZeroExtras = { featureMoments: null, prequential: [] };
 
 /**
  * The one builder of ParameterUpdate records: one per shard, each with that shard's base version and tensors
- * (none for an update that only counts dead letters), encoded and keyed by shard. The batch's feature moments and
+ * (none for an update that only counts dead letters), encoded and keyed by shard; an update with samples (whose
+ * staleness counts) carries its base's updates offset in the {@link baseOffsetHeader} header. The batch's feature moments and
  * prequential scores, if any, go to shard 0, which keeps the model's feature scaling and scores.
  */
 export function updateMessages(
   body: UpdateBody,
   shardCount: number,
-  baseVersion: (shard: number) => number,
+  base: (shard: number) => ShardBase,
   tensors: (shard: number) => Tensor[],
   codec: AvroCodec<ParameterUpdate>,
   shardZero: ShardZeroExtras = noExtras,
 ): Message[] {
-  return Array.from({ length: shardCount }, (_, shard) =>
-    shardMessage(shard, codec.encode({ ...body, shard, baseVersion: baseVersion(shard), tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) })),
-  );
+  return Array.from({ length: shardCount }, (_, shard) => {
+    const { version, updatesOffset } = base(shard);
+    const message = shardMessage(shard, codec.encode({ ...body, shard, baseVersion: version, tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) }));
+    return updatesOffset >= 0 && body.sampleCount > 0 ? { ...message, headers: { [baseOffsetHeader]: String(updatesOffset) } } : message;
+  });
+}
+
+/** The base updates offset an update record carries in its {@link baseOffsetHeader} header, or -1. */
+export function baseOffsetOf(message: Message): number {
+  const value = message.headers?.[baseOffsetHeader];
+  const offset = value === undefined || Array.isArray(value) ? Number.NaN : Number(String(value));
+  return Number.isSafeInteger(offset) && offset >= 0 ? offset : -1;
 }

@@ -3,7 +3,7 @@ import { withRetry } from '../../operators/retry.js';
 import { codecFor } from '../../schemas/codec.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import { formatCount as count } from '../common/console.js';
-import { readSnapshots } from '../common/modelStore.js';
+import { isLaterSnapshot, readSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
 import { topicsOf, type NamespaceTopics } from '../common/topics.js';
 
@@ -150,7 +150,8 @@ export function coverage(records: readonly OffsetRun[], intervals: readonly Offs
  * twice: per input partition and shard, every input record from the first to
  * the workers' committed offset is in exactly one committed update or dead
  * letter (gaps and overlaps are listed as offset runs); per shard, the
- * snapshot versions strictly increase, the newest snapshot's version is the
+ * snapshot versions increase (a repeated version only further on in the
+ * updates partition, past aborted records), the newest snapshot's version is the
  * number of update records it has taken in, and its counters add up to them
  * (`samplesApplied + samplesDroppedStale` = the samples of the updates it did
  * not refuse; `deadLettered`, `updatesRefused` likewise).
@@ -316,9 +317,10 @@ function describeCovering(run: OffsetRun, updates: readonly UpdateEntry[], input
 function auditShard(shard: number, snapshots: readonly ModelSnapshot[], updates: readonly UpdateEntry[], refused: ReadonlyMap<number, string>, undecodable: readonly number[], problems: string[]): ShardAudit {
   const local: string[] = [];
   for (let i = 1; i < snapshots.length; i++) {
-    if (snapshots[i]!.version <= snapshots[i - 1]!.version) local.push(`versions do not strictly increase: ${snapshots[i - 1]!.version} then ${snapshots[i]!.version}`);
+    const [before, after] = [snapshots[i - 1]!, snapshots[i]!];
+    if (!isLaterSnapshot(after, before)) local.push(`versions do not increase: ${before.version} (updates offset ${before.updatesOffset}) then ${after.version} (updates offset ${after.updatesOffset})`);
   }
-  const latest = snapshots.reduce<ModelSnapshot | undefined>((best, s) => (!best || s.version > best.version ? s : best), undefined);
+  const latest = snapshots.reduce<ModelSnapshot | undefined>((best, s) => (!best || isLaterSnapshot(s, best) ? s : best), undefined);
   const limit = latest?.updatesOffset ?? 0;
   const taken = updates.filter((u) => u.offset < limit);
   const undecodableTaken = undecodable.filter((o) => o < limit).length;

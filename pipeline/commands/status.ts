@@ -10,6 +10,7 @@ import { NamespaceError, SnapshotDecodeError } from '../common/errors.js';
 import type { ModelSnapshot } from '../../schemas/types.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { topicsOf } from '../common/topics.js';
+import { isLaterSnapshot } from '../common/modelStore.js';
 import { addStalenessCounts, summarizeStaleness, type StalenessSummary } from '../common/staleness.js';
 import { closedWindows, type WindowScores } from '../../operators/prequential.js';
 import { lossOf, parseModelSpec } from '../common/model.js';
@@ -158,7 +159,7 @@ export class StatusReader {
               if (!decoded.ok && this.undecodable.length < 10) this.undecodable.push(new SnapshotDecodeError(record, decoded.error.message).message);
               if (!decoded.ok || decoded.value.namespace !== this.config.namespace) return;
               const known = this.latest.get(decoded.value.shard);
-              if (!known || decoded.value.version > known.version) this.latest.set(decoded.value.shard, decoded.value);
+              if (!known || isLaterSnapshot(decoded.value, known)) this.latest.set(decoded.value.shard, decoded.value);
             }),
           );
         }),

@@ -6,6 +6,24 @@ import { ConfigError } from '../../schemas/errors.js';
 import { backendNames } from './backend.js';
 import { modelSpecSchema } from './model.js';
 
+/** Policy `retrain` needs a staleness bound of at least this many times the budget of updates in flight (see `parseExperiment`). */
+const minimumBoundFactor = 4;
+
+/** The staleness bound when the file gives none: the least that policy `retrain` takes (see `maxInFlightUpdates`). */
+function defaultStalenessBoundFor(maxInFlightUpdates: number): number {
+  return minimumBoundFactor * Math.max(1, maxInFlightUpdates);
+}
+
+const defaultMaxInFlightUpdates = 16;
+const defaultStalenessBound = defaultStalenessBoundFor(defaultMaxInFlightUpdates);
+
+/** Whether a raw configuration sets `server.staleness.bound` itself. */
+function boundGiven(input: unknown): boolean {
+  const server = typeof input === 'object' && input !== null ? (input as { server?: unknown }).server : undefined;
+  const staleness = typeof server === 'object' && server !== null ? (server as { staleness?: unknown }).staleness : undefined;
+  return typeof staleness === 'object' && staleness !== null && (staleness as { bound?: unknown }).bound !== undefined;
+}
+
 /**
  * One experiment: what the workers, the parameter server, the simulator and every
  * CLI command read, from one file (JSON or YAML), validated when a process starts.
@@ -42,7 +60,7 @@ export const experimentSchema = z.object({
    * The job's budget of updates not yet in a snapshot, over all lanes of all workers: each lane (input partition)
    * has an equal share, at least one, and waits while more of its updates than that are not in a snapshot it has seen.
    */
-  maxInFlightUpdates: z.number().int().nonnegative().default(16),
+  maxInFlightUpdates: z.number().int().nonnegative().default(defaultMaxInFlightUpdates),
   /**
    * One update at a time per lane, each waiting until a snapshot reflects it, and batches cut by
    * count alone (a partial batch waits for more records or the end of a bounded input). With one
@@ -59,9 +77,17 @@ export const experimentSchema = z.object({
       snapshotIntervalMs: z.number().int().positive().default(200),
       /** … or once no update has come for this long: workers at their share of updates in flight wait for it. */
       snapshotIdleMs: z.number().int().positive().default(10),
+      /**
+       * The job's staleness bound (the updates applied to a shard between the version an update was computed on and
+       * the update itself), and what keeps it. `retrain`: a hard bound on every applied update, kept by the workers,
+       * which abort the transaction of an update that could be applied beyond it and train its samples again on a
+       * fresher model (nothing dropped). `apply`: no bound; `scale`: the server scales the learning rate of a staler
+       * update by 1 / (1 + staleness); `drop`: the server drops it (its samples counted, not trained). The bound
+       * defaults to four times `maxInFlightUpdates`.
+       */
       staleness: z
-        .object({ policy: z.enum(['apply', 'scale', 'drop']).default('apply'), bound: z.number().int().nonnegative().default(16) })
-        .default({ policy: 'apply', bound: 16 }),
+        .object({ policy: z.enum(['retrain', 'apply', 'scale', 'drop']).default('retrain'), bound: z.number().int().nonnegative().default(defaultStalenessBound) })
+        .default({ policy: 'retrain', bound: defaultStalenessBound }),
       /** Clip each update's mean gradient to this global L2 norm. */
       clipNorm: z.number().positive().optional(),
       /**
@@ -71,7 +97,7 @@ export const experimentSchema = z.object({
        */
       maxAbsGradient: z.number().positive().default(1e15),
     })
-    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, snapshotIdleMs: 10, staleness: { policy: 'apply', bound: 16 }, maxAbsGradient: 1e15 }),
+    .default({ snapshotEveryUpdates: 20, snapshotIntervalMs: 200, snapshotIdleMs: 10, staleness: { policy: 'retrain', bound: defaultStalenessBound }, maxAbsGradient: 1e15 }),
   /** The IoT telemetry simulator of `streamgrad simulate` and `run --simulate`. */
   simulator: z
     .object({
@@ -115,7 +141,18 @@ export function parseNamespace(value: string, field: string): string {
 
 /** Validates an experiment configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
 export function parseExperiment(input: unknown): ExperimentConfig {
-  const config = validateOptions('config', experimentSchema, input);
+  const parsed = validateOptions('config', experimentSchema, input);
+  const config = boundGiven(input) ? parsed : { ...parsed, server: { ...parsed.server, staleness: { ...parsed.server.staleness, bound: defaultStalenessBoundFor(parsed.maxInFlightUpdates) } } };
+  const { policy, bound } = config.server.staleness;
+  // The workers check the bound by offsets, which also count the transaction markers (up to one per update) and the
+  // records of aborted checkpoints: the updates in flight alone reach twice the budget in offsets, and a bound below
+  // twice that again has most updates trained again.
+  if (policy === 'retrain' && !config.sync && (config.maxInFlightUpdates === 0 || bound < minimumBoundFactor * config.maxInFlightUpdates)) {
+    throw new ConfigError(
+      'config.server.staleness.bound',
+      `${bound} is too tight for policy 'retrain' with maxInFlightUpdates ${config.maxInFlightUpdates}: it needs maxInFlightUpdates ≥ 1 and a bound of at least ${minimumBoundFactor} times that (${minimumBoundFactor * Math.max(1, config.maxInFlightUpdates)}); lower maxInFlightUpdates, or pick the policy 'apply', 'scale' or 'drop'`,
+    );
+  }
   const brokers = process.env.KAFKA_BROKERS?.trim();
   return brokers ? { ...config, brokers: brokers.split(',') } : config;
 }

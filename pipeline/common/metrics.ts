@@ -30,6 +30,9 @@ export interface WorkerMetrics {
   readonly stepSeconds: Histogram;
   /** Records of the partition not yet made into an output: high watermark minus processed frontier. */
   readonly lag: Gauge<'topic' | 'partition'>;
+  /** Checkpoints aborted because an update in them could have been applied beyond the staleness bound, and the records their lanes read again. */
+  readonly retrains: Counter;
+  readonly rereadRecords: Counter;
 }
 
 function registryOf(labels: Record<string, string>, backend: string, role: string): Registry {
@@ -106,6 +109,8 @@ export function createWorkerMetrics(namespace: string, workerId: string, backend
       registers: [registry],
     }),
     lag: lagGauge,
+    retrains: new Counter({ name: 'streamgrad_staleness_retrains_total', help: 'Checkpoints aborted because an update in them could have been applied beyond the staleness bound (policy retrain)', registers: [registry] }),
+    rereadRecords: new Counter({ name: 'streamgrad_staleness_reread_records_total', help: 'Input records read again after such an abort: those of the aborted checkpoint, trained again, and those read past it', registers: [registry] }),
   };
 }
 

@@ -27,12 +27,20 @@ export async function readSnapshots(kafka: Kafka, namespace: string, partitions?
   return snapshots;
 }
 
+/**
+ * Whether `a` is a later snapshot of its shard than `b`: a higher version, or the same one from further on in the
+ * updates partition (published once the shard passed aborted records).
+ */
+export function isLaterSnapshot(a: Pick<ModelSnapshot, 'version' | 'updatesOffset'>, b: Pick<ModelSnapshot, 'version' | 'updatesOffset'>): boolean {
+  return a.version > b.version || (a.version === b.version && a.updatesOffset > b.updatesOffset);
+}
+
 /** The newest committed snapshot of each shard, by shard. */
 export async function latestSnapshots(kafka: Kafka, namespace: string, partitions?: readonly number[]): Promise<Map<number, ModelSnapshot>> {
   const latest = new Map<number, ModelSnapshot>();
   for (const snapshot of await readSnapshots(kafka, namespace, partitions)) {
     const known = latest.get(snapshot.shard);
-    if (!known || snapshot.version > known.version) latest.set(snapshot.shard, snapshot);
+    if (!known || isLaterSnapshot(snapshot, known)) latest.set(snapshot.shard, snapshot);
   }
   return latest;
 }

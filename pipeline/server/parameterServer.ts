@@ -101,6 +101,12 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
  */
 export const catchUpOnStopMs = 15_000;
 
+/**
+ * A shard with no update to take in still publishes a snapshot once its position passed this many offsets of
+ * aborted records and markers: fewer are the markers of the last committed transactions, not worth a snapshot.
+ */
+const skippedWorthASnapshot = 2;
+
 /** The seeded initial weights of every variable, with the shard that owns it. */
 type InitialWeights = ReadonlyArray<ReturnType<Replica["weights"]>[number] & { readonly shard: number }>;
 
@@ -168,16 +174,27 @@ class Serving {
     return new Observable<Outputs>((subscriber) => {
       const pending = new PendingSnapshot();
       let state: ShardState | undefined;
+      // Records handed over by the lane and taken in: once equal, every record below the lane's position is taken in.
+      let delivered = 0;
+      let taken = 0;
+      let publishedThrough = -1;
       const publish = () => {
-        if (!state || pending.isEmpty) return;
-        subscriber.next(this.publish(state, pending, awaitingCommit));
+        if (!state) return;
+        const through = delivered === taken ? lane.position : -1;
+        // Nothing taken in, but the position passed aborted records (a worker vetoed its checkpoint for staleness):
+        // a snapshot that says so lets the workers' next updates count from past them.
+        if (pending.isEmpty && through - Math.max(publishedThrough, lane.startOffset) < skippedWorthASnapshot) return;
+        const output = this.publish(state, pending, awaitingCommit, through);
+        publishedThrough = awaitingCommit.at(-1)!.lastOffset + 1;
+        subscriber.next(output);
       };
       // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes.
       loaded.catch((error: unknown) => subscriber.error(error));
       const timer = setInterval(publish, snapshotIntervalMs);
       let idle: NodeJS.Timeout | undefined;
-      const subscription = lane.records.pipe(concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record))))).subscribe({
+      const subscription = lane.records.pipe(tap(() => delivered++), concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record))))).subscribe({
         next: (record) => {
+          taken++;
           pending.add(record, this.takeRecord(state!, record));
           clearTimeout(idle);
           if (pending.size >= snapshotEveryUpdates) publish();
@@ -197,11 +214,15 @@ class Serving {
     });
   }
 
-  /** Makes the shard's next snapshot from what is pending, and empties it. */
-  private publish(state: ShardState, pending: PendingSnapshot, awaitingCommit: AwaitingCommit[]): Outputs {
+  /**
+   * Makes the shard's next snapshot from what is pending, and empties it. `through`: the lane's position when every
+   * record below it is taken in (the snapshot's `updatesOffset` then also passes the transaction markers and aborted
+   * records there), or -1.
+   */
+  private publish(state: ShardState, pending: PendingSnapshot, awaitingCommit: AwaitingCommit[], through: number): Outputs {
     const { covers, refusals } = pending.take();
     const appendTimes = state.takeAppendTimes();
-    const lastOffset = covers[covers.length - 1]!.last;
+    const lastOffset = Math.max(covers.at(-1)?.last ?? -1, through - 1);
     awaitingCommit.push({ lastOffset, appendTimes });
     const snapshot = state.snapshot(Date.now(), this.config.model.shards, appendTimes, lastOffset + 1, this.config.prequential);
     const { version, samplesApplied, lossSum, samplesDroppedStale, deadLettered, samplesRefused, updatesRefused, freshnessMs } = snapshot;
@@ -239,7 +260,6 @@ class Serving {
     return undefined;
   }
 
-  /** After a commit up to `committed`: each update of the snapshots it includes is now fresh that many ms after its append. */
   /** Shard 0's last closed prequential window, on /metrics. */
   private observeScores(snapshot: ModelSnapshot): void {
     const last = closedWindows(snapshot).at(-1);
@@ -253,6 +273,7 @@ class Serving {
     } else prequential.set({ score: 'accuracy' }, last.accuracy);
   }
 
+  /** After a commit up to `committed`: each update of the snapshots it includes is now fresh that many ms after its append. */
   private observeFreshness(shard: number, awaitingCommit: AwaitingCommit[], committed: number): void {
     const now = Date.now();
     while (awaitingCommit.length > 0 && awaitingCommit[0]!.lastOffset < committed) {

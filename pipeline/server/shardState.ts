@@ -9,8 +9,11 @@ import { averageDecayAt, averageSlot, updateAverage } from '../common/averaging.
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
-  /** `apply` as is, `scale` the learning rate by 1 / (1 + staleness), or `drop` (counted). */
-  readonly policy: 'apply' | 'scale' | 'drop';
+  /**
+   * `apply` as is, `scale` the learning rate by 1 / (1 + staleness), or `drop` (counted). `retrain`: the workers keep
+   * the bound (see the experiment's `server.staleness`), and the shard applies what comes as is.
+   */
+  readonly policy: 'retrain' | 'apply' | 'scale' | 'drop';
   /** Staleness up to this is applied as is. */
   readonly bound: number;
 }

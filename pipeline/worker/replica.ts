@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
+import type { ShardBase } from '../../operators/parameterUpdates.js';
 import { scoreSamples, type SampleScores } from '../../operators/prequential.js';
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
@@ -44,7 +45,7 @@ export class Replica implements GradientModel<TrainingSample> {
   readonly shardCount: number;
   private readonly variables: Array<{ name: string; variable: tf.Variable }>;
   private readonly shards: Map<string, number>;
-  private readonly versions: number[];
+  private readonly bases: ShardBase[];
   private readonly sampleSize: number;
   private readonly sampleLength: number;
   /** Per shard: input partition (`topic:partition`) → the last offset its latest snapshot accounts for. */
@@ -63,7 +64,7 @@ export class Replica implements GradientModel<TrainingSample> {
     this.variables = trainableVariables(this.model);
     this.shardCount = spec.shards;
     this.shards = assignShards(this.variables.map(({ name, variable }) => ({ name, size: variable.size })), spec.shards);
-    this.versions = new Array<number>(spec.shards).fill(0);
+    this.bases = Array.from({ length: spec.shards }, () => ({ version: 0, updatesOffset: 0 }));
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
@@ -92,13 +93,14 @@ export class Replica implements GradientModel<TrainingSample> {
     return shard;
   }
 
-  baseVersion(shard: number): number {
-    return this.versions[shard] ?? 0;
+  /** The snapshot of `shard` that the weights come from (version 0 at updates offset 0 before any). */
+  base(shard: number): ShardBase {
+    return this.bases[shard] ?? { version: 0, updatesOffset: 0 };
   }
 
-  /** Records that the weights of `shard` now come from `version` (after a snapshot was loaded). */
-  setVersion(shard: number, version: number): void {
-    this.versions[shard] = version;
+  /** Records that the weights of `shard` now come from this snapshot (after it was loaded). */
+  setBase(shard: number, base: ShardBase): void {
+    this.bases[shard] = base;
   }
 
   /** The variables' names, shapes and current values. */
@@ -122,7 +124,15 @@ export class Replica implements GradientModel<TrainingSample> {
     if (snapshot.shard < 0 || snapshot.shard >= this.shardCount) {
       throw new SnapshotMismatchError(snapshot, `shard ${snapshot.shard} is outside the model's ${this.shardCount} shards`);
     }
-    if (snapshot.version <= this.baseVersion(snapshot.shard) && snapshot.version !== 0) return false;
+    const base = this.base(snapshot.shard);
+    if (snapshot.version <= base.version && snapshot.version !== 0) {
+      // The same weights, from further on in the updates partition (past aborted records): later updates count from there.
+      if (snapshot.version === base.version && snapshot.updatesOffset > base.updatesOffset) {
+        this.bases[snapshot.shard] = { version: base.version, updatesOffset: snapshot.updatesOffset };
+        this.applied.next(snapshot);
+      }
+      return false;
+    }
     assertScalingFits(snapshot, this.spec.normalize);
     // Input partition (`topic:partition`) → the last offset this snapshot accounts for.
     const reflected = new Map(snapshot.appliedOffsets.map(({ topic, partition, offset }) => [laneKey(topic, partition), offset]));
@@ -136,7 +146,7 @@ export class Replica implements GradientModel<TrainingSample> {
       this.local?.addUnreflected(tensor.name, values, reflected);
       this.assign(tensor.name, values);
     }
-    this.versions[snapshot.shard] = snapshot.version;
+    this.bases[snapshot.shard] = { version: snapshot.version, updatesOffset: snapshot.updatesOffset };
     const offsets = this.appliedOffsets[snapshot.shard]!;
     for (const [key, offset] of reflected) offsets.set(key, offset);
     if (snapshot.shard === 0) this.local?.shardZeroHolds(snapshot.updatesApplied, reflected);

@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
-import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, type OperatorFunction } from 'rxjs';
-import { checkpoint, type CheckpointReport, type Outputs } from '../../operators/checkpoint.js';
+import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, timer, type OperatorFunction } from 'rxjs';
+import { checkpoint, type CheckpointReport, type Outputs, type WrittenMessage } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
 import type { Decoded, Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
 import { gradientStep, type GradientModel } from '../../operators/gradientStep.js';
-import { appendTimes, updateMessages } from '../../operators/parameterUpdates.js';
+import { appendTimes, baseOffsetOf, updateMessages } from '../../operators/parameterUpdates.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
 import { SampleDecoder } from '../../schemas/sampleDecoder.js';
@@ -52,6 +52,12 @@ const maxOutputsPerCheckpoint = 8;
  * bench).
  */
 const fetchBytes = { maxBytesPerPartition: 256 * 1024, maxBytes: 2 * 1024 * 1024 };
+/**
+ * How long a lane holds its next step while its replica is so far behind the updates it knows of that the step's
+ * update would surely exceed the staleness bound (policy `retrain`): the wait for a fresher snapshot is a hint, the
+ * checkpoint's veto is the bound.
+ */
+const behindWaitMs = 1_000;
 /** How often a worker says what its drain still waits for. */
 const drainReportMs = 10_000;
 const updateCodec = codecFor('ParameterUpdate');
@@ -72,7 +78,7 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConf
     byPartition.set(key, range ? { ...range, firstOffset: Math.min(range.firstOffset, offset), lastOffset: Math.max(range.lastOffset, offset) } : { topic: record.topic, partition: record.partition, firstOffset: offset, lastOffset: offset });
   }
   const body = { namespace: config.namespace, workerId, sampleCount: 0, lossSum: 0, deadLettered: rejected.length, offsets: [...byPartition.values()], ...appendTimes(rejected.map((r) => r.record)), createdAt: now };
-  const counts = updateMessages(body, replica.shardCount, (shard) => replica.baseVersion(shard), () => [], updateCodec);
+  const counts = updateMessages(body, replica.shardCount, (shard) => replica.base(shard), () => [], updateCodec);
   return {
     messages: [
       { topic: topics.deadLetters, messages: rejected.map((one) => deadLetterMessage(one, deadLetterCodec, now)) },
@@ -205,6 +211,11 @@ class Training {
   readonly checkpoints = new Subject<CheckpointReport>();
   readonly metrics: WorkerMetrics;
   private readonly lanes = new Set<Lane>();
+  /** With policy `retrain`: the staleness bound the worker's checkpoints keep. */
+  private readonly stalenessBound: number | undefined;
+  /** Per shard: the end of `<ns>.updates[shard]` as far as this worker's own writes tell. */
+  private readonly updatesEnd: number[] = [];
+  private warnedTightBound = false;
   /** The job's budget of updates not yet in a snapshot, over all lanes of all workers: each lane has an equal share. */
   private readonly maxInFlightUpdates: number;
   /** The input partitions the budget is shared by (read when the first lane opens, again for a lane beyond them). */
@@ -225,12 +236,13 @@ class Training {
   ) {
     this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })), () => replica.foreignStaleness());
     this.maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
+    this.stalenessBound = config.server.staleness.policy === 'retrain' ? config.server.staleness.bound : undefined;
     const { spec } = replica;
     this.samples = new SampleDecoder({ featureCount: spec.kind === 'timeseries' ? spec.window * spec.features : spec.features, labelCount: spec.outputs, ...config.input });
     this.timedModel = {
       shardCount: replica.shardCount,
       shardOf: (name) => replica.shardOf(name),
-      baseVersion: (shard) => replica.baseVersion(shard),
+      base: (shard) => replica.base(shard),
       gradients: (batch) => {
         const endTimer = this.metrics.stepSeconds.startTimer();
         const result = replica.gradients(batch);
@@ -284,7 +296,12 @@ class Training {
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => this.waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
       // A lane at its share waits for its updates to show in a snapshot, which needs them committed: it commits by then.
-      checkpoint({ lane, intervalMs: config.checkpointIntervalMs, maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.ceil(allowed / 2))) }),
+      checkpoint({
+        lane,
+        intervalMs: config.checkpointIntervalMs,
+        maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.ceil(allowed / 2))),
+        beforeCommit: this.stalenessBound === undefined ? undefined : (written) => this.vetoTooStale(lane, written, this.stalenessBound!),
+      }),
       // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
       finalize(() => {
         this.lanes.delete(lane);
@@ -312,17 +329,59 @@ class Training {
       const counted = await this.counting;
       this.partitionCount = Math.max(lane.partition + 1, this.partitionCount, counted);
     }
-    return Math.max(1, Math.floor(this.maxInFlightUpdates / this.partitionCount));
+    const share = Math.max(1, Math.floor(this.maxInFlightUpdates / this.partitionCount));
+    const inFlight = share * this.partitionCount;
+    if (this.stalenessBound !== undefined && this.stalenessBound < 4 * inFlight && !this.warnedTightBound) {
+      this.warnedTightBound = true;
+      this.log(`[worker ${this.workerId}] ${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than a quarter of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${4 * inFlight} or more`);
+    }
+    return share;
   }
 
-  /** Waits while more than `allowed` of this lane's updates (their last offsets in `pending`) are not yet reflected in the snapshots. */
+  /**
+   * Waits while more than `allowed` of this lane's updates (their last offsets in `pending`) are not yet reflected in
+   * the snapshots; and, for up to {@link behindWaitMs}, while the replica is too far behind for the staleness bound.
+   */
   private async waitForStaleness(lane: Lane, pending: number[], allowed: number): Promise<void> {
+    const deadline = Date.now() + behindWaitMs;
     for (;;) {
       const reflected = this.replica.reflectedOffset(lane.topic, lane.partition);
       while (pending.length > 0 && pending[0]! <= reflected) pending.shift();
-      if (pending.length <= allowed || this.stopping || lane.revoked) return;
-      await firstValueFrom(race(this.replica.snapshots, this.stop$), { defaultValue: undefined });
+      const waitForBase = Date.now() < deadline && this.tooFarBehind();
+      if ((pending.length <= allowed && !waitForBase) || this.stopping || lane.revoked) return;
+      const snapshotOrStop = race(this.replica.snapshots, this.stop$);
+      await firstValueFrom(pending.length > allowed ? snapshotOrStop : race(snapshotOrStop, timer(Math.max(0, deadline - Date.now()))), { defaultValue: undefined });
     }
+  }
+
+  /** Whether some shard's updates this worker wrote lie at least the staleness bound past the snapshot its replica has. */
+  private tooFarBehind(): boolean {
+    const bound = this.stalenessBound;
+    if (bound === undefined) return false;
+    return this.updatesEnd.some((end, shard) => end - this.replica.base(shard).updatesOffset >= bound);
+  }
+
+  /**
+   * The hard staleness bound (policy `retrain`), checked once a checkpoint's updates are written and before they
+   * commit: an update written at offset `o` of its shard's partition is applied after at most the `o − base` records
+   * between the snapshot it was computed on and itself. Past the bound, the reason to abort the checkpoint; the lane
+   * then reads its uncommitted records again and trains them on a fresher replica.
+   */
+  private vetoTooStale(lane: Lane, written: readonly WrittenMessage[], bound: number): string | undefined {
+    let veto: string | undefined;
+    for (const { topic, partition, offset, message } of written) {
+      if (topic !== this.topics.updates) continue;
+      if (offset >= 0) this.updatesEnd[partition] = Math.max(this.updatesEnd[partition] ?? 0, offset + 1);
+      const base = baseOffsetOf(message);
+      if (veto !== undefined || base < 0) continue;
+      if (offset < 0) veto = `the broker did not say where an update for shard ${partition} landed, so its staleness is unknown`;
+      else if (offset - base > bound) veto = `an update for shard ${partition} landed at ${topic}[${partition}] offset ${offset}, ${offset - base} records past the snapshot it was computed on (updates offset ${base}): it could be applied at a staleness over the bound ${bound}`;
+    }
+    if (veto !== undefined) {
+      this.metrics.retrains.inc();
+      this.metrics.rereadRecords.inc(lane.inFlight);
+    }
+    return veto;
   }
 
   /**

@@ -49,7 +49,7 @@ describe('gradientStep', () => {
 
   it('emits one ParameterUpdate per shard with the base version, counts, offsets and append times of the batch', async () => {
     const replica = new Replica(parseModelSpec({ kind: 'mlp', features: 3, shards: 2, updates: 'gradients', layers: [{ units: 8 }] }));
-    replica.setVersion(1, 17);
+    replica.setBase(1, { version: 17, updatesOffset: 40 });
     const batch = linearStream(32);
     const [outputs] = await lastValueFrom(from([batch]).pipe(gradientStep({ model: replica, namespace: 'ns', workerId: 'w1', updatesTopic: 'ns.updates', now: () => 99 }), toArray()));
     const [first, second] = updatesOf(outputs!);
@@ -102,7 +102,7 @@ describe('gradientStep', () => {
         throw new Error('model broke');
       },
       shardOf: () => 0,
-      baseVersion: () => 0,
+      base: () => ({ version: 0, updatesOffset: 0 }),
     };
     const options = { model: throwing, namespace: 'ns', workerId: 'w', updatesTopic: 'u' };
     scheduler().run(({ cold, expectObservable, expectSubscriptions }) => {

@@ -35,7 +35,7 @@ export class InProcessJob {
       this.servers.map((server, shard) => {
         const tensors = computed.gradients.filter((g) => replica.shardOf(g.name) === shard).map((g) => encodeTensor(g.name, g.shape, g.values, 'FP32'));
         const update = {
-          namespace: 'in-process', shard, workerId: `w${worker}`, baseVersion: replica.baseVersion(shard), sampleCount: batch.length, lossSum: computed.lossSum, deadLettered: 0,
+          namespace: 'in-process', shard, workerId: `w${worker}`, baseVersion: replica.base(shard).version, sampleCount: batch.length, lossSum: computed.lossSum, deadLettered: 0,
           offsets: [{ topic: 'in', partition, firstOffset, lastOffset }], firstAppendTime: 0, lastAppendTime: 0, createdAt: 0,
           tensors, featureMoments: shard === 0 ? (computed.featureMoments ?? null) : null, prequential: [],
         };

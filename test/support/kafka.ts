@@ -89,15 +89,15 @@ export class KafkaFixture {
   /**
    * Reads a whole topic with read_committed, once no transaction on it is open:
    * every partition is read up to the end offset it has when the call starts.
-   * Returns the values, in the order each partition holds them.
+   * Returns the records, in the order each partition holds them.
    */
-  async readCommittedValues(topic: string): Promise<Buffer[]> {
+  async readCommittedRecords(topic: string): Promise<Array<{ partition: number; offset: number; value: Buffer }>> {
     await this.admin.connect();
     const ends = new Map((await this.admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]));
     const reached = new Map<number, number>();
-    const values: Buffer[] = [];
+    const records: Array<{ partition: number; offset: number; value: Buffer }> = [];
     const done = () => [...ends].every(([partition, end]) => end === 0 || (reached.get(partition) ?? 0) >= end);
-    if (done()) return values;
+    if (done()) return records;
     const consumer = await this.consumer({ readUncommitted: false });
     await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve) => {
@@ -108,12 +108,17 @@ export class KafkaFixture {
       consumer.on(consumer.events.END_BATCH_PROCESS, (event) => note(event.payload.partition, event.payload.lastOffset));
       void consumer.run({
         eachBatch: async ({ batch }) => {
-          for (const message of batch.messages) values.push(message.value ?? Buffer.alloc(0));
+          for (const message of batch.messages) records.push({ partition: batch.partition, offset: Number(message.offset), value: message.value ?? Buffer.alloc(0) });
         },
       });
     });
     await consumer.disconnect();
-    return values;
+    return records;
+  }
+
+  /** The values of {@link readCommittedRecords}. */
+  async readCommittedValues(topic: string): Promise<Buffer[]> {
+    return (await this.readCommittedRecords(topic)).map((record) => record.value);
   }
 
   /** {@link readCommittedValues}, as strings. */

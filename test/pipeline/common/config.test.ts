@@ -22,6 +22,17 @@ describe('worker configuration', () => {
     expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'mlp', features: 4, layers: [] } })).toThrow('config.model.layers');
   });
 
+  it('keeps a hard staleness bound by default, four times the budget of updates in flight unless the file sets one', () => {
+    const base = { namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 } };
+    expect(parseExperiment(base).server.staleness).toEqual({ policy: 'retrain', bound: 64 });
+    expect(parseExperiment({ ...base, maxInFlightUpdates: 50 }).server.staleness).toEqual({ policy: 'retrain', bound: 200 });
+    expect(parseExperiment({ ...base, server: { staleness: { bound: 80 } } }).server.staleness).toEqual({ policy: 'retrain', bound: 80 });
+    expect(parseExperiment({ ...base, server: { staleness: { policy: 'drop', bound: 3 } } }).server.staleness).toEqual({ policy: 'drop', bound: 3 });
+    // A bound the lane's own updates in flight would exceed is refused, with the field and the way out.
+    expect(() => parseExperiment({ ...base, server: { staleness: { bound: 20 } } })).toThrow(/config\.server\.staleness\.bound: 20 is too tight .*maxInFlightUpdates 16.*at least 4 times that \(64\)/);
+    expect(() => parseExperiment({ ...base, maxInFlightUpdates: 0 })).toThrow(/config\.server\.staleness\.bound: .*maxInFlightUpdates ≥ 1/);
+  });
+
   it('says which file is unreadable or malformed', () => {
     const dir = mkdtempSync(join(tmpdir(), 'streamgrad-config-'));
     writeFileSync(join(dir, 'bad.yaml'), 'model: [unclosed');
