@@ -41,7 +41,6 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       inputPartitions: 4,
       model: { kind: 'mlp', features: simulatedFeatureCount, shards: 2, layers: [{ units: 32, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate: 0.01 } },
       batchSize: 256,
-      server: { staleness: { policy: 'scale', bound: 4 } },
       simulator: { devices: options.devices, ratePerSecond: options.rate, seed: 7 },
     };
     const config = parseExperiment(experiment);
