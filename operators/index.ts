@@ -13,4 +13,4 @@ export { slidingWindow, type SlidingWindowOptions, type Window, type WindowStats
 export { tumblingWindow, type TumblingWindowOptions } from './tumblingWindow.js';
 export { withWatermarks, type StreamElement, type WatermarkOptions } from './withWatermarks.js';
 export { gradientStep, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient } from './gradientStep.js';
-export { appendTimes, baseOffsetHeader, baseOffsetOf, shardMessage, updateMessages, type ShardBase, type UpdateBody } from './parameterUpdates.js';
+export { appendTimes, baseHeaders, baseOf, shardMessage, updateMessages, type ShardBase, type UpdateBody } from './parameterUpdates.js';

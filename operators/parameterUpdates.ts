@@ -30,10 +30,11 @@ export interface ShardBase {
 }
 
 /**
- * The header of an update record that holds its base's updates offset (decimal): a record written at offset `o` of
- * `<ns>.updates[shard]` is applied after at most `o` minus that many other records, so at most that staleness.
+ * The headers of an update record that hold its base (decimal): the snapshot version its weights come from, and that
+ * snapshot's updates offset. A record written at offset `o` of `<ns>.updates[shard]` is then applied after at most
+ * the `o − updatesOffset` records between them, so at most that staleness.
  */
-export const baseOffsetHeader = 'streamgrad-base-offset';
+export const baseHeaders = { version: 'streamgrad-base-version', updatesOffset: 'streamgrad-base-offset' } as const;
 
 /** What only shard 0's update carries: the batch's feature moments and prequential scores. */
 export type ShardZeroExtras = Pick<ParameterUpdate, 'featureMoments' | 'prequential'>;
@@ -43,7 +44,7 @@ const noExtras: ShardZeroExtras = { featureMoments: null, prequential: [] };
 /**
  * The one builder of ParameterUpdate records: one per shard, each with that shard's base version and tensors
  * (none for an update that only counts dead letters), encoded and keyed by shard; an update with samples (whose
- * staleness counts) carries its base's updates offset in the {@link baseOffsetHeader} header. The batch's feature moments and
+ * staleness counts) carries its base in the {@link baseHeaders}. The batch's feature moments and
  * prequential scores, if any, go to shard 0, which keeps the model's feature scaling and scores.
  */
 export function updateMessages(
@@ -57,13 +58,19 @@ export function updateMessages(
   return Array.from({ length: shardCount }, (_, shard) => {
     const { version, updatesOffset } = base(shard);
     const message = shardMessage(shard, codec.encode({ ...body, shard, baseVersion: version, tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) }));
-    return updatesOffset >= 0 && body.sampleCount > 0 ? { ...message, headers: { [baseOffsetHeader]: String(updatesOffset) } } : message;
+    if (updatesOffset < 0 || body.sampleCount === 0) return message;
+    return { ...message, headers: { [baseHeaders.version]: String(version), [baseHeaders.updatesOffset]: String(updatesOffset) } };
   });
 }
 
-/** The base updates offset an update record carries in its {@link baseOffsetHeader} header, or -1. */
-export function baseOffsetOf(message: Message): number {
-  const value = message.headers?.[baseOffsetHeader];
-  const offset = value === undefined || Array.isArray(value) ? Number.NaN : Number(String(value));
-  return Number.isSafeInteger(offset) && offset >= 0 ? offset : -1;
+/** The base an update record carries in its {@link baseHeaders}, if it has them. */
+export function baseOf(message: Message): ShardBase | undefined {
+  const read = (name: string) => {
+    const value = message.headers?.[name];
+    const number = value === undefined || Array.isArray(value) ? Number.NaN : Number(String(value));
+    return Number.isSafeInteger(number) && number >= 0 ? number : undefined;
+  };
+  const version = read(baseHeaders.version);
+  const updatesOffset = read(baseHeaders.updatesOffset);
+  return version === undefined || updatesOffset === undefined ? undefined : { version, updatesOffset };
 }

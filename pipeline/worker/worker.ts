@@ -6,7 +6,7 @@ import { deadLetterMessage } from '../../operators/deadLetter.js';
 import type { Decoded, Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
 import { gradientStep, type GradientModel } from '../../operators/gradientStep.js';
-import { appendTimes, baseOffsetOf, updateMessages } from '../../operators/parameterUpdates.js';
+import { appendTimes, baseOf, updateMessages } from '../../operators/parameterUpdates.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
 import { SampleDecoder } from '../../schemas/sampleDecoder.js';
@@ -363,19 +363,24 @@ class Training {
 
   /**
    * The hard staleness bound (policy `retrain`), checked once a checkpoint's updates are written and before they
-   * commit: an update written at offset `o` of its shard's partition is applied after at most the `o − base` records
-   * between the snapshot it was computed on and itself. Past the bound, the reason to abort the checkpoint; the lane
-   * then reads its uncommitted records again and trains them on a fresher replica.
+   * commit. An update computed on snapshot version `v` at updates offset `u`, and written at offset `o`, is applied
+   * after the records between `u` and `o`, so at most that many updates staler. Of those, the ones below the offset
+   * `u'` of the newest snapshot the replica has (version `v'`) are known: `v' − v` records. The rest are counted by
+   * their offsets, which also counts transaction markers and aborted records. Past the bound, the reason to abort the
+   * checkpoint: the lane then reads its uncommitted records again and trains them on a fresher replica.
    */
   private vetoTooStale(lane: Lane, written: readonly WrittenMessage[], bound: number): string | undefined {
     let veto: string | undefined;
     for (const { topic, partition, offset, message } of written) {
       if (topic !== this.topics.updates) continue;
       if (offset >= 0) this.updatesEnd[partition] = Math.max(this.updatesEnd[partition] ?? 0, offset + 1);
-      const base = baseOffsetOf(message);
-      if (veto !== undefined || base < 0) continue;
+      const base = baseOf(message);
+      if (veto !== undefined || base === undefined) continue;
+      const newest = this.replica.base(partition);
+      const known = newest.updatesOffset > base.updatesOffset ? newest : base;
+      const atMost = known.version - base.version + Math.max(0, offset - known.updatesOffset);
       if (offset < 0) veto = `the broker did not say where an update for shard ${partition} landed, so its staleness is unknown`;
-      else if (offset - base > bound) veto = `an update for shard ${partition} landed at ${topic}[${partition}] offset ${offset}, ${offset - base} records past the snapshot it was computed on (updates offset ${base}): it could be applied at a staleness over the bound ${bound}`;
+      else if (atMost > bound) veto = `an update for shard ${partition} computed on version ${base.version} landed at ${topic}[${partition}] offset ${offset}, where it could be applied ${atMost} updates later (the newest snapshot is version ${known.version} at offset ${known.updatesOffset}), over the staleness bound ${bound}`;
     }
     if (veto !== undefined) {
       this.metrics.retrains.inc();
