@@ -7,7 +7,7 @@ import { backendNames } from './backend.js';
 import { modelSpecSchema } from './model.js';
 
 /** Policy `retrain` needs a staleness bound of at least this many times the budget of updates in flight (see `parseExperiment`). */
-const minimumBoundFactor = 4;
+export const minimumBoundFactor = 4;
 
 /** The staleness bound when the file gives none: the least that policy `retrain` takes (see `maxInFlightUpdates`). */
 function defaultStalenessBoundFor(maxInFlightUpdates: number): number {

@@ -12,7 +12,7 @@ import { codecFor } from '../../schemas/codec.js';
 import { SampleDecoder } from '../../schemas/sampleDecoder.js';
 import type { OffsetRange, TrainingSample } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
-import type { ExperimentConfig } from '../common/config.js';
+import { minimumBoundFactor, type ExperimentConfig } from '../common/config.js';
 import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
@@ -331,9 +331,9 @@ class Training {
     }
     const share = Math.max(1, Math.floor(this.maxInFlightUpdates / this.partitionCount));
     const inFlight = share * this.partitionCount;
-    if (this.stalenessBound !== undefined && this.stalenessBound < 4 * inFlight && !this.warnedTightBound) {
+    if (this.stalenessBound !== undefined && this.stalenessBound < minimumBoundFactor * inFlight && !this.warnedTightBound) {
       this.warnedTightBound = true;
-      this.log(`[worker ${this.workerId}] ${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than a quarter of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${4 * inFlight} or more`);
+      this.log(`[worker ${this.workerId}] ${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than 1/${minimumBoundFactor} of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${minimumBoundFactor * inFlight} or more`);
     }
     return share;
   }
