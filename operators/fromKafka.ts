@@ -13,7 +13,10 @@ export interface FromKafkaOptions {
   /** The kafkajs client to read with. */
   readonly kafka: Kafka;
   readonly topics: readonly string[];
-  /** The consumer group. Without one, partitions are assigned directly and nothing is committed. */
+  /**
+   * The consumer group. Without one, partitions are assigned directly, in a private group: only `checkpoint`'s
+   * exactly-once transactions commit offsets there, and a lane that ends and opens again resumes from them.
+   */
   readonly groupId?: string;
   /** Without a group: which partitions to read (default all), the same for every topic. */
   readonly partitions?: readonly number[];

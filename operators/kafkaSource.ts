@@ -262,7 +262,9 @@ export class KafkaSource {
   }
 
   private async startOffset(topic: string, partition: number): Promise<number> {
-    if (!this.direct && !this.config.ignoreCommitted) {
+    // Without a group, the private one holds only what this source's own transactions committed: a lane reopened after
+    // a fenced or vetoed checkpoint resumes there, not at `start` (which would train the committed records twice).
+    if (!this.config.ignoreCommitted) {
       const offset = await stableCommittedOffset(this.admin, this.groupId, topic, partition);
       if (offset >= 0) return offset;
     }
