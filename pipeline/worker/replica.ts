@@ -13,6 +13,7 @@ import { ForeignStaleness, momentumUnderStaleness, type StepMark } from './async
 import { applyScaling, assertScalingFits, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
 import { servedSnapshot } from '../common/averaging.js';
+import { isLaterSnapshot } from '../common/modelStore.js';
 import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 /** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
@@ -125,12 +126,11 @@ export class Replica implements GradientModel<TrainingSample> {
       throw new SnapshotMismatchError(snapshot, `shard ${snapshot.shard} is outside the model's ${this.shardCount} shards`);
     }
     const base = this.base(snapshot.shard);
-    if (snapshot.version <= base.version && snapshot.version !== 0) {
+    if (!isLaterSnapshot(snapshot, base) && snapshot.version !== 0) return false;
+    if (snapshot.version === base.version && snapshot.version !== 0) {
       // The same weights, from further on in the updates partition (past aborted records): later updates count from there.
-      if (snapshot.version === base.version && snapshot.updatesOffset > base.updatesOffset) {
-        this.bases[snapshot.shard] = { version: base.version, updatesOffset: snapshot.updatesOffset };
-        this.applied.next(snapshot);
-      }
+      this.bases[snapshot.shard] = { version: base.version, updatesOffset: snapshot.updatesOffset };
+      this.applied.next(snapshot);
       return false;
     }
     assertScalingFits(snapshot, this.spec.normalize);
