@@ -2,9 +2,11 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { z } from 'zod';
 import { codecFor, type CodecOptions } from '../schemas/codec.js';
 import { decodeTensor, encodeTensor } from '../schemas/tensorCodec.js';
+import { sampleBatchOf, type SampleBatch } from '../schemas/sampleDecoder.js';
 import type { FeatureMoments, OffsetRange, Tensor, TensorEncoding, TrainingSample } from '../schemas/types.js';
 import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
+import type { KafkaRecord } from './lane.js';
 import { appendTimes, updateMessages, type ShardBase } from './parameterUpdates.js';
 import { validateOptions } from './validateOptions.js';
 import { windowsOf, type SampleScores } from './prequential.js';
@@ -29,9 +31,9 @@ export interface StepGradients {
 }
 
 /** A model that can compute gradients: the worker's replica. It must dispose every tensor it makes. */
-export interface GradientModel<S> {
+export interface GradientModel {
   readonly shardCount: number;
-  gradients(samples: readonly S[]): StepGradients;
+  gradients(batch: SampleBatch): StepGradients;
   shardOf(variableName: string): number;
   /** The snapshot of `shard` that the current weights come from. */
   base(shard: number): ShardBase;
@@ -39,7 +41,7 @@ export interface GradientModel<S> {
 
 /** Options of {@link gradientStep}. */
 export interface GradientStepOptions {
-  readonly model: GradientModel<TrainingSample>;
+  readonly model: GradientModel;
   /** The experiment namespace, written into each update. */
   readonly namespace: string;
   readonly workerId: string;
@@ -55,7 +57,7 @@ export interface GradientStepOptions {
 }
 
 const optionsSchema = z.object({
-  model: z.custom<GradientModel<TrainingSample>>((value) => typeof value === 'object' && value !== null && 'gradients' in value, 'must be a GradientModel'),
+  model: z.custom<GradientModel>((value) => typeof value === 'object' && value !== null && 'gradients' in value, 'must be a GradientModel'),
   namespace: z.string().min(1),
   workerId: z.string().min(1),
   updatesTopic: z.string().min(1),
@@ -85,13 +87,27 @@ class ErrorFeedbackEncoder {
   }
 }
 
+/** A micro-batch of one lane: its samples in columns, and the record each row came from (its offset and times). */
+export interface TrainingBatch {
+  readonly samples: SampleBatch;
+  readonly records: readonly KafkaRecord[];
+}
+
+/**
+ * A batch of samples decoded one by one (by the `decode` operator), in columns: what `gradientStep` takes. A worker
+ * lane skips the objects and decodes its records straight into columns (`SampleDecoder.decodeInto`).
+ */
+export function trainingBatchOf(decoded: readonly Decoded<TrainingSample>[], featureCount: number, targetCount: number): TrainingBatch {
+  return { samples: sampleBatchOf(decoded.map((d) => d.value), featureCount, targetCount), records: decoded.map((d) => d.record) };
+}
+
 /**
  * The batch's records as runs of consecutive offsets. Not one span from first to last: a rejected record inside
  * it is accounted for by its own dead-letter output, and must not count as processed before that is made.
  */
-function recordSpans(batch: readonly Decoded<TrainingSample>[]): Array<{ first: number; last: number }> {
+function recordSpans(records: readonly KafkaRecord[]): Array<{ first: number; last: number }> {
   const spans: Array<{ first: number; last: number }> = [];
-  for (const { record } of batch) {
+  for (const record of records) {
     const offset = Number(record.offset);
     const last = spans[spans.length - 1];
     if (last && offset === last.last + 1) last.last = offset;
@@ -101,8 +117,8 @@ function recordSpans(batch: readonly Decoded<TrainingSample>[]): Array<{ first: 
 }
 
 /** The update's input offsets: the same runs, so they hold exactly the batch's samples (an audit counts on it). */
-function offsetRanges(batch: readonly Decoded<TrainingSample>[], spans: ReadonlyArray<{ first: number; last: number }>): OffsetRange[] {
-  const { topic, partition } = batch[0]!.record;
+function offsetRanges(records: readonly KafkaRecord[], spans: ReadonlyArray<{ first: number; last: number }>): OffsetRange[] {
+  const { topic, partition } = records[0]!;
   return spans.map(({ first, last }) => ({ topic, partition, firstOffset: first, lastOffset: last }));
 }
 
@@ -116,7 +132,7 @@ function offsetRanges(batch: readonly Decoded<TrainingSample>[], spans: Readonly
  * gradient (error feedback), so compression does not bias training; the
  * residuals live per subscription, that is, per lane.
  */
-export function gradientStep(options: GradientStepOptions): OperatorFunction<readonly Decoded<TrainingSample>[], Outputs> {
+export function gradientStep(options: GradientStepOptions): OperatorFunction<TrainingBatch, Outputs> {
   const { encoding, prequentialWindowMs } = validateOptions('gradientStep', optionsSchema, options);
   const { model, namespace, workerId, updatesTopic } = options;
   const codec = codecFor('ParameterUpdate', options.codec);
@@ -125,23 +141,23 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<rea
     new Observable<Outputs>((subscriber) => {
       const encoder = new ErrorFeedbackEncoder(encoding);
 
-      const step = (batch: readonly Decoded<TrainingSample>[]): Outputs => {
-        const samples = batch.map((decoded) => decoded.value);
+      const step = ({ samples, records }: TrainingBatch): Outputs => {
+        if (samples.length !== records.length) throw new RangeError(`a batch of ${samples.length} samples from ${records.length} records`);
         const { gradients, lossSum, sampleCount, featureMoments, scores } = model.gradients(samples);
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
-        const covers = recordSpans(batch);
-        const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(batch, covers), ...appendTimes(batch.map((decoded) => decoded.record)), createdAt: now() };
+        const covers = recordSpans(records);
+        const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(records, covers), ...appendTimes(records), createdAt: now() };
         const messages = updateMessages(body, model.shardCount, (shard) => model.base(shard), (shard) => perShard[shard]!, codec, {
           featureMoments: featureMoments ?? null,
-          prequential: scores ? windowsOf(samples.map((sample) => sample.eventTime), scores, prequentialWindowMs) : [],
+          prequential: scores ? windowsOf(samples.eventTimes, scores, prequentialWindowMs) : [],
         });
         return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 
       return source.subscribe({
         next: (batch) => {
-          if (batch.length === 0) return;
+          if (batch.records.length === 0) return;
           let outputs: Outputs;
           try {
             outputs = step(batch);

@@ -12,5 +12,5 @@ export { keyBy, type KeyByOptions } from './keyBy.js';
 export { slidingWindow, type SlidingWindowOptions, type Window, type WindowStats } from './slidingWindow.js';
 export { tumblingWindow, type TumblingWindowOptions } from './tumblingWindow.js';
 export { withWatermarks, type StreamElement, type WatermarkOptions } from './withWatermarks.js';
-export { gradientStep, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient } from './gradientStep.js';
+export { gradientStep, trainingBatchOf, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient, type TrainingBatch } from './gradientStep.js';
 export { appendTimes, baseHeaders, baseOf, shardMessage, updateMessages, type ShardBase, type UpdateBody } from './parameterUpdates.js';

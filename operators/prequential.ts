@@ -48,9 +48,10 @@ export function windowStartOf(t: number, windowMs: number): number {
 }
 
 /** A batch's scores as partial windows, by the event time of each sample, oldest window first. */
-export function windowsOf(eventTimes: readonly number[], scores: SampleScores, windowMs: number): PrequentialWindow[] {
+export function windowsOf(eventTimes: ArrayLike<number>, scores: SampleScores, windowMs: number): PrequentialWindow[] {
   const windows = new Map<number, PrequentialWindow>();
-  eventTimes.forEach((t, i) => {
+  for (let i = 0; i < eventTimes.length; i++) {
+    const t = eventTimes[i]!;
     const start = windowStartOf(t, windowMs);
     const window = windows.get(start) ?? { start, samples: 0, lossSum: 0, absErrorSum: 0, squaredErrorSum: 0, correct: 0, lastEventTime: t };
     window.samples += 1;
@@ -60,7 +61,7 @@ export function windowsOf(eventTimes: readonly number[], scores: SampleScores, w
     window.correct += scores.correct[i]!;
     window.lastEventTime = Math.max(window.lastEventTime, t);
     windows.set(start, window);
-  });
+  }
   return [...windows.values()].sort((a, b) => a.start - b.start);
 }
 

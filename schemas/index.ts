@@ -13,7 +13,7 @@ export {
   type RecordOrigin,
   type RecordResult,
 } from './errors.js';
-export { SampleDecoder, checkSample, type SampleDecoderOptions, type SampleLimits } from './sampleDecoder.js';
+export { SampleColumns, SampleDecoder, checkSample, sampleBatchOf, type SampleBatch, type SampleDecoderOptions, type SampleLimits } from './sampleDecoder.js';
 export { decodeTensor, encodeTensor, encodedBytesPerElement, tensorErrorBounds } from './tensorCodec.js';
 export type {
   DeadLetter,

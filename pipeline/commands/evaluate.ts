@@ -1,6 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { SampleDecoder } from '../../schemas/sampleDecoder.js';
-import type { TrainingSample } from '../../schemas/types.js';
+import { SampleColumns, SampleDecoder, type SampleBatch } from '../../schemas/sampleDecoder.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { formatCount as count } from '../common/console.js';
 import { NamespaceError } from '../common/errors.js';
@@ -47,7 +46,7 @@ class Scores {
     private readonly classifier: boolean,
   ) {}
 
-  add(batch: readonly TrainingSample[]): void {
+  add(batch: SampleBatch): void {
     const { replica } = this;
     const outputs = replica.spec.outputs;
     const { predicted, target, weight } = replica.predict(batch);
@@ -87,17 +86,17 @@ export async function evaluateModel(kafka: Kafka, config: ExperimentConfig, topi
     const scores = new Scores(replica, lossOf(config.model) !== 'mse');
     const decoder = new SampleDecoder({ featureCount: sampleLengthOf(config.model), labelCount: config.model.outputs, ...config.input });
     const skipped: Record<string, number> = {};
-    let batch: TrainingSample[] = [];
+    const columns = () => new SampleColumns(batchSize, decoder.featureCount, decoder.labelCount);
+    let batch = columns();
     await readTopic(kafka, topic, (record) => {
-      const decoded = decoder.decode(record.value, record);
-      if (!decoded.ok) skipped[decoded.error.code] = (skipped[decoded.error.code] ?? 0) + 1;
-      else batch.push(decoded.value);
+      const error = decoder.decodeInto(record.value, batch, record);
+      if (error) skipped[error.code] = (skipped[error.code] ?? 0) + 1;
       if (batch.length < batchSize) return;
-      scores.add(batch);
-      batch = [];
+      scores.add(batch.batch());
+      batch = columns();
       if (scores.samples % 50_000 === 0) log(`${count(scores.samples)} samples scored`);
     });
-    if (batch.length > 0) scores.add(batch);
+    if (batch.length > 0) scores.add(batch.batch());
     return report(config, topic, [...snapshots.values()].sort((a, b) => a.shard - b.shard).map((s) => s.version), scores, skipped);
   } finally {
     replica.dispose();

@@ -127,7 +127,7 @@ export function inputShapeOf(spec: ModelSpec): number[] {
 }
 
 /** Writes one sample's features, as the model takes them, into `target` at `offset`. */
-export function writeModelInput(spec: ModelSpec, features: readonly number[], target: Float32Array, offset: number): void {
+export function writeModelInput(spec: ModelSpec, features: ArrayLike<number>, target: Float32Array, offset: number): void {
   if (spec.kind !== 'timeseries' || spec.cell !== 'conv1d') {
     target.set(features, offset);
     return;

@@ -5,6 +5,7 @@ import type { ShardBase } from '../../operators/parameterUpdates.js';
 import { scoreSamples, type SampleScores } from '../../operators/prequential.js';
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
+import { sampleBatchOf, type SampleBatch } from '../../schemas/sampleDecoder.js';
 import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
@@ -40,7 +41,14 @@ function perSampleLoss(loss: LossName, predicted: tf.Tensor, target: tf.Tensor):
  * (summed over the samples, weighted by each sample's weight) and knows, per
  * shard, the version its weights come from. Every tensor it makes is disposed.
  */
-export class Replica implements GradientModel<TrainingSample> {
+/** What a replica trains on or scores: a batch in columns, or checked sample objects. */
+export type SampleInput = SampleBatch | readonly TrainingSample[];
+
+function isSampleBatch(samples: SampleInput): samples is SampleBatch {
+  return !Array.isArray(samples);
+}
+
+export class Replica implements GradientModel {
   readonly model: tf.Sequential;
   readonly loss: LossName;
   readonly shardCount: number;
@@ -167,22 +175,29 @@ export class Replica implements GradientModel<TrainingSample> {
     return lowest;
   }
 
-  /** Packs samples into input, target and weight arrays. Labels: `label`, or `labels` for several outputs. */
-  private pack(samples: readonly TrainingSample[]): { x: Float32Array; y: Float32Array; w: Float32Array } {
-    const outputs = this.spec.outputs;
-    const x = new Float32Array(samples.length * this.sampleSize);
-    const y = new Float32Array(samples.length * outputs);
-    const w = new Float32Array(samples.length);
-    samples.forEach((sample, i) => {
-      this.checkLength(sample);
-      writeModelInput(this.spec, sample.features, x, i * this.sampleSize);
-      if (sample.labels.length === outputs) y.set(sample.labels, i * outputs);
-      else if (outputs > 1) y[i * outputs + (sample.label ?? 0)] = 1; // a class index: one-hot
-      else y[i * outputs] = sample.label ?? 0;
-      w[i] = sample.weight;
-    });
+  /**
+   * Samples as a step takes them: in columns already (a worker lane's batch), or checked sample objects (tests,
+   * holdouts), put in columns here.
+   */
+  private columnsOf(samples: SampleInput): SampleBatch {
+    return isSampleBatch(samples) ? samples : sampleBatchOf(samples, this.sampleLength, this.spec.outputs);
+  }
+
+  /** The model's input for a batch (scaled with `normalize`), its targets and weights. */
+  private pack(batch: SampleBatch): { x: Float32Array; y: Float32Array; w: Float32Array } {
+    if (batch.featureCount !== this.sampleLength || batch.targetCount !== this.spec.outputs) {
+      throw new RangeError(`a batch of ${batch.featureCount} features and ${batch.targetCount} targets per sample; the ${this.spec.kind} model takes ${this.sampleLength} and ${this.spec.outputs}`);
+    }
+    let x: Float32Array;
+    if (this.sampleSize === this.sampleLength && !(this.spec.kind === 'timeseries' && this.spec.cell === 'conv1d')) {
+      // The features are the input. With `normalize` a copy is scaled: the batch keeps the raw features.
+      x = this.scaling ? batch.features.slice() : batch.features;
+    } else {
+      x = new Float32Array(batch.length * this.sampleSize);
+      for (let i = 0; i < batch.length; i++) writeModelInput(this.spec, batch.features.subarray(i * this.sampleLength, (i + 1) * this.sampleLength), x, i * this.sampleSize);
+    }
     if (this.scaling) applyScaling(this.scaling.scaling, x);
-    return { x, y, w };
+    return { x, y: batch.targets, w: batch.weights };
   }
 
   /**
@@ -190,27 +205,17 @@ export class Replica implements GradientModel<TrainingSample> {
    * on their mean and returns the change in weights instead (times the sample count, so that the server's mean is
    * the change); {@link placeLastStep} then files it under the input offsets it came from.
    */
-  gradients(samples: readonly TrainingSample[]): StepGradients {
-    const featureMoments = this.observeMoments(samples);
-    const computed = { ...this.computeGradients(samples), featureMoments };
+  gradients(samples: SampleInput): StepGradients {
+    const batch = this.columnsOf(samples);
+    const featureMoments = this.observeMoments(batch);
+    const computed = { ...this.computeGradients(batch), featureMoments };
     return this.local ? this.local.step(computed, (name) => this.valuesOf(name), (name, values) => this.assign(name, values)) : computed;
   }
 
-  private checkLength(sample: TrainingSample): void {
-    if (sample.features.length !== this.sampleLength) {
-      throw new RangeError(`sample of device '${sample.deviceId}' has ${sample.features.length} features; the ${this.spec.kind} model takes ${this.sampleLength}`);
-    }
-  }
-
   /** With `normalize`: the batch's raw feature moments, merged into the scaling before the batch is scaled. */
-  private observeMoments(samples: readonly TrainingSample[]): StepGradients['featureMoments'] {
+  private observeMoments(batch: SampleBatch): StepGradients['featureMoments'] {
     if (!this.scaling) return undefined;
-    const raw = new Float32Array(samples.length * this.sampleLength);
-    samples.forEach((sample, i) => {
-      this.checkLength(sample);
-      raw.set(sample.features, i * this.sampleLength);
-    });
-    const moments = momentsOf(raw, this.spec.features);
+    const moments = momentsOf(batch.features, this.spec.features);
     this.scaling.observe(moments);
     return moments;
   }
@@ -272,9 +277,9 @@ export class Replica implements GradientModel<TrainingSample> {
     return (entry.variable.dataSync() as Float32Array).slice();
   }
 
-  private computeGradients(samples: readonly TrainingSample[]): StepGradients {
-    const { x, y, w } = this.pack(samples);
-    const n = samples.length;
+  private computeGradients(batch: SampleBatch): StepGradients {
+    const { x, y, w } = this.pack(batch);
+    const n = batch.length;
     // Test, then train: the forward pass of the step scores each sample before the step learns from it.
     let scores: SampleScores | undefined;
     const computed = tf.tidy(() => {
@@ -298,18 +303,20 @@ export class Replica implements GradientModel<TrainingSample> {
   }
 
   /** The model's outputs for `samples` under the current weights (n × outputs), with their targets and weights. */
-  predict(samples: readonly TrainingSample[]): { predicted: Float32Array; target: Float32Array; weight: Float32Array } {
-    const { x, y, w } = this.pack(samples);
-    const predicted = tf.tidy(() => (this.model.apply(tf.tensor(x, [samples.length, ...inputShapeOf(this.spec)])) as tf.Tensor).dataSync() as Float32Array);
+  predict(samples: SampleInput): { predicted: Float32Array; target: Float32Array; weight: Float32Array } {
+    const batch = this.columnsOf(samples);
+    const { x, y, w } = this.pack(batch);
+    const predicted = tf.tidy(() => (this.model.apply(tf.tensor(x, [batch.length, ...inputShapeOf(this.spec)])) as tf.Tensor).dataSync() as Float32Array);
     return { predicted, target: y, weight: w };
   }
 
   /** The summed loss of `samples` under the current weights, without gradients. */
-  lossSum(samples: readonly TrainingSample[]): number {
-    const { x, y, w } = this.pack(samples);
+  lossSum(samples: SampleInput): number {
+    const batch = this.columnsOf(samples);
+    const { x, y, w } = this.pack(batch);
     return tf.tidy(() => {
-      const predicted = this.model.apply(tf.tensor(x, [samples.length, ...inputShapeOf(this.spec)])) as tf.Tensor;
-      return tf.sum(tf.mul(perSampleLoss(this.loss, predicted, tf.tensor2d(y, [samples.length, this.spec.outputs])), tf.tensor1d(w))).dataSync()[0]!;
+      const predicted = this.model.apply(tf.tensor(x, [batch.length, ...inputShapeOf(this.spec)])) as tf.Tensor;
+      return tf.sum(tf.mul(perSampleLoss(this.loss, predicted, tf.tensor2d(y, [batch.length, this.spec.outputs])), tf.tensor1d(w))).dataSync()[0]!;
     });
   }
 

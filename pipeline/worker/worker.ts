@@ -3,14 +3,14 @@ import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstV
 import { checkpoint, type CheckpointReport, type Outputs, type WrittenMessage } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
-import type { Decoded, Rejected } from '../../operators/decode.js';
+import type { Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
-import { gradientStep, type GradientModel } from '../../operators/gradientStep.js';
+import { gradientStep, type GradientModel, type TrainingBatch } from '../../operators/gradientStep.js';
 import { appendTimes, baseOf, updateMessages } from '../../operators/parameterUpdates.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
-import { SampleDecoder } from '../../schemas/sampleDecoder.js';
-import type { OffsetRange, TrainingSample } from '../../schemas/types.js';
+import { SampleColumns, SampleDecoder } from '../../schemas/sampleDecoder.js';
+import type { OffsetRange } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
 import { minimumBoundFactor, type ExperimentConfig } from '../common/config.js';
 import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafkaClient.js';
@@ -223,7 +223,7 @@ class Training {
   private counting: Promise<number> | undefined;
   private readonly samples: SampleDecoder;
   /** The replica, with each gradient step timed and counted. */
-  private readonly timedModel: GradientModel<TrainingSample>;
+  private readonly timedModel: GradientModel;
 
   constructor(
     private readonly config: ExperimentConfig,
@@ -401,13 +401,13 @@ class Training {
     return (windows) =>
       new Observable<Outputs>((subscriber) => {
         // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
-        const batches = new Subject<readonly Decoded<TrainingSample>[]>();
+        const batches = new Subject<TrainingBatch>();
         let stepped: Outputs | undefined;
         const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding, prequentialWindowMs: config.prequential.windowMs })).subscribe({
           next: (outputs) => (stepped = outputs),
           error: (error: unknown) => subscriber.error(error),
         });
-        const step = (good: Array<Decoded<TrainingSample>>) => {
+        const step = (good: TrainingBatch) => {
           stepped = undefined;
           batches.next(good);
           return stepped;
@@ -424,15 +424,20 @@ class Training {
       });
   }
 
-  /** The output of one window: `step` trains its good samples, the rest are dead-lettered. */
-  private trainWindow(lane: Lane, records: readonly KafkaRecord[], pending: number[], step: (good: Array<Decoded<TrainingSample>>) => Outputs | undefined): Outputs {
-    const good: Array<Decoded<TrainingSample>> = [];
+  /**
+   * The output of one window: `step` trains its good samples, decoded straight into columns, and the rest are
+   * dead-lettered.
+   */
+  private trainWindow(lane: Lane, records: readonly KafkaRecord[], pending: number[], step: (good: TrainingBatch) => Outputs | undefined): Outputs {
+    const columns = new SampleColumns(records.length, this.samples.featureCount, this.samples.labelCount);
+    const trained: KafkaRecord[] = [];
     const rejected: Rejected[] = [];
     for (const record of records) {
-      const result = this.samples.decode(record.value, record);
-      if (result.ok) good.push({ value: result.value, record });
-      else rejected.push({ record, error: result.error });
+      const error = this.samples.decodeInto(record.value, columns, record);
+      if (error) rejected.push({ record, error });
+      else trained.push(record);
     }
+    const good = { samples: columns.batch(), records: trained };
     const stepped = step(good);
     const messages = [...(stepped?.messages ?? [])];
     if (stepped) {

@@ -1,10 +1,14 @@
-import { codecFor, SampleDecoder, type TrainingSample } from '../../schemas/index.js';
+import { codecFor, SampleColumns, SampleDecoder, type TrainingSample } from '../../schemas/index.js';
 import { median, rates } from './stats.js';
 
 /** Result of {@link measureDecodeRate}: samples/s of decode plus validation on one core. */
 export interface DecodeRate {
+  /** Into sample objects (`SampleDecoder.decode`). */
   readonly decodeRate: number;
   readonly decodeRateRuns: number[];
+  /** Into the columns of batches of 256, as a worker lane does (`SampleDecoder.decodeInto`). */
+  readonly columnarDecodeRate: number;
+  readonly columnarDecodeRateRuns: number[];
 }
 
 function telemetrySample(i: number): TrainingSample {
@@ -39,5 +43,18 @@ export function measureDecodeRate(options: { quick: boolean }): DecodeRate {
   accepted = 0;
   const runs = rates(options.quick ? 5 : 9, perRun, body);
   if (accepted !== perRun * runs.length) throw new Error(`decode bench rejected ${perRun * runs.length - accepted} valid samples`);
-  return { decodeRate: median(runs), decodeRateRuns: runs };
+
+  const batchSize = 256;
+  let columns = new SampleColumns(batchSize, 16, 1);
+  const columnar = () => {
+    for (let i = 0; i < perRun; i++) {
+      if (columns.length === batchSize) columns = new SampleColumns(batchSize, 16, 1);
+      if (samples.decodeInto(encoded[i & 4095], columns, origin) === undefined) accepted++;
+    }
+  };
+  rates(2, perRun, columnar);
+  accepted = 0;
+  const columnarRuns = rates(options.quick ? 5 : 9, perRun, columnar);
+  if (accepted !== perRun * columnarRuns.length) throw new Error(`columnar decode bench rejected ${perRun * columnarRuns.length - accepted} valid samples`);
+  return { decodeRate: median(runs), decodeRateRuns: runs, columnarDecodeRate: median(columnarRuns), columnarDecodeRateRuns: columnarRuns };
 }

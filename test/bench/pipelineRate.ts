@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { lastValueFrom, mergeMap, of, Subject, tap, toArray } from 'rxjs';
-import { fromKafka, gradientStep, type Decoded } from '../../operators/index.js';
+import { fromKafka, gradientStep, trainingBatchOf, type Decoded } from '../../operators/index.js';
 import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
 import { ConsoleDisplay } from '../../pipeline/common/console.js';
 import { readSnapshots } from '../../pipeline/common/modelStore.js';
@@ -184,14 +184,15 @@ export async function measureFreshness(kafka: Kafka, brokers: string[], rate: nu
 /** Bytes of the ParameterUpdate records (all shards) of one batch of 256, per sample, for each encoding. */
 export async function measureUpdateBytes(): Promise<{ fp32: number; fp16: number; int8: number }> {
   const replica = new Replica(parseModelSpec(benchModel));
-  const batch: Decoded<TrainingSample>[] = Array.from({ length: 256 }, (_, i) => ({
+  const decoded: Decoded<TrainingSample>[] = Array.from({ length: 256 }, (_, i) => ({
     value: { deviceId: `d${i}`, eventTime: i, features: Array.from({ length: 16 }, (_, f) => Math.fround(Math.sin(i + f))), label: Math.fround(Math.cos(i)), labels: [], weight: 1, attributes: {} },
     record: { topic: 'bench', partition: 0, offset: String(i), key: null, value: null, timestamp: String(Date.now()), headers: {} },
   }));
+  const batch = trainingBatchOf(decoded, 16, 1);
   const bytes = async (encoding: 'FP32' | 'FP16' | 'INT8') => {
     const [outputs] = await lastValueFrom(of(batch).pipe(gradientStep({ model: replica, namespace: 'bench', workerId: 'bench', updatesTopic: 'bench.updates', encoding }), toArray()));
     const messages = outputs!.messages.flatMap((m) => m.messages);
-    return messages.reduce((sum, m) => sum + (m.value as Buffer).length, 0) / batch.length;
+    return messages.reduce((sum, m) => sum + (m.value as Buffer).length, 0) / decoded.length;
   };
   const result = { fp32: await bytes('FP32'), fp16: await bytes('FP16'), int8: await bytes('INT8') };
   replica.dispose();

@@ -3,12 +3,15 @@ import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker } from '../support/broker.js';
 import { fillTopic } from './consumeRate.js';
 import { measurePipelineRate } from './pipelineRate.js';
+import { describeProfiles } from './profileSummary.js';
 
 /**
  * `npm run bench:profile [-- <workers> [<samples>]]`: one end-to-end run (default 1 worker, 200,000 samples) under
  * `node --cpu-prof`, which `streamgrad run` passes on to its children: every process
- * writes a CPU profile to bench-results/profiles/.
+ * writes a CPU profile to bench-results/profiles/ (open one in Chrome's DevTools); the bench prints where each
+ * worker's CPU went, by the code it was in.
  */
+const started = Date.now();
 const workers = Number(process.argv[2] ?? 1);
 const broker = await acquireTestBroker();
 try {
@@ -22,3 +25,5 @@ try {
 } finally {
   await broker.stop();
 }
+// The profiles are written as the processes exit: the workers' are there once the run is over.
+for (const line of describeProfiles('bench-results/profiles', started)) console.log(line);

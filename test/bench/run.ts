@@ -150,6 +150,7 @@ const report = {
   setup: `one machine: the Kafka broker (${broker.source}), the bench process (producer, status tail), the parameter server and the worker processes share its ${machine.cores} cores; 16-64-64-1 MLP, 2 shards, batch 256, FP32, ${JSON.stringify(pipelineSettings)}`,
   rawConsumeRate,
   decodeRate: decode.decodeRate,
+  columnarDecodeRate: decode.columnarDecodeRate,
   stepRate,
   pipelineRate1,
   pipelineRate2,
@@ -191,7 +192,8 @@ const table = `
 | key | value | goal |
 | --- | ---: | --- |
 | rawConsumeRate (records/s, no-op kafkajs eachBatch) | ${n(rawConsumeRate)} | |
-| decodeRate (samples/s, decode + validation, 1 core) | ${n(decode.decodeRate)} | |
+| decodeRate (samples/s, decode + validation into objects, 1 core) | ${n(decode.decodeRate)} | |
+| columnarDecodeRate (samples/s, the same into batch columns, as a worker lane decodes) | ${n(decode.columnarDecodeRate)} | |
 | stepRate (samples/s, 16-64-64-1 MLP, batch 256, ${backend}) | ${n(stepRate)} | |
 | pipelineRate1 (samples/s, 1 server + 1 worker process) | ${n(pipelineRate1)} | |
 | pipelineRate2 (samples/s, 1 server + 2 worker processes, ${benchPartitions} partitions) | ${n(pipelineRate2)} | |

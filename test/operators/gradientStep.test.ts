@@ -1,6 +1,6 @@
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { gradientStep, type Decoded, type GradientModel, type KafkaRecord, type Outputs } from '../../operators/index.js';
+import { gradientStep, trainingBatchOf, type Decoded, type GradientModel, type KafkaRecord, type Outputs, type TrainingBatch } from '../../operators/index.js';
 import { selectBackend } from '../../pipeline/common/backend.js';
 import { parseModelSpec } from '../../pipeline/common/model.js';
 import { Replica } from '../../pipeline/worker/replica.js';
@@ -21,8 +21,9 @@ function linearStream(count: number, seed = 7): Decoded<TrainingSample>[] {
   });
 }
 
-function batches<T>(items: T[], size: number): T[][] {
-  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+/** The stream's samples in batches of `size`, as gradientStep takes them. */
+function batches(items: Decoded<TrainingSample>[], size: number): TrainingBatch[] {
+  return Array.from({ length: Math.ceil(items.length / size) }, (_, i) => trainingBatchOf(items.slice(i * size, (i + 1) * size), 3, 1));
 }
 
 function updatesOf(outputs: Outputs): ParameterUpdate[] {
@@ -51,7 +52,7 @@ describe('gradientStep', () => {
     const replica = new Replica(parseModelSpec({ kind: 'mlp', features: 3, shards: 2, updates: 'gradients', layers: [{ units: 8 }] }));
     replica.setBase(1, { version: 17, updatesOffset: 40 });
     const batch = linearStream(32);
-    const [outputs] = await lastValueFrom(from([batch]).pipe(gradientStep({ model: replica, namespace: 'ns', workerId: 'w1', updatesTopic: 'ns.updates', now: () => 99 }), toArray()));
+    const [outputs] = await lastValueFrom(from(batches(batch, 32)).pipe(gradientStep({ model: replica, namespace: 'ns', workerId: 'w1', updatesTopic: 'ns.updates', now: () => 99 }), toArray()));
     const [first, second] = updatesOf(outputs!);
     expect(outputs!.covers).toEqual([{ first: 0, last: 31 }]);
     expect(outputs!.messages[0]!.messages.map((m) => [m.key, m.partition])).toEqual([['0', 0], ['1', 1]]);
@@ -96,7 +97,7 @@ describe('gradientStep', () => {
   }, 120_000);
 
   it('handles the empty source, the source error, a throwing model and early unsubscribe', () => {
-    const throwing: GradientModel<TrainingSample> = {
+    const throwing: GradientModel = {
       shardCount: 1,
       gradients: () => {
         throw new Error('model broke');
@@ -106,10 +107,10 @@ describe('gradientStep', () => {
     };
     const options = { model: throwing, namespace: 'ns', workerId: 'w', updatesTopic: 'u' };
     scheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
-      expectObservable(cold<Decoded<TrainingSample>[]>('|').pipe(gradientStep(options))).toBe('|');
-      expectObservable(cold<Decoded<TrainingSample>[]>('#').pipe(gradientStep(options))).toBe('#');
-      expectObservable(cold('a|', { a: linearStream(2) }).pipe(gradientStep(options))).toBe('#', undefined, new Error('model broke'));
-      const source = cold<Decoded<TrainingSample>[]>('---a|', { a: linearStream(2) });
+      expectObservable(cold<TrainingBatch>('|').pipe(gradientStep(options))).toBe('|');
+      expectObservable(cold<TrainingBatch>('#').pipe(gradientStep(options))).toBe('#');
+      expectObservable(cold('a|', { a: batches(linearStream(2), 2)[0]! }).pipe(gradientStep(options))).toBe('#', undefined, new Error('model broke'));
+      const source = cold<TrainingBatch>('---a|', { a: batches(linearStream(2), 2)[0]! });
       expectObservable(source.pipe(gradientStep(options)), '^-!').toBe('');
       expectSubscriptions(source.subscriptions).toBe('^-!');
     });
