@@ -97,6 +97,19 @@ describe('SampleDecoder.decodeInto (the columnar input path)', () => {
     }
   });
 
+  it('reads a block of more floats than it copies at once (1,500 features), one by one, with the same result', () => {
+    const decoder = new SampleDecoder({ featureCount: 1_500 });
+    const codec = codecFor('TrainingSample');
+    const features = Array.from({ length: 1_500 }, (_, i) => Math.fround(Math.sin(i) * 100));
+    const slow = vi.spyOn(decoder, 'decode');
+    const columns = new SampleColumns(1, 1_500, 1);
+    expect(decoder.decodeInto(codec.encode(sample16({ features })), columns, origin)).toBeUndefined();
+    expect(slow).not.toHaveBeenCalled();
+    expect([...columns.features]).toEqual(features);
+    slow.mockRestore();
+    expectSameAsReference(decoder, codec.encode(sample16({ features: features.map((v, i) => (i === 1_400 ? Number.NaN : v)) })));
+  });
+
   it('reads arrays and maps written in several blocks, with and without their byte sizes', () => {
     // The Avro encoding by hand: avsc writes each array in one block, other writers may not.
     const long = (n: number) => {
