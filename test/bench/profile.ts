@@ -22,8 +22,8 @@ try {
   await fillTopic(kafka, topic, total);
   const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, total, workers);
   console.log(`${Math.round(rate)} samples/s with ${workers} worker(s); peak RSS ${JSON.stringify(peakRssMb)}; cores ${JSON.stringify(coresUsed)}; profiles in bench-results/profiles/`);
+  // The profiles are written as the processes exit: the workers' are there once the run is over.
+  for (const line of describeProfiles('bench-results/profiles', started, total)) console.log(line);
 } finally {
   await broker.stop();
 }
-// The profiles are written as the processes exit: the workers' are there once the run is over.
-for (const line of describeProfiles('bench-results/profiles', started)) console.log(line);

@@ -12,6 +12,7 @@ interface CpuProfile {
 const categories: ReadonlyArray<readonly [string, (frame: { functionName: string; url: string }) => boolean]> = [
   ['idle', (f) => f.functionName === '(idle)'],
   ['garbage collection', (f) => f.functionName === '(garbage collector)'],
+  ['start-up: loading modules and native libraries', (f) => /node:internal\/(modules|deps\/cjs-module-lexer)/.test(f.url) || ['dlopen', 'wrapSafe', 'compileFunction'].includes(f.functionName)],
   ['tensorflow native and tfjs-core', (f) => f.url.includes('@tensorflow') || f.url.includes('tfjs')],
   ['kafkajs', (f) => f.url.includes('kafkajs')],
   ['avsc (schema-driven decode, snapshots)', (f) => f.url.includes('avsc')],
@@ -45,8 +46,11 @@ export function summarizeProfile(profile: CpuProfile): { seconds: number; shares
   return { seconds: total / 1e6, shares: new Map([...micros].map(([category, us]) => [category, us / Math.max(total, 1)])) };
 }
 
-/** Lines that say where each worker's CPU went, for the profiles written in `dir` since `sinceMs`. */
-export function describeProfiles(dir: string, sinceMs: number): string[] {
+/**
+ * Lines that say where each worker's CPU went, for the profiles written in `dir` since `sinceMs`: each category's
+ * share of the busy time, and its CPU seconds per 100,000 of the `samples` the run trained (over all workers).
+ */
+export function describeProfiles(dir: string, sinceMs: number, samples: number): string[] {
   const lines: string[] = [];
   for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile')).sort()) {
     const path = join(dir, file);
@@ -56,9 +60,10 @@ export function describeProfiles(dir: string, sinceMs: number): string[] {
     if (role !== 'worker') continue;
     const { seconds, shares } = summarizeProfile(profile);
     const busy = 1 - (shares.get('idle') ?? 0);
-    lines.push(`${role} ${file}: ${seconds.toFixed(1)} s profiled, ${(busy * 100).toFixed(0)}% busy; of the busy time:`);
+    const perHundredThousand = (share: number) => ((share * seconds * 100_000) / samples).toFixed(2).padStart(5);
+    lines.push(`${role} ${file}: ${seconds.toFixed(1)} s profiled, ${(busy * 100).toFixed(0)}% busy (${perHundredThousand(busy).trim()} CPU-s per 100k samples); of the busy time:`);
     for (const [category, share] of [...shares].filter(([c]) => c !== 'idle').sort((a, b) => b[1] - a[1])) {
-      lines.push(`  ${((share / busy) * 100).toFixed(1).padStart(5)}%  ${category}`);
+      lines.push(`  ${((share / busy) * 100).toFixed(1).padStart(5)}%  ${perHundredThousand(share)} CPU-s  ${category}`);
     }
   }
   return lines;
