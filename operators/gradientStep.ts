@@ -7,7 +7,7 @@ import type { FeatureMoments, OffsetRange, Tensor, TensorEncoding, TrainingSampl
 import type { Outputs } from './checkpoint.js';
 import type { Decoded } from './decode.js';
 import type { KafkaRecord } from './lane.js';
-import { appendTimes, updateMessages, type ShardBase } from './parameterUpdates.js';
+import { appendTimes, updateMessages, type ShardBase, type UpdateSigner } from './parameterUpdates.js';
 import { validateOptions } from './validateOptions.js';
 import { windowsOf, type SampleScores } from './prequential.js';
 
@@ -54,6 +54,8 @@ export interface GradientStepOptions {
   readonly now?: () => number;
   /** Sum the samples' prequential scores per tumbling window of this many ms of event time (default 10,000). */
   readonly prequentialWindowMs?: number;
+  /** Signs each update record (`updateSigning`): the headers it returns go with the record. */
+  readonly sign?: UpdateSigner;
 }
 
 const optionsSchema = z.object({
@@ -134,7 +136,7 @@ function offsetRanges(records: readonly KafkaRecord[], spans: ReadonlyArray<{ fi
  */
 export function gradientStep(options: GradientStepOptions): OperatorFunction<TrainingBatch, Outputs> {
   const { encoding, prequentialWindowMs } = validateOptions('gradientStep', optionsSchema, options);
-  const { model, namespace, workerId, updatesTopic } = options;
+  const { model, namespace, workerId, updatesTopic, sign } = options;
   const codec = codecFor('ParameterUpdate', options.codec);
   const now = options.now ?? Date.now;
   return (source) =>
@@ -151,7 +153,7 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<Tra
         const messages = updateMessages(body, model.shardCount, (shard) => model.base(shard), (shard) => perShard[shard]!, codec, {
           featureMoments: featureMoments ?? null,
           prequential: scores ? windowsOf(samples.eventTimes, scores, prequentialWindowMs) : [],
-        });
+        }, sign);
         return { messages: [{ topic: updatesTopic, messages }], covers };
       };
 

@@ -54,14 +54,22 @@ export function updateMessages(
   tensors: (shard: number) => Tensor[],
   codec: AvroCodec<ParameterUpdate>,
   shardZero: ShardZeroExtras = noExtras,
+  sign?: UpdateSigner,
 ): Message[] {
   return Array.from({ length: shardCount }, (_, shard) => {
     const { version, updatesOffset } = base(shard);
-    const message = shardMessage(shard, codec.encode({ ...body, shard, baseVersion: version, tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) }));
-    if (updatesOffset < 0 || body.sampleCount === 0) return message;
-    return { ...message, headers: { [baseHeaders.version]: String(version), [baseHeaders.updatesOffset]: String(updatesOffset) } };
+    const value = codec.encode({ ...body, shard, baseVersion: version, tensors: tensors(shard), ...(shard === 0 ? shardZero : noExtras) });
+    const message = shardMessage(shard, value);
+    const headers = {
+      ...(updatesOffset < 0 || body.sampleCount === 0 ? {} : { [baseHeaders.version]: String(version), [baseHeaders.updatesOffset]: String(updatesOffset) }),
+      ...(sign ? sign(value) : {}),
+    };
+    return Object.keys(headers).length === 0 ? message : { ...message, headers };
   });
 }
+
+/** Signs an update record's encoded value: the headers that carry the signature (see `pipeline/common/updateSigning.ts`). */
+export type UpdateSigner = (value: Buffer) => Record<string, string>;
 
 /** The base an update record carries in its {@link baseHeaders}, if it has them. */
 export function baseOf(message: Message): ShardBase | undefined {

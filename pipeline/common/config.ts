@@ -123,6 +123,25 @@ export const experimentSchema = z.object({
       maxOutOfOrdernessMs: z.number().int().nonnegative().default(5_000),
     })
     .default({ windowMs: 10_000, maxOutOfOrdernessMs: 5_000 }),
+  /**
+   * Signed parameter updates: workers sign every update with the first key (HMAC-SHA-256, the key's id in a header),
+   * and the server refuses any update not signed with one of the keys. Each key's secret is read from an environment
+   * variable (`env`) or a file (`file`), never from this file. Off when absent.
+   */
+  updateSigning: z
+    .object({
+      keys: z
+        .array(
+          z
+            .object({ id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a key id is 1 to 64 letters, digits, dots, dashes or underscores'), env: z.string().min(1).optional(), file: z.string().min(1).optional() })
+            .strict()
+            .refine((key) => (key.env === undefined) !== (key.file === undefined), "give exactly one of 'env' and 'file'"),
+        )
+        .min(1)
+        .refine((keys) => new Set(keys.map((key) => key.id)).size === keys.length, 'key ids must differ'),
+    })
+    .strict()
+    .optional(),
   /** Serve Prometheus metrics on this port at /metrics (0: any free port). Off when absent. */
   metricsPort: z.number().int().min(0).max(65_535).optional(),
   workerId: z.string().min(1).optional(),

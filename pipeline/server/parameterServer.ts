@@ -19,6 +19,7 @@ import { createServerMetrics, type ServerMetrics } from '../common/metrics.js';
 import { ShardState, type UpdateOutcome } from './shardState.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
 import { selectBackend } from '../common/backend.js';
+import { UpdateKeys } from '../common/updateSigning.js';
 
 /** What a server reports per snapshot it publishes. */
 export interface SnapshotReport {
@@ -61,6 +62,9 @@ export interface ParameterServer {
 export async function startParameterServer(config: ExperimentConfig, options: { log?: (line: string) => void } = {}): Promise<ParameterServer> {
   const log = options.log ?? ((line: string) => console.error(line));
   const serverId = `${hostname()}-${process.pid}`;
+  // Read first: a key that cannot be read stops the server before it connects.
+  const keys = UpdateKeys.load(config.updateSigning?.keys);
+  if (keys) log(`[ps ${serverId}] taking only updates signed with one of the keys ${config.updateSigning!.keys.map((key) => `'${key.id}'`).join(', ')}`);
   const kafka = createKafka({ clientId: `streamgrad-ps-${serverId}`, brokers: config.brokers });
   const admin = kafka.admin();
   await admin.connect();
@@ -72,7 +76,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
   initial.dispose();
 
   const stop$ = new Subject<void>();
-  const serving = new Serving(kafka, config, topics, serverId, initialWeights, createServerMetrics(config.namespace, backend), log);
+  const serving = new Serving(kafka, config, topics, serverId, initialWeights, createServerMetrics(config.namespace, backend), log, keys);
   const lanes = fromKafka({
     kafka,
     topics: [topics.updates],
@@ -133,6 +137,8 @@ class Serving {
     private readonly initialWeights: InitialWeights,
     readonly metrics: ServerMetrics,
     private readonly log: (line: string) => void,
+    /** With `updateSigning`: the keys an update must be signed with. */
+    private readonly keys: UpdateKeys | undefined,
   ) {}
 
   complete(): void {
@@ -242,10 +248,16 @@ class Serving {
     const { metrics } = this;
     const { staleness, clipNorm, maxAbsGradient } = this.config.server;
     const shard = state.shard;
-    const decoded = this.updates.decode(record.value, record);
-    const update = decoded.ok ? decoded.value : undefined;
+    // An unsigned or forged record is refused before it is even decoded: nothing in it counts.
+    const unsigned = this.keys?.refusal(record.value, record.headers);
+    const decoded = unsigned === undefined ? this.updates.decode(record.value, record) : undefined;
+    const update = decoded?.ok ? decoded.value : undefined;
     if (update) metrics.staleness.observe({ shard }, state.stalenessOf(update));
-    const result = update ? state.take(update, staleness, clipNorm, maxAbsGradient) : state.refuse('DECODE', decoded.ok ? '' : decoded.error.message);
+    const result = update
+      ? state.take(update, staleness, clipNorm, maxAbsGradient)
+      : unsigned !== undefined
+        ? state.refuse('SIGNATURE', unsigned)
+        : state.refuse('DECODE', decoded && !decoded.ok ? decoded.error.message : '');
     metrics.updates.inc({ shard, outcome: result.outcome });
     this.outcomes.next(result.outcome);
     if (result.outcome === 'refused') {

@@ -24,6 +24,8 @@ export const refusalReasons = {
   DUPLICATE: 'repeats input offsets already taken in',
   /** The bytes are not a ParameterUpdate. */
   DECODE: 'cannot be decoded',
+  /** With `updateSigning`: no signature, a key the namespace does not have, or a signature that does not verify. */
+  SIGNATURE: 'is not signed with one of the namespace keys',
   /** It belongs to another experiment namespace. */
   NAMESPACE: 'is for another namespace',
   /** It names another shard than the partition it arrived on. */

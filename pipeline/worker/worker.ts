@@ -6,7 +6,8 @@ import { deadLetterMessage } from '../../operators/deadLetter.js';
 import type { Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
 import { gradientStep, type GradientModel, type TrainingBatch } from '../../operators/gradientStep.js';
-import { appendTimes, baseOf, updateMessages } from '../../operators/parameterUpdates.js';
+import { appendTimes, baseOf, updateMessages, type UpdateSigner } from '../../operators/parameterUpdates.js';
+import { UpdateKeys } from '../common/updateSigning.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
 import { SampleColumns, SampleDecoder } from '../../schemas/sampleDecoder.js';
@@ -68,7 +69,7 @@ const updateCodec = codecFor('ParameterUpdate');
  * rejected record is in the dead-letter topic and in the snapshots' counters
  * exactly once.
  */
-function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConfig, topics: NamespaceTopics, workerId: string, replica: Replica): Outputs {
+function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConfig, topics: NamespaceTopics, workerId: string, replica: Replica, sign: UpdateSigner | undefined): Outputs {
   const now = Date.now();
   const byPartition = new Map<string, OffsetRange>();
   for (const { record } of rejected) {
@@ -78,7 +79,7 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConf
     byPartition.set(key, range ? { ...range, firstOffset: Math.min(range.firstOffset, offset), lastOffset: Math.max(range.lastOffset, offset) } : { topic: record.topic, partition: record.partition, firstOffset: offset, lastOffset: offset });
   }
   const body = { namespace: config.namespace, workerId, sampleCount: 0, lossSum: 0, deadLettered: rejected.length, offsets: [...byPartition.values()], ...appendTimes(rejected.map((r) => r.record)), createdAt: now };
-  const counts = updateMessages(body, replica.shardCount, (shard) => replica.base(shard), () => [], updateCodec);
+  const counts = updateMessages(body, replica.shardCount, (shard) => replica.base(shard), () => [], updateCodec, undefined, sign);
   return {
     messages: [
       { topic: topics.deadLetters, messages: rejected.map((one) => deadLetterMessage(one, deadLetterCodec, now)) },
@@ -115,8 +116,11 @@ export interface WorkerOptions {
 export async function startWorker(config: ExperimentConfig, options: WorkerOptions = {}): Promise<Worker> {
   const log = options.log ?? ((line: string) => console.error(line));
   const workerId = config.workerId ?? `${hostname()}-${process.pid}`;
+  // Read first: a key that cannot be read stops the worker before it connects.
+  const keys = UpdateKeys.load(config.updateSigning?.keys);
   const backend = await selectBackend({ backend: config.backend });
   log(`[worker ${workerId}] TensorFlow.js backend: ${backend}`);
+  if (keys) log(`[worker ${workerId}] signing updates with key '${keys.signingKeyId}'`);
   const kafka = createKafka({ clientId: `streamgrad-worker-${workerId}`, brokers: config.brokers });
   const admin = kafka.admin();
   await admin.connect();
@@ -126,7 +130,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   // A replay that reads one partition at a time gives it the job's whole budget of updates in flight.
   const range = options.range;
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
-  const training = new Training(config, topics, workerId, replica, backend, log, partitions);
+  const training = new Training(config, topics, workerId, replica, backend, log, partitions, keys && ((value) => keys.sign(value)));
   const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
   const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: partitionDiscoveryMs, ...fetchBytes };
   const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
@@ -224,7 +228,6 @@ class Training {
   private readonly samples: SampleDecoder;
   /** The replica, with each gradient step timed and counted. */
   private readonly timedModel: GradientModel;
-
   constructor(
     private readonly config: ExperimentConfig,
     private readonly topics: NamespaceTopics,
@@ -233,6 +236,8 @@ class Training {
     backend: BackendName,
     private readonly log: (line: string) => void,
     private readonly countPartitions: () => Promise<number>,
+    /** With `updateSigning`: signs every update record with the namespace's first key. */
+    private readonly sign: UpdateSigner | undefined,
   ) {
     this.metrics = createWorkerMetrics(config.namespace, workerId, backend, () => [...this.lanes].map((lane) => ({ topic: lane.topic, partition: lane.partition, lag: lane.lag })), () => replica.foreignStaleness());
     this.maxInFlightUpdates = config.sync ? 0 : config.maxInFlightUpdates;
@@ -403,7 +408,7 @@ class Training {
         // gradientStep keeps per-lane state (error-feedback residuals) and answers each batch synchronously.
         const batches = new Subject<TrainingBatch>();
         let stepped: Outputs | undefined;
-        const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding, prequentialWindowMs: config.prequential.windowMs })).subscribe({
+        const steps = batches.pipe(gradientStep({ model: this.timedModel, namespace: config.namespace, workerId, updatesTopic: topics.updates, encoding: config.encoding, prequentialWindowMs: config.prequential.windowMs, sign: this.sign })).subscribe({
           next: (outputs) => (stepped = outputs),
           error: (error: unknown) => subscriber.error(error),
         });
@@ -448,7 +453,7 @@ class Training {
     if (rejected.length > 0) {
       this.deadLettered += rejected.length;
       this.metrics.deadLetters.inc(rejected.length);
-      messages.push(...deadLetterOutputs(rejected, this.config, this.topics, this.workerId, this.replica).messages);
+      messages.push(...deadLetterOutputs(rejected, this.config, this.topics, this.workerId, this.replica, this.sign).messages);
     }
     return { messages, covers: [{ first: Number(records[0]!.offset), last: Number(records[records.length - 1]!.offset) }] };
   }
