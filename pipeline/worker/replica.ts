@@ -333,6 +333,8 @@ interface PendingDelta {
   readonly key: string;
   readonly lastOffset: number;
   readonly deltas: ReadonlyMap<string, Float32Array>;
+  /** The variables whose shard's snapshots do not hold this delta yet: it is in their {@link LocalLearner} sums. */
+  readonly unreflected: Set<string>;
   /** Where the step stood, until shard 0's snapshots hold it (then undefined). */
   mark: StepMark | undefined;
 }
@@ -346,6 +348,11 @@ class LocalLearner {
   private readonly slots = new Map<string, Record<string, Float32Array>>();
   private steps = 0;
   private pending: PendingDelta[] = [];
+  /**
+   * Per variable, the sum of the pending deltas that its shard's newest snapshot does not hold: added onto each
+   * snapshot's values, so a snapshot costs one pass over the weights however many deltas are pending.
+   */
+  private readonly unreflectedSums = new Map<string, Float64Array>();
   private last: Map<string, Float32Array> | undefined;
   /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`). */
   private readonly foreign = new ForeignStaleness();
@@ -398,8 +405,17 @@ class LocalLearner {
   }
 
   place(owner: object, key: string, lastOffset: number): void {
-    if (this.last) this.pending.push({ owner, key, lastOffset, deltas: this.last, mark: this.foreign.mark(this.shardZeroApplied) });
+    if (this.last) {
+      this.pending.push({ owner, key, lastOffset, deltas: this.last, unreflected: new Set(this.last.keys()), mark: this.foreign.mark(this.shardZeroApplied) });
+      for (const [name, delta] of this.last) this.addToSum(name, delta, 1);
+    }
     this.last = undefined;
+  }
+
+  private addToSum(name: string, delta: Float32Array, sign: 1 | -1): void {
+    let sum = this.unreflectedSums.get(name);
+    if (!sum) this.unreflectedSums.set(name, (sum = new Float64Array(delta.length)));
+    for (let i = 0; i < delta.length; i++) sum[i]! += sign * delta[i]!;
   }
 
   /** Shard 0's snapshot, which has applied `applied` updates and holds the input up to `reflected` (per `topic:partition`). */
@@ -415,21 +431,38 @@ class LocalLearner {
   }
 
   forget(owner: object): void {
+    for (const entry of this.pending) {
+      if (entry.owner !== owner) continue;
+      for (const name of entry.unreflected) this.addToSum(name, entry.deltas.get(name)!, -1);
+    }
     this.pending = this.pending.filter((entry) => entry.owner !== owner);
+    this.resetSumsWhenIdle();
   }
 
-  /** Adds to a snapshot's `values` of `name` the deltas that it does not reflect yet (`reflected`: its last offset per input partition). */
+  /**
+   * Adds to a snapshot's `values` of `name` the deltas that it does not reflect yet (`reflected`: its last offset per
+   * input partition). Deltas it holds now leave the variable's sum for good: its shard's snapshots only move on.
+   */
   addUnreflected(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>): void {
     for (const entry of this.pending) {
-      const delta = entry.deltas.get(name);
-      if (!delta || entry.lastOffset <= (reflected.get(entry.key) ?? -1)) continue;
-      for (let i = 0; i < values.length; i++) values[i]! += delta[i]!;
+      if (!entry.unreflected.has(name) || entry.lastOffset > (reflected.get(entry.key) ?? -1)) continue;
+      entry.unreflected.delete(name);
+      this.addToSum(name, entry.deltas.get(name)!, -1);
     }
+    const sum = this.unreflectedSums.get(name);
+    if (sum) for (let i = 0; i < values.length; i++) values[i]! += sum[i]!;
   }
 
   /** Drops the deltas every shard's snapshot now holds. */
   prune(reflectedOffset: (key: string) => number): void {
     this.pending = this.pending.filter((entry) => entry.lastOffset > reflectedOffset(entry.key));
+    this.resetSumsWhenIdle();
+  }
+
+  /** With no delta pending, the sums are exactly zero: reset them, so rounding cannot build up over a long run. */
+  private resetSumsWhenIdle(): void {
+    if (this.pending.some((entry) => entry.unreflected.size > 0)) return;
+    for (const sum of this.unreflectedSums.values()) sum.fill(0);
   }
 
   private slotsOf(name: string, size: number): Record<string, Float32Array> {
