@@ -36,11 +36,6 @@ function perSampleLoss(loss: LossName, predicted: tf.Tensor, target: tf.Tensor):
   }
 }
 
-/**
- * A worker's local copy of the model. It computes gradients for micro-batches
- * (summed over the samples, weighted by each sample's weight) and knows, per
- * shard, the version its weights come from. Every tensor it makes is disposed.
- */
 /** What a replica trains on or scores: a batch in columns, or checked sample objects. */
 export type SampleInput = SampleBatch | readonly TrainingSample[];
 
@@ -48,6 +43,11 @@ function isSampleBatch(samples: SampleInput): samples is SampleBatch {
   return !Array.isArray(samples);
 }
 
+/**
+ * A worker's local copy of the model. It computes gradients for micro-batches
+ * (summed over the samples, weighted by each sample's weight) and knows, per
+ * shard, the version its weights come from. Every tensor it makes is disposed.
+ */
 export class Replica implements GradientModel {
   readonly model: tf.Sequential;
   readonly loss: LossName;
