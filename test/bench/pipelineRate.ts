@@ -8,6 +8,7 @@ import { fromKafka, gradientStep, trainingBatchOf, type Decoded } from '../../op
 import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
 import { ConsoleDisplay } from '../../pipeline/common/console.js';
 import { readSnapshots } from '../../pipeline/common/modelStore.js';
+import { readTopic } from '../../pipeline/common/readTopic.js';
 import { parseModelSpec } from '../../pipeline/common/model.js';
 import { percentile } from '../../pipeline/common/percentile.js';
 import { Replica } from '../../pipeline/worker/replica.js';
@@ -46,12 +47,16 @@ function accountedFor(total: number, shards: number): { until: Promise<void>; on
 
 /**
  * `streamgrad run` with 1 server and `workers` worker processes on a topic
- * pre-filled with `total` confluent-framed samples: samples/s applied by the
- * server between 10% and 90% of the topic (from the snapshots' own times, so
- * process start-up does not count), and the children's peak memory.
+ * pre-filled with `total` confluent-framed samples: samples/s between 10% and 90% of the topic, the slower of
+ * the server's (the snapshots' own times) and the workers' (their updates' times), so that process start-up does
+ * not count and neither does a server applying a backlog; and the children's peak memory.
  */
 export interface PipelineRate {
   readonly rate: number;
+  /** Samples/s applied by the server between 10% and 90%, timed by shard 0's snapshots. */
+  readonly serverRate: number;
+  /** Samples/s trained by the workers between 10% and 90%, timed by shard 0's committed updates. */
+  readonly workersRate: number;
   readonly peakRssMb: Readonly<Record<string, number>>;
   /** Cores each process kept busy over the run (CPU seconds / wall seconds): the children, `bench` (this process) and `broker`. */
   readonly coresUsed: Readonly<Record<string, number>>;
@@ -97,9 +102,33 @@ export async function measurePipelineRate(
   const from = history.find((s) => s.samplesApplied >= total * 0.1);
   const to = history.find((s) => s.samplesApplied >= total * 0.9);
   if (!from || !to || to.createdAt <= from.createdAt) throw new Error(`the snapshots of ${config.namespace} do not cover 10%–90% of ${total} samples`);
+  const serverRate = ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt);
+  const workersRate = await trainedRate(kafka, config.namespace, total);
   const loss = holdout ? await holdoutLoss(kafka, config, holdout) : undefined;
   await deleteNamespace(kafka, config.namespace);
-  return { rate: ((to.samplesApplied - from.samplesApplied) * 1000) / (to.createdAt - from.createdAt), peakRssMb: summary.peakRssMb, coresUsed, cpuSeconds, window: { from: from.createdAt, to: to.createdAt }, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
+  // The slower side is the pipeline's rate: timed by the snapshots alone, a server that lags the workers and then
+  // applies their backlog inside the window would count the catch-up as training.
+  return { rate: Math.min(serverRate, workersRate), serverRate, workersRate, peakRssMb: summary.peakRssMb, coresUsed, cpuSeconds, window: { from: from.createdAt, to: to.createdAt }, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
+}
+
+/** Samples/s the workers trained between 10% and 90% of `total`, timed by their committed updates' `createdAt` (shard 0's). */
+async function trainedRate(kafka: Kafka, namespace: string, total: number): Promise<number> {
+  const codec = codecFor('ParameterUpdate');
+  const steps: Array<{ at: number; samples: number }> = [];
+  await readTopic(kafka, topicsOf(namespace).updates, (record) => {
+    if (record.partition !== 0) return;
+    const update = codec.decode(record.value, record);
+    if (update.ok && update.value.sampleCount > 0) steps.push({ at: update.value.createdAt, samples: update.value.sampleCount });
+  });
+  steps.sort((a, b) => a.at - b.at);
+  let trained = 0;
+  let from: { at: number; trained: number } | undefined;
+  for (const step of steps) {
+    trained += step.samples;
+    if (!from && trained >= total * 0.1) from = { at: step.at, trained };
+    if (from && trained >= total * 0.9 && step.at > from.at) return ((trained - from.trained) * 1000) / (step.at - from.at);
+  }
+  throw new Error(`the committed updates of ${namespace} do not cover 10%–90% of ${total} samples`);
 }
 
 /** Deletes the bench's `topics`; one already gone is fine. */

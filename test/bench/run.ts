@@ -65,7 +65,7 @@ async function measureSoftmax(kafka: ReturnType<typeof createKafka>, brokers: st
     const peer = await measurePeerRate(brokers, topic, count, holdout, log, 'softmax64');
     peerRate.push(peer.rate);
     peerLoss.push(peer.holdoutLoss);
-    log(`  softmax, run ${run + 1}/${runs}: streamgrad ${Math.round(pipeline.rate)} samples/s, holdout loss ${pipeline.holdoutLoss!.toFixed(4)}; peer ${Math.round(peer.rate)} samples/s, holdout loss ${peer.holdoutLoss.toFixed(4)}`);
+    log(`  softmax, run ${run + 1}/${runs}: streamgrad ${Math.round(pipeline.rate)} samples/s (server ${Math.round(pipeline.serverRate)}, workers ${Math.round(pipeline.workersRate)}), holdout loss ${pipeline.holdoutLoss!.toFixed(4)}; peer ${Math.round(peer.rate)} samples/s, holdout loss ${peer.holdoutLoss.toFixed(4)}`);
   }
   await deleteTopics(kafka, [topic]);
   return { softmaxPipelineRate1: median(rate), softmaxPipelineHoldoutLoss: median(loss), softmaxPeerRate: median(peerRate), softmaxPeerHoldoutLoss: median(peerLoss), softmaxRuns: { rate, loss, peerRate, peerLoss } };
@@ -99,12 +99,12 @@ try {
     oneLoss.push(first.holdoutLoss!);
     rss.push(first.peakRssMb['worker-1'] ?? Number.NaN);
     log(`  cores used: ${Object.entries(first.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
-    log(`  ${Math.round(first.rate)} samples/s, holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
+    log(`  ${Math.round(first.rate)} samples/s (server ${Math.round(first.serverRate)}, workers ${Math.round(first.workersRate)}), holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
     log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
     const second = await measurePipelineRate(kafka, brokers, topic, total, 2, { brokerPid });
     two.push(second.rate);
     cores.push(second.coresUsed);
-    log(`  ${Math.round(second.rate)} samples/s`);
+    log(`  ${Math.round(second.rate)} samples/s (server ${Math.round(second.serverRate)}, workers ${Math.round(second.workersRate)})`);
   }
   Object.assign(results, { pipelineRate1: median(one), pipelineHoldoutLoss: median(oneLoss), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, oneLoss, two }, coresUsed: { pipelineRate1: cores[cores.length - 2], pipelineRate2: cores[cores.length - 1] } });
   const peer: number[] = [];
