@@ -1,4 +1,4 @@
-import type { Message } from 'kafkajs';
+import type { IHeaders, Message } from 'kafkajs';
 import type { AvroCodec } from '../schemas/codec.js';
 import type { OffsetRange, ParameterUpdate, Tensor } from '../schemas/types.js';
 
@@ -74,11 +74,17 @@ export type UpdateSigner = (value: Buffer) => Record<string, string>;
 /** The base an update record carries in its {@link baseHeaders}, if it has them. */
 export function baseOf(message: Message): ShardBase | undefined {
   const read = (name: string) => {
-    const value = message.headers?.[name];
-    const number = value === undefined || Array.isArray(value) ? Number.NaN : Number(String(value));
+    const number = Number(headerText(message.headers, name) ?? Number.NaN);
     return Number.isSafeInteger(number) && number >= 0 ? number : undefined;
   };
   const version = read(baseHeaders.version);
   const updatesOffset = read(baseHeaders.updatesOffset);
   return version === undefined || updatesOffset === undefined ? undefined : { version, updatesOffset };
+}
+
+/** A record header as text (a Buffer read as UTF-8), or undefined when it is missing or repeated. */
+export function headerText(headers: IHeaders | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  if (value === undefined || Array.isArray(value)) return undefined;
+  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
 }

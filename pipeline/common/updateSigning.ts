@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IHeaders } from 'kafkajs';
+import { headerText } from '../../operators/parameterUpdates.js';
 import { ConfigError } from '../../schemas/errors.js';
 
 /**
@@ -54,12 +55,6 @@ function secretOf(source: SigningKeySource, index: number): Buffer {
 
 function hmac(secret: Buffer, value: Buffer): Buffer {
   return createHmac('sha256', secret).update(value).digest();
-}
-
-function headerText(headers: IHeaders | undefined, name: string): string | undefined {
-  const value = headers?.[name];
-  if (value === undefined || Array.isArray(value)) return undefined;
-  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
 }
 
 /**

@@ -8,8 +8,8 @@
  *     {"name":"2 workers, 13 late","workers":2,"delay":13}]' npx tsx test/bench/asynchronyCost.ts
  *
  * A variant: `workers`, `delay`; `sequential` (one partition after another, as `replay --sync`) or each worker's
- * lanes in turn, `chunk` batches at a time; `model` overrides the model spec (`mix: true`: each batch takes 64 records
- * of every partition). SHUFFLE=1 shuffles the stream first: no daily cycle in the order of the samples. SEEDS: the
+ * lanes in turn, `chunk` batches at a time, or with `mix` each batch 64 records of every partition; `model` overrides the
+ * model spec. SHUFFLE=1 shuffles the stream first: no daily cycle in the order of the samples. SEEDS: the
  * model seeds to take the median over.
  */
 import { selectBackend } from '../../pipeline/common/backend.js';
@@ -37,12 +37,11 @@ if (process.env.SHUFFLE === '1') {
 const partitions: TrainingSample[][] = [[], [], [], []];
 readings.forEach((r) => partitions[Number(r.deviceId.replace(/\D/g, '')) % 4]!.push(r));
 
-function run(model: object, workers: number, delay: number, sequentialOrder = false, chunk = 1): number {
-  const { mix: _mix, ...rest } = model as { mix?: boolean };
-  const spec = parseModelSpec({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 }, ...rest });
+function run(model: object, workers: number, delay: number, sequentialOrder = false, chunk = 1, mix = false): number {
+  const spec = parseModelSpec({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 }, ...model });
   const job = new InProcessJob(spec, workers, delay);
   const cursor = [0, 0, 0, 0];
-  if ((model as { mix?: boolean }).mix) {
+  if (mix) {
     // One batch of 256 from all 4 partitions (64 each), worker w taking every workers-th batch.
     for (let s = 0, step = 0; s < partitions[0]!.length; s += 64, step++) {
       const batch = partitions.flatMap((part) => part.slice(s, s + 64));
@@ -78,10 +77,10 @@ function run(model: object, workers: number, delay: number, sequentialOrder = fa
   return sum / holdout.length;
 }
 
-const variants = JSON.parse(process.env.VARIANTS ?? '[]') as Array<{ name: string; model?: object; workers: number; delay: number; sequential?: boolean; chunk?: number }>;
+const variants = JSON.parse(process.env.VARIANTS ?? '[]') as Array<{ name: string; model?: object; workers: number; delay: number; sequential?: boolean; chunk?: number; mix?: boolean }>;
 const seeds = (process.env.SEEDS ?? '1').split(',').map(Number);
 for (const v of variants) {
-  const losses = seeds.map((seed) => run({ seed, ...(v.model ?? {}) }, v.workers, v.delay, v.sequential, v.chunk));
+  const losses = seeds.map((seed) => run({ seed, ...(v.model ?? {}) }, v.workers, v.delay, v.sequential, v.chunk, v.mix));
   const sorted = [...losses].sort((a, b) => a - b);
   console.log(`${v.name}: median ${sorted[Math.floor(sorted.length / 2)]!.toExponential(3)} (${losses.map((l) => l.toExponential(2)).join(', ')})`);
 }
