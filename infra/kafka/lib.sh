@@ -70,6 +70,7 @@ instance_running() { [ -n "$(instance_pids "$1")" ]; }
 instance_value() { sed -n "s/^$2=//p" "$1/instance.env" 2>/dev/null; }
 instance_bootstrap() { instance_value "$1" BOOTSTRAP; }
 instance_nodes() { instance_value "$1" NODES; }
+instance_secure() { local v; v="$(instance_value "$1" SECURE)"; echo "${v:-false}"; }
 
 bootstrap_for() {
   local nodes="$1" port="$2" host="${3:-127.0.0.1}" out="" i
@@ -78,8 +79,120 @@ bootstrap_for() {
 }
 
 # True once the brokers answer a metadata request and all `expected` of them are registered.
+# A secure instance (data dir $3) is probed over TLS as its admin user.
 probe() {
-  node "$here/probe.mjs" "$1" "$2" >/dev/null 2>&1
+  if [ -n "${3:-}" ] && [ "$(instance_secure "$3")" = true ]; then
+    PROBE_CA_FILE="$3/secrets/ca.pem" PROBE_USER=admin PROBE_PASSWORD_FILE="$3/secrets/admin.password" \
+      node "$here/probe.mjs" "$1" "$2" >/dev/null 2>&1
+  else
+    node "$here/probe.mjs" "$1" "$2" >/dev/null 2>&1
+  fi
+}
+
+# --- secure instances: a local CA, certificates, SCRAM users -----------------------------------------------
+
+# The SCRAM users of a secure instance: the brokers' own, a super user for administration, and one per role.
+secure_users=(broker admin worker server reader)
+
+require_openssl() {
+  command -v openssl >/dev/null 2>&1 \
+    || die "--secure needs 'openssl' on PATH to make a local CA and certificates (Debian/Ubuntu: apt-get install openssl)"
+}
+
+# Issues a certificate for CN $2 signed by the CA in $1, as $1/$3.key (PKCS#8) and $1/$3.crt, with extensions $4.
+issue_cert() {
+  local dir="$1" cn="$2" name="$3" ext="$4"
+  openssl req -newkey rsa:2048 -nodes -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$cn" 2>/dev/null || return 1
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 3650 \
+    -out "$dir/$name.crt" -extfile <(printf '%b\n' "$ext") 2>/dev/null || return 1
+  rm -f "$dir/$name.csr"
+  chmod 600 "$dir/$name.key"
+}
+
+# Creates, once, in $1: a CA, a broker certificate for 127.0.0.1, localhost and $2 (for server and client use: the
+# brokers authenticate to the controllers with it), a client certificate, and a random password per user.
+ensure_secrets() {
+  local dir="$1" host="$2" user
+  require_openssl
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [ ! -s "$dir/ca.pem" ]; then
+    log "making a local CA and certificates in $dir (once)"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
+      -subj "/CN=streamgrad local test CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "openssl could not make the CA in $dir"
+    chmod 600 "$dir/ca.key"
+    rm -f "$dir/broker.host"
+    issue_cert "$dir" streamgrad-client client 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment' \
+      || die "openssl could not issue the client certificate in $dir"
+  fi
+  if [ "$(cat "$dir/broker.host" 2>/dev/null)" != "$host" ]; then
+    issue_cert "$dir" streamgrad-broker broker \
+      "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:$host\\nextendedKeyUsage=serverAuth,clientAuth\\nkeyUsage=digitalSignature,keyEncipherment" \
+      || die "openssl could not issue the broker certificate in $dir"
+    cat "$dir/broker.key" "$dir/broker.crt" >"$dir/broker-keystore.pem"
+    chmod 600 "$dir/broker-keystore.pem"
+    echo "$host" >"$dir/broker.host"
+  fi
+  for user in "${secure_users[@]}"; do
+    [ -s "$dir/$user.password" ] || (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$dir/$user.password")
+  done
+}
+
+password_of() { tr -d '\n' <"$1/$2.password"; }
+
+# The listener settings of one node: plaintext, or SASL_SSL for clients and brokers plus mutual TLS to the controllers.
+listener_properties() {
+  local secure="$1" host="$2" port="$3" controller_port="$4" dir="$5" user plain_users=""
+  if [ "$secure" != true ]; then
+    printf '%s\n' \
+      "listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$controller_port" \
+      "advertised.listeners=PLAINTEXT://$host:$port" \
+      "inter.broker.listener.name=PLAINTEXT" \
+      "controller.listener.names=CONTROLLER" \
+      "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    return 0
+  fi
+  for user in "${secure_users[@]}"; do plain_users+=" user_$user=\"$(password_of "$dir" "$user")\""; done
+  printf '%s\n' \
+    "listeners=SECURE://$host:$port,CONTROLLER://127.0.0.1:$controller_port" \
+    "advertised.listeners=SECURE://$host:$port" \
+    "inter.broker.listener.name=SECURE" \
+    "controller.listener.names=CONTROLLER" \
+    "listener.security.protocol.map=SECURE:SASL_SSL,CONTROLLER:SSL" \
+    "ssl.keystore.type=PEM" \
+    "ssl.keystore.location=$dir/broker-keystore.pem" \
+    "ssl.truststore.type=PEM" \
+    "ssl.truststore.location=$dir/ca.pem" \
+    "listener.name.controller.ssl.client.auth=required" \
+    "listener.name.secure.ssl.client.auth=requested" \
+    "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN" \
+    "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512" \
+    "listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"broker\" password=\"$(password_of "$dir" broker)\";" \
+    "listener.name.secure.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;" \
+    "listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"broker\" password=\"$(password_of "$dir" broker)\"$plain_users;" \
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" \
+    "super.users=User:broker;User:admin;User:CN=streamgrad-broker" \
+    "allow.everyone.if.no.acl.found=false"
+}
+
+# The StorageTool arguments that create every user's SCRAM credentials (both mechanisms) at format time.
+scram_format_args() {
+  local secure="$1" dir="$2" user mechanism
+  [ "$secure" = true ] || return 0
+  for user in "${secure_users[@]}"; do
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+      printf -- '--add-scram %s=[name=%s,password=%s] ' "$mechanism" "$user" "$(password_of "$dir" "$user")"
+    done
+  done
+}
+
+describe_secrets() {
+  local dir="$1"
+  log "secure: SASL_SSL (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN), ACLs enforced, super users broker and admin"
+  log "  CA certificate:      $dir/ca.pem"
+  log "  client certificate:  $dir/client.crt (key $dir/client.key), for mutual TLS"
+  log "  users and passwords: ${secure_users[*]}, each in $dir/<user>.password"
 }
 
 port_free() {

@@ -30,8 +30,8 @@ export function experimentIn(file: string, namespace: string | undefined): Exper
 
 /** A client for the experiment's brokers (checked reachable first) and the names of the topics they hold. */
 export async function connectTo(config: ExperimentConfig, command: string): Promise<{ readonly kafka: Kafka; readonly topics: ReadonlySet<string> }> {
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-${command}-${process.pid}`, brokers: config.brokers });
+  await assertReachable(config);
+  const kafka = createKafka(config, `streamgrad-${command}-${process.pid}`);
   const admin = kafka.admin();
   await admin.connect();
   const topics = new Set(await admin.listTopics().finally(() => admin.disconnect()));

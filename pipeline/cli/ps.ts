@@ -9,7 +9,7 @@ import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 
 async function serverCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
-  await assertReachable(config.brokers);
+  await assertReachable(config);
   await runUntilSignal((server) => `ps ${server.serverId}`, async () => {
     const server = await startParameterServer(config);
     await withMetrics(`ps ${server.serverId}`, server.metrics.registry, options.metricsPort ?? config.metricsPort, server.done);

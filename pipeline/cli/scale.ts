@@ -10,9 +10,9 @@ import { integer, configOption, example } from './options.js';
 async function scaleCommand(options: { config: string; partitions?: number; workers?: number }): Promise<void> {
   if (options.partitions === undefined && options.workers === undefined) throw new ConfigError('--partitions', 'give --partitions N, --workers K, or both');
   const config = loadExperiment(options.config);
-  await assertReachable(config.brokers);
+  await assertReachable(config);
   if (options.partitions !== undefined) {
-    const kafka = createKafka({ clientId: `streamgrad-scale-${process.pid}`, brokers: config.brokers });
+    const kafka = createKafka(config, `streamgrad-scale-${process.pid}`);
     const before = await growInputTopic(kafka, config.inputTopic, options.partitions);
     console.error(before === options.partitions ? `${config.inputTopic} already has ${before} partitions` : `${config.inputTopic}: ${before} → ${options.partitions} partitions; the workers take the new ones within seconds`);
   }

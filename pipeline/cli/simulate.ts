@@ -18,8 +18,8 @@ interface SimulateOptions {
 
 async function simulateCommand(options: SimulateOptions): Promise<void> {
   const config = loadExperiment(options.config);
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-simulate-${process.pid}`, brokers: config.brokers });
+  await assertReachable(config);
+  const kafka = createKafka(config, `streamgrad-simulate-${process.pid}`);
   await ensureExperimentTopics(kafka, config, true);
   const settings = {
     ...config.simulator,

@@ -5,8 +5,8 @@ import { positive, configOption, example, experimentIn } from './options.js';
 
 async function statusCommand(options: { config: string; namespace?: string; watch?: boolean; interval: number; json?: boolean }): Promise<void> {
   const config = experimentIn(options.config, options.namespace);
-  await assertReachable(config.brokers);
-  const reader = new StatusReader(createKafka({ clientId: `streamgrad-status-${process.pid}`, brokers: config.brokers }), config);
+  await assertReachable(config);
+  const reader = new StatusReader(createKafka(config, `streamgrad-status-${process.pid}`), config);
   await reader.start();
   try {
     await reader.catchUp();

@@ -8,7 +8,7 @@ import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 
 async function workerCommand(options: { config: string; workerId?: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
-  await assertReachable(config.brokers);
+  await assertReachable(config);
   await runUntilSignal((worker) => `worker ${worker.workerId}`, async () => {
     const worker = await startWorker(options.workerId ? { ...config, workerId: options.workerId } : config);
     await withMetrics(`worker ${worker.workerId}`, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);

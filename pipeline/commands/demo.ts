@@ -53,7 +53,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     };
     const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display, onReport });
 
-    const kafka = createKafka({ clientId: 'streamgrad-demo', brokers: broker.brokers });
+    const kafka = createKafka({ brokers: broker.brokers }, 'streamgrad-demo');
     const snapshots = await latestSnapshots(kafka, namespace);
     let exported = '(no snapshot to export)';
     if (snapshots.size === config.model.shards) {

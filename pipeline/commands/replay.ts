@@ -109,8 +109,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
     // In sync mode every update waits for its snapshot: make one per update.
     server: options.sync ? { ...options.config.server, snapshotEveryUpdates: 1 } : options.config.server,
   };
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-replay-${process.pid}`, brokers: config.brokers });
+  await assertReachable(config);
+  const kafka = createKafka(config, `streamgrad-replay-${process.pid}`);
   const admin = kafka.admin();
   await admin.connect();
   const taken = (await admin.listTopics()).filter((t) => Object.values(topicsOf(namespace)).includes(t));

@@ -113,8 +113,8 @@ function stopTriggers(options: RunOptions, signal: StopSignal): () => void {
  */
 export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   const { config, display } = options;
-  await assertReachable(config.brokers);
-  const kafka = createKafka({ clientId: `streamgrad-run-${process.pid}`, brokers: config.brokers });
+  await assertReachable(config);
+  const kafka = createKafka(config, `streamgrad-run-${process.pid}`);
   await ensureExperimentTopics(kafka, config);
 
   const signal = new StopSignal();

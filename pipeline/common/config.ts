@@ -5,6 +5,7 @@ import { validateOptions } from '../../operators/validateOptions.js';
 import { ConfigError } from '../../schemas/errors.js';
 import { backendNames } from './backend.js';
 import { modelSpecSchema } from './model.js';
+import { oneSecretSource, oneSecretSourceMessage, secretSourceSchema, secretSourceShape } from './secrets.js';
 
 /** Policy `retrain` needs a staleness bound of at least this many times the budget of updates in flight (see `parseExperiment`). */
 export const minimumBoundFactor = 4;
@@ -32,6 +33,37 @@ function boundGiven(input: unknown): boolean {
 export const experimentSchema = z.object({
   /** Kafka bootstrap servers; KAFKA_BROKERS overrides them. */
   brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:19092']),
+  /**
+   * How every process connects to the brokers: TLS (`tls`) and SASL authentication (`sasl`). Plaintext without
+   * credentials when absent. File paths are relative to the working directory.
+   */
+  security: z
+    .object({
+      tls: z
+        .object({
+          /** TLS on (the default once `tls` is given), or off. */
+          enabled: z.boolean().default(true),
+          /** PEM file of the CA certificates the brokers' certificates are checked against (default: Node's own CAs). */
+          caFile: z.string().min(1).optional(),
+          /** PEM certificate and private key of this client, for brokers that ask for mutual TLS: both or neither. */
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+        })
+        .strict()
+        .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), "give both 'certFile' and 'keyFile', or neither")
+        .optional(),
+      sasl: z
+        .object({
+          mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+          username: z.string().min(1),
+          /** Where the password is: `{ "env": "VAR" }` or `{ "file": "path" }`. */
+          password: secretSourceSchema,
+        })
+        .strict()
+        .optional(),
+    })
+    .strict()
+    .optional(),
   /** The experiment namespace: topics `<ns>.updates`, `<ns>.model`, `<ns>.dlq`. */
   namespace: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores only'),
   /** The topic of TrainingSamples. */
@@ -133,9 +165,9 @@ export const experimentSchema = z.object({
       keys: z
         .array(
           z
-            .object({ id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a key id is 1 to 64 letters, digits, dots, dashes or underscores'), env: z.string().min(1).optional(), file: z.string().min(1).optional() })
+            .object({ id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a key id is 1 to 64 letters, digits, dots, dashes or underscores'), ...secretSourceShape })
             .strict()
-            .refine((key) => (key.env === undefined) !== (key.file === undefined), "give exactly one of 'env' and 'file'"),
+            .refine(oneSecretSource, oneSecretSourceMessage),
         )
         .min(1)
         .refine((keys) => new Set(keys.map((key) => key.id)).size === keys.length, 'key ids must differ'),

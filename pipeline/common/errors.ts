@@ -14,7 +14,7 @@ export class NamespaceError extends StreamgradError {
 /** No broker answers at the configured bootstrap addresses. */
 export class BrokerUnreachableError extends StreamgradError {
   constructor(readonly brokers: readonly string[], detail: string, cause?: unknown) {
-    super('BROKER', `cannot reach Kafka at ${brokers.join(',')} (config brokers or KAFKA_BROKERS): ${detail}`, { retriable: true, cause });
+    super('BROKER', `cannot connect to Kafka at ${brokers.join(',')} (config brokers or KAFKA_BROKERS): ${detail}`, { retriable: true, cause });
   }
 }
 

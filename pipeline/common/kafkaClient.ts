@@ -1,5 +1,9 @@
-import { Kafka, logLevel, type LogEntry, type logCreator } from 'kafkajs';
+import { readFileSync } from 'node:fs';
+import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator, type SASLOptions } from 'kafkajs';
+import { ConfigError } from '../../schemas/errors.js';
+import type { ExperimentConfig } from './config.js';
 import { BrokerUnreachableError } from './errors.js';
+import { readSecret } from './secrets.js';
 
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
 // CONCURRENT_TRANSACTIONS, and kafkajs retries it, successfully, after logging it as an ERROR.
@@ -18,27 +22,108 @@ const quietLogCreator: logCreator = () => ({ namespace, level, log }: LogEntry) 
   else console.warn(line);
 };
 
-/**
- * The Kafka client every streamgrad process uses: one place for client ids and logging. Retries keep kafkajs'
- * defaults: a client-wide retry setting would also cap the idempotent producers' retries, which kafkajs keeps
- * unlimited for exactly-once.
- */
-export function createKafka(options: { clientId: string; brokers: readonly string[] }): Kafka {
-  return new Kafka({ clientId: options.clientId, brokers: [...options.brokers], logLevel: logLevel.WARN, logCreator: quietLogCreator });
+/** Where the brokers are and how to connect to them: the `brokers` and `security` of an experiment. */
+export type KafkaAccess = Pick<ExperimentConfig, 'brokers' | 'security'>;
+
+function readPem(file: string, field: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(field, `cannot read ${file} (${what}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+/** kafkajs' `ssl` and `sasl` options for `security`, with files and secrets read now; errors name the field. */
+function securityOptions(security: KafkaAccess['security']): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+  const tls = security?.tls;
+  const sasl = security?.sasl;
+  const field = 'config.security';
+  const ssl =
+    tls === undefined || !tls.enabled
+      ? undefined
+      : {
+          ...(tls.caFile === undefined ? {} : { ca: [readPem(tls.caFile, `${field}.tls.caFile`, 'the CA certificates')] }),
+          ...(tls.certFile === undefined ? {} : { cert: readPem(tls.certFile, `${field}.tls.certFile`, 'the client certificate') }),
+          ...(tls.keyFile === undefined ? {} : { key: readPem(tls.keyFile, `${field}.tls.keyFile`, 'the client key') }),
+        };
+  const password = sasl === undefined ? undefined : readSecret(sasl.password, `${field}.sasl.password`, `the password of Kafka user '${sasl.username}'`);
+  // kafkajs types `sasl` as a union keyed by the mechanism; the three the schema allows take a username and password.
+  const saslOptions = sasl === undefined ? undefined : ({ mechanism: sasl.mechanism, username: sasl.username, password } as SASLOptions);
+  return { ...(ssl === undefined ? {} : { ssl }), ...(saslOptions === undefined ? {} : { sasl: saslOptions }) };
 }
 
 /**
- * Checks that a broker answers at `brokers`, quickly (a few seconds, not kafkajs'
- * default half minute of retries): a command fails with one clear line instead.
+ * The Kafka client every streamgrad process uses: one place for client ids, TLS, SASL and logging. Retries keep
+ * kafkajs' defaults: a client-wide retry setting would also cap the idempotent producers' retries, which kafkajs
+ * keeps unlimited for exactly-once.
  */
-export async function assertReachable(brokers: readonly string[]): Promise<void> {
-  const probe = new Kafka({ clientId: 'streamgrad-probe', brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000, retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 } });
+export function createKafka(access: KafkaAccess, clientId: string): Kafka {
+  return new Kafka({ clientId, brokers: [...access.brokers], ...securityOptions(access.security), logLevel: logLevel.WARN, logCreator: quietLogCreator });
+}
+
+/** TLS errors that mean the broker's certificate is not trusted by the configured CAs, or not for this address. */
+const untrustedCertificateCodes = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** The error codes along `error`'s cause chain (kafkajs wraps the socket's error). */
+function errorCodes(error: unknown): string[] {
+  const codes: string[] = [];
+  for (let at = error as { code?: unknown; cause?: unknown; originalError?: unknown } | undefined; at !== undefined && at !== null && codes.length < 8; ) {
+    if (typeof at.code === 'string') codes.push(at.code);
+    at = (at.cause ?? at.originalError) as typeof at;
+  }
+  return codes;
+}
+
+/**
+ * Why a connection to the brokers failed, in one line that names the cause and the setting to look at: refused
+ * credentials, an untrusted certificate, TLS to a plaintext listener, or a broker that wants TLS or SASL.
+ */
+export function describeConnectionFailure(cause: unknown, security: KafkaAccess['security']): string {
+  const error = cause as Error;
+  const message = error?.message ?? String(cause);
+  const tlsOn = security?.tls?.enabled === true;
+  const sasl = security?.sasl;
+  if (error?.name === 'KafkaJSSASLAuthenticationError') {
+    const where = sasl === undefined ? '' : ` (password from ${sasl.password.env === undefined ? `file ${sasl.password.file}` : `environment variable ${sasl.password.env}`})`;
+    return `the broker refused the credentials of user '${sasl?.username ?? '?'}' (SASL ${sasl?.mechanism ?? '?'}): check config.security.sasl.username and its password${where}. ${message}`;
+  }
+  const tlsCode = errorCodes(cause).find((code) => untrustedCertificateCodes.has(code));
+  if (tlsCode !== undefined) {
+    const ca = security?.tls?.caFile;
+    const hint = tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID' ? "the broker's certificate is not issued for the address in config.brokers" : ca === undefined ? "set config.security.tls.caFile to the CA that signed the broker's certificate" : `the broker's certificate is not signed by a CA in ${ca} (config.security.tls.caFile)`;
+    return `the broker's TLS certificate is not trusted (${tlsCode}): ${hint}`;
+  }
+  if (tlsOn && /before secure TLS connection was established|wrong version number|ECONNRESET/i.test(`${message} ${errorCodes(cause).join(' ')}`)) {
+    return `the broker closed the connection during the TLS handshake: is it a plaintext listener? (config.security.tls is on). ${message}`;
+  }
+  if (/Closed connection|ECONNRESET|socket hang up/i.test(`${message} ${errorCodes(cause).join(' ')}`)) {
+    const wants = tlsOn ? 'SASL authentication (config.security.sasl)' : sasl === undefined ? 'TLS (config.security.tls) or SASL authentication (config.security.sasl)' : 'TLS (config.security.tls)';
+    return `the broker closed the connection at once: it probably requires ${wants}. ${message}`;
+  }
+  return message;
+}
+
+/**
+ * Checks that a broker answers at `brokers` and accepts this client's TLS and credentials, quickly (a few seconds,
+ * not kafkajs' default half minute of retries): a command fails with one clear line instead.
+ */
+export async function assertReachable(access: KafkaAccess): Promise<void> {
+  const probe = new Kafka({ clientId: 'streamgrad-probe', brokers: [...access.brokers], ...securityOptions(access.security), logLevel: logLevel.NOTHING, connectionTimeout: 3_000, retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1_000 } });
   const admin = probe.admin();
   try {
     await admin.connect();
     await admin.describeCluster();
   } catch (cause) {
-    throw new BrokerUnreachableError(brokers, (cause as Error).message, cause);
+    throw new BrokerUnreachableError(access.brokers, describeConnectionFailure(cause, access.security), cause);
   } finally {
     await admin.disconnect().catch(() => {});
   }

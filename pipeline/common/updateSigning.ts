@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { IHeaders } from 'kafkajs';
 import { headerText } from '../../operators/parameterUpdates.js';
 import { ConfigError } from '../../schemas/errors.js';
+import { readSecret, type SecretSource } from './secrets.js';
 
 /**
  * Signed parameter updates (issue 16): a worker signs the encoded value of every update record with HMAC-SHA-256 under
@@ -15,12 +15,8 @@ import { ConfigError } from '../../schemas/errors.js';
 export const signatureHeaders = { keyId: 'streamgrad-key-id', signature: 'streamgrad-signature' } as const;
 
 /** One key of `updateSigning.keys` in the experiment file: its id and where its secret is. */
-export interface SigningKeySource {
+export interface SigningKeySource extends SecretSource {
   readonly id: string;
-  /** The name of the environment variable that holds the secret. */
-  readonly env?: string | undefined;
-  /** A file whose contents (trailing newline removed) are the secret. */
-  readonly file?: string | undefined;
 }
 
 /** A secret shorter than this many bytes is refused: HMAC-SHA-256 wants at least 128 bits of key. */
@@ -34,22 +30,8 @@ interface SigningKey {
 /** Reads the secret of `source`, the `index`th key; the error names the field and the variable or file, never the secret. */
 function secretOf(source: SigningKeySource, index: number): Buffer {
   const field = `config.updateSigning.keys.${index}`;
-  let secret: string;
-  if (source.env !== undefined) {
-    const value = process.env[source.env];
-    if (value === undefined || value === '') throw new ConfigError(`${field}.env`, `the environment variable ${source.env} (the secret of key '${source.id}') is not set`);
-    secret = value;
-  } else if (source.file !== undefined) {
-    try {
-      secret = readFileSync(source.file, 'utf8').replace(/\r?\n$/, '');
-    } catch (error) {
-      throw new ConfigError(`${field}.file`, `cannot read ${source.file} (the secret of key '${source.id}'): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-  } else {
-    throw new ConfigError(field, `key '${source.id}' needs 'env' or 'file', where its secret is`);
-  }
-  const bytes = Buffer.from(secret, 'utf8');
-  if (bytes.length < minimumSecretBytes) throw new ConfigError(`${field}`, `the secret of key '${source.id}' has ${bytes.length} bytes; it needs at least ${minimumSecretBytes}`);
+  const bytes = Buffer.from(readSecret(source, field, `the secret of key '${source.id}'`), 'utf8');
+  if (bytes.length < minimumSecretBytes) throw new ConfigError(field, `the secret of key '${source.id}' has ${bytes.length} bytes; it needs at least ${minimumSecretBytes}`);
   return bytes;
 }
 

@@ -65,7 +65,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
   // Read first: a key that cannot be read stops the server before it connects.
   const keys = UpdateKeys.load(config.updateSigning?.keys);
   if (keys) log(`[ps ${serverId}] taking only updates signed with one of the keys ${config.updateSigning!.keys.map((key) => `'${key.id}'`).join(', ')}`);
-  const kafka = createKafka({ clientId: `streamgrad-ps-${serverId}`, brokers: config.brokers });
+  const kafka = createKafka(config, `streamgrad-ps-${serverId}`);
   const admin = kafka.admin();
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());

@@ -121,7 +121,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const backend = await selectBackend({ backend: config.backend });
   log(`[worker ${workerId}] TensorFlow.js backend: ${backend}`);
   if (keys) log(`[worker ${workerId}] signing updates with key '${keys.signingKeyId}'`);
-  const kafka = createKafka({ clientId: `streamgrad-worker-${workerId}`, brokers: config.brokers });
+  const kafka = createKafka(config, `streamgrad-worker-${workerId}`);
   const admin = kafka.admin();
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());

@@ -16,7 +16,7 @@ const workers = Number(process.argv[2] ?? 1);
 const broker = await acquireTestBroker();
 try {
   const brokers = broker.brokers.split(',');
-  const kafka = createKafka({ clientId: 'streamgrad-profile', brokers });
+  const kafka = createKafka({ brokers }, 'streamgrad-profile');
   const topic = `profile-${randomUUID().slice(0, 8)}`;
   const total = Number(process.argv[3] ?? 200_000);
   await fillTopic(kafka, topic, total);

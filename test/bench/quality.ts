@@ -231,7 +231,7 @@ if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLTo
   const broker = await acquireTestBroker();
   const brokers = broker.brokers.split(',');
   try {
-    const quality = await measureQuality(createKafka({ clientId: 'streamgrad-quality', brokers }), brokers, { quick: process.argv.includes('--quick'), log: (line) => console.error(`[bench] ${line}`) });
+    const quality = await measureQuality(createKafka({ brokers }, 'streamgrad-quality'), brokers, { quick: process.argv.includes('--quick'), log: (line) => console.error(`[bench] ${line}`) });
     console.log(JSON.stringify(quality, null, 2));
   } finally {
     await broker.stop();

@@ -73,7 +73,7 @@ async function measureSoftmax(kafka: ReturnType<typeof createKafka>, brokers: st
 
 const broker = await acquireTestBroker();
 const brokers = broker.brokers.split(',');
-const kafka = createKafka({ clientId: 'streamgrad-bench', brokers });
+const kafka = createKafka({ brokers }, 'streamgrad-bench');
 const results: Record<string, unknown> = {};
 let quality: Quality | undefined;
 // The broker's process, for its CPU share (the infra/ broker only).

@@ -99,7 +99,7 @@ const broker = await acquireTestBroker();
 if (broker.source !== 'infra') throw new Error('bench:scaling pins the broker process: it needs the infra/ broker (unset KAFKA_BROKERS)');
 const brokerPid = Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim());
 const brokers = broker.brokers.split(',');
-const kafka = createKafka({ clientId: 'streamgrad-bench-scaling', brokers });
+const kafka = createKafka({ brokers }, 'streamgrad-bench-scaling');
 const results = new Map<string, { rates: number[]; costs: Array<Record<Role, number>>; cores: Array<Readonly<Record<string, number>>> }>();
 try {
   const topic = `bench-scaling-${randomUUID().slice(0, 8)}`;

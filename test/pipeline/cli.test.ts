@@ -57,7 +57,7 @@ describe('streamgrad CLI', () => {
     const startedAt = Date.now();
     const { code, stderr } = await runCli(['run', '--config', writeExperimentFile(experiment())], { KAFKA_BROKERS: '127.0.0.1:1' });
     expect(code).toBe(2);
-    expect(stderr).toEqual([expect.stringMatching(/^streamgrad: cannot reach Kafka at 127\.0\.0\.1:1 \(config brokers or KAFKA_BROKERS\): /)]);
+    expect(stderr).toEqual([expect.stringMatching(/^streamgrad: cannot connect to Kafka at 127\.0\.0\.1:1 \(config brokers or KAFKA_BROKERS\): /)]);
     expect(Date.now() - startedAt).toBeLessThan(20_000);
   }, 30_000);
 
