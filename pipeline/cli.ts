@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { StreamgradError } from '../schemas/errors.js';
 import { exitCodeOf } from './common/errors.js';
+import { explainFailure } from './common/kafkaClient.js';
 import { packageInfo } from './common/packageInfo.js';
 import { addDemoCommand } from './cli/demo.js';
 import { addUpCommand } from './cli/up.js';
@@ -13,6 +14,7 @@ import { addRunCommand } from './cli/run.js';
 import { addReplayCommand } from './cli/replay.js';
 import { addScaleCommand } from './cli/scale.js';
 import { addStatusCommand } from './cli/status.js';
+import { addAclsCommand } from './cli/acls.js';
 import { addAuditCommand } from './cli/audit.js';
 import { addEvaluateCommand } from './cli/evaluate.js';
 import { addExportCommand } from './cli/export.js';
@@ -43,6 +45,7 @@ export function buildCli(): Command {
   addExportCommand(program);
   addWorkerCommand(program);
   addPsCommand(program);
+  addAclsCommand(program);
   return program;
 }
 
@@ -55,9 +58,10 @@ if (invokedDirectly) {
       // commander has printed the message (or the help or version).
       process.exitCode = error.exitCode === 0 ? 0 : 2;
     } else {
-      console.error(error instanceof StreamgradError ? `streamgrad: ${error.message}` : error);
+      const shown = explainFailure(error);
+      console.error(shown instanceof StreamgradError ? `streamgrad: ${shown.message}` : shown);
       // A failed command may still hold Kafka connections or child processes: end it here.
-      process.exit(exitCodeOf(error));
+      process.exit(exitCodeOf(shown));
     }
   }
 }

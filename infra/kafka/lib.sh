@@ -92,7 +92,7 @@ probe() {
 # --- secure instances: a local CA, certificates, SCRAM users -----------------------------------------------
 
 # The SCRAM users of a secure instance: the brokers' own, a super user for administration, and one per role.
-secure_users=(broker admin worker server reader)
+secure_users=(broker admin worker server reader producer)
 
 require_openssl() {
   command -v openssl >/dev/null 2>&1 \

@@ -18,6 +18,33 @@ export class BrokerUnreachableError extends StreamgradError {
   }
 }
 
+/** The brokers denied an operation: the principal lacks an ACL (see `streamgrad acls`). */
+export class AuthorizationError extends StreamgradError {
+  constructor(detail: string, cause?: unknown) {
+    super('AUTHORIZATION', `Kafka denied it: ${detail}. Grant the role's ACLs (streamgrad acls --role ROLE --principal User:NAME --apply, as an admin), or ask the cluster's admin`, { retriable: false, cause });
+  }
+}
+
+/**
+ * The authorization failure in `error` or the errors it wraps (kafkajs nests them in `errors`, `cause` and
+ * `originalError`), as an {@link AuthorizationError} naming the failure and the topic; undefined when there is none.
+ */
+export function authorizationFailureIn(error: unknown): AuthorizationError | undefined {
+  const pending: unknown[] = [error];
+  for (let seen = 0; pending.length > 0 && seen < 32; seen++) {
+    const at = pending.shift() as { type?: unknown; topic?: unknown; groupId?: unknown; message?: unknown; errors?: unknown; cause?: unknown; originalError?: unknown } | null | undefined;
+    if (at === null || typeof at !== 'object') continue;
+    if (at instanceof AuthorizationError) return at;
+    if (typeof at.type === 'string' && at.type.endsWith('_AUTHORIZATION_FAILED')) {
+      const on = typeof at.topic === 'string' ? ` on topic ${at.topic}` : typeof at.groupId === 'string' ? ` on group ${at.groupId}` : '';
+      return new AuthorizationError(`${at.type}${on} (${String(at.message)})`, error);
+    }
+    if (Array.isArray(at.errors)) pending.push(...at.errors);
+    pending.push(at.cause, at.originalError);
+  }
+  return undefined;
+}
+
 /** A backend that was asked for by name and could not be started. */
 export class BackendError extends StreamgradError {
   constructor(readonly backend: BackendName | 'auto', detail: string, cause?: unknown) {
@@ -41,9 +68,9 @@ export class SnapshotDecodeError extends StreamgradError {
 
 /**
  * The exit code of a command that failed with `error`: 2 when it cannot run as given (a bad setting or option, an
- * unknown namespace, no broker, no backend), 1 when it failed while running.
+ * unknown namespace, no broker, no backend, an operation the brokers deny), 1 when it failed while running.
  */
 export function exitCodeOf(error: unknown): 1 | 2 {
-  const cannotRun = [ConfigError, NamespaceError, BrokerUnreachableError, BackendError];
+  const cannotRun = [ConfigError, NamespaceError, BrokerUnreachableError, BackendError, AuthorizationError];
   return cannotRun.some((kind) => error instanceof kind) ? 2 : 1;
 }

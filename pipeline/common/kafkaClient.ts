@@ -2,20 +2,29 @@ import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator, type SASLOptions } from 'kafkajs';
 import { ConfigError } from '../../schemas/errors.js';
 import type { ExperimentConfig } from './config.js';
-import { BrokerUnreachableError } from './errors.js';
+import { AuthorizationError, authorizationFailureIn, BrokerUnreachableError } from './errors.js';
 import { readSecret } from './secrets.js';
 
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
 // CONCURRENT_TRANSACTIONS, and kafkajs retries it, successfully, after logging it as an ERROR.
 // Likewise a heartbeat during a rebalance, and a coordinator that is still loading: kafkajs rejoins or retries.
-const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading/;
+const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading|not the correct coordinator|coordinator is not available/;
 
 // kafkajs warns about its v2 partitioner change on every producer; streamgrad never used the old one.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
+/**
+ * The last authorization failure a broker answered this process with, as kafkajs logged it. kafkajs turns a denied
+ * FindCoordinator (no ACL on the group) into "Failed to find group coordinator" and keeps only its log line.
+ */
+let lastDenial: string | undefined;
+
 /** kafkajs' console logging, less the errors it logs and then retries away. */
 const quietLogCreator: logCreator = () => ({ namespace, level, log }: LogEntry) => {
   const { message, ...extra } = log;
+  if (/authorization failed/i.test(String(extra.error ?? ''))) lastDenial = String(extra.error);
+  // The consumer's crash that follows names the group it could not find a coordinator for.
+  else if (lastDenial !== undefined && typeof extra.groupId === 'string' && /group authorization/i.test(lastDenial) && !lastDenial.includes(' on group ')) lastDenial += ` on group ${extra.groupId}`;
   if (retriedNoise.test(String(extra.error ?? message))) return;
   const line = JSON.stringify({ level: logLevel[level], logger: 'kafkajs', namespace, message, ...extra });
   if (level <= logLevel.ERROR) console.error(line);
@@ -135,4 +144,22 @@ export const partitionDiscoveryMs = 5_000;
 /** A consumer's session timeout and the heartbeat interval that goes with it (a tenth, at least 500 ms). */
 export function groupTimings(sessionTimeoutMs: number): { readonly sessionTimeout: number; readonly heartbeatInterval: number } {
   return { sessionTimeout: sessionTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(sessionTimeoutMs / 10)) };
+}
+
+/**
+ * What to tell the user about a command that failed with `error`: an {@link AuthorizationError} when a broker denied
+ * something on the way (named by the error chain, or by kafkajs' log when it hid the denial behind "Failed to find
+ * group coordinator"), else `error` itself.
+ */
+export function explainFailure(error: unknown): unknown {
+  const denied = authorizationFailureIn(error);
+  if (denied !== undefined) return denied;
+  const hidden = lastDenial !== undefined && /Failed to find group coordinator/.test(chainMessages(error));
+  return hidden ? new AuthorizationError(lastDenial!, error) : error;
+}
+
+function chainMessages(error: unknown): string {
+  const messages: string[] = [];
+  for (let at = error as { message?: unknown; cause?: unknown } | undefined; at !== undefined && at !== null && messages.length < 8; at = at.cause as typeof at) messages.push(String(at.message));
+  return messages.join(' / ');
 }
