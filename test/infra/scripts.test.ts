@@ -1,11 +1,12 @@
 import { createServer, type Server } from 'node:net';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runInfraScript } from '../support/broker.js';
+import { createTopics } from '../../pipeline/common/topics.js';
+import { ownBrokerPorts, runInfraScript } from '../support/broker.js';
 
 // These start brokers of their own on ports away from the run's broker.
 const hasJava = (() => {
@@ -112,6 +113,44 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     expect(cleaned.code, cleaned.stderr).toBe(0);
     for (const port of [19592, 19593, 19594, 20592, 20593, 20594]) expect(listening(port)).toBe(false);
     expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('starts a secure 3-broker cluster: SCRAM over TLS gets in, with all three brokers replicating; plaintext and a wrong password do not', async () => {
+    const dataDir = freshDataDir();
+    const port = ownBrokerPorts.secureCluster;
+    const result = await runInfraScript('start', ['--secure', '--nodes', '3', '--port', String(port), '--data-dir', dataDir, '--timeout', '180']);
+    expect(result.code, result.stderr).toBe(0);
+    const bootstrap = result.stdout.split('\n').at(-1)!;
+    expect(result.stderr).toMatch(/users and passwords: broker admin worker server reader producer/);
+    const secrets = join(dataDir, 'secrets');
+    const secure = (password: string) =>
+      new Kafka({ clientId: 'infra-test', brokers: bootstrap.split(','), logLevel: logLevel.NOTHING, retry: { retries: 1 }, ssl: { ca: [readFileSync(join(secrets, 'ca.pem'), 'utf8')] }, sasl: { mechanism: 'scram-sha-512', username: 'admin', password } });
+    const kafka = secure(readFileSync(join(secrets, 'admin.password'), 'utf8').trim());
+    const client = kafka.admin();
+    await client.connect();
+    try {
+      // A topic replicated 3 times with min.insync.replicas 2: acks=all writes need the brokers' own SASL_SSL traffic.
+      await createTopics(client, [{ topic: 'secured', numPartitions: 3 }]);
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic: 'secured', acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ value: `v${i}` })) });
+      await producer.disconnect();
+      const [metadata] = (await client.fetchTopicMetadata({ topics: ['secured'] })).topics;
+      expect(metadata!.partitions.every((p) => p.replicas.length === 3 && p.isr.length === 3)).toBe(true);
+    } finally {
+      await client.disconnect();
+    }
+    const refused = async (extra: object) => {
+      const probe = new Kafka({ clientId: 'infra-test', brokers: bootstrap.split(','), logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 2_000, ...extra }).admin();
+      await expect(probe.connect().then(() => probe.describeCluster())).rejects.toThrow();
+      await probe.disconnect().catch(() => {});
+    };
+    await refused({});
+    await refused({ ssl: { ca: [readFileSync(join(secrets, 'ca.pem'), 'utf8')] }, sasl: { mechanism: 'scram-sha-512', username: 'admin', password: 'not-the-password' } });
+
+    const cleaned = await runInfraScript('stop', ['--clean', '--data-dir', dataDir]);
+    expect(cleaned.code, cleaned.stderr).toBe(0);
+    for (let i = 0; i < 3; i++) expect(listening(port + i)).toBe(false);
   });
 
   it('names a port that is already taken, and who holds it', async () => {
