@@ -39,4 +39,15 @@ describe('worker configuration', () => {
     expect(() => loadExperiment(join(dir, 'bad.yaml'))).toThrow(/bad\.yaml is not valid YAML/);
     expect(() => loadExperiment(join(dir, 'missing.json'))).toThrow(/cannot read .*missing\.json/);
   });
+
+  it('checks the security block by field, and reads no secret into the configuration', () => {
+    const base = { namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 } };
+    const sasl = { mechanism: 'scram-sha-512', username: 'w', password: { env: 'KAFKA_PASSWORD' } };
+    expect(parseExperiment({ ...base, security: { tls: {}, sasl } }).security).toEqual({ tls: { enabled: true }, sasl });
+    expect(() => parseExperiment({ ...base, security: { sasl: { ...sasl, mechanism: 'gssapi' } } })).toThrow(/config\.security\.sasl\.mechanism: .*plain.*scram-sha-256.*scram-sha-512/);
+    expect(() => parseExperiment({ ...base, security: { sasl: { ...sasl, password: 'hunter2hunter2' } } })).toThrow(/config\.security\.sasl\.password/);
+    expect(() => parseExperiment({ ...base, security: { sasl: { ...sasl, password: { env: 'A', file: 'b' } } } })).toThrow(/config\.security\.sasl\.password: give exactly one of 'env' and 'file'/);
+    expect(() => parseExperiment({ ...base, security: { tls: { certFile: 'c.pem' } } })).toThrow(/config\.security\.tls: give both 'certFile' and 'keyFile', or neither/);
+    expect(() => parseExperiment({ ...base, security: { tls: { ca: 'x' } } })).toThrow(/config\.security\.tls/);
+  });
 });
