@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { StreamgradError } from '../schemas/errors.js';
 import { exitCodeOf } from './common/errors.js';
 import { explainFailure } from './common/kafkaClient.js';
+import { logSettings, loggingJson, rootLogger } from './common/log.js';
 import { packageInfo } from './common/packageInfo.js';
 import { addDemoCommand } from './cli/demo.js';
 import { addUpCommand } from './cli/up.js';
@@ -52,6 +53,8 @@ export function buildCli(): Command {
 const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
 if (invokedDirectly) {
   try {
+    // A bad STREAMGRAD_LOG_FORMAT or STREAMGRAD_LOG_LEVEL is named before anything runs.
+    logSettings();
     await buildCli().parseAsync(process.argv);
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -59,7 +62,8 @@ if (invokedDirectly) {
       process.exitCode = error.exitCode === 0 ? 0 : 2;
     } else {
       const shown = explainFailure(error);
-      console.error(shown instanceof StreamgradError ? `streamgrad: ${shown.message}` : shown);
+      if (loggingJson()) rootLogger().error({ code: shown instanceof StreamgradError ? shown.code : undefined, err: shown instanceof StreamgradError ? undefined : shown }, (shown as Error)?.message ?? String(shown));
+      else console.error(shown instanceof StreamgradError ? `streamgrad: ${shown.message}` : shown);
       // A failed command may still hold Kafka connections or child processes: end it here.
       process.exit(exitCodeOf(shown));
     }

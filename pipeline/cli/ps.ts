@@ -10,9 +10,9 @@ import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 async function serverCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
   await assertReachable(config);
-  await runUntilSignal((server) => `ps ${server.serverId}`, async () => {
+  await runUntilSignal(async () => {
     const server = await startParameterServer(config);
-    await withMetrics(`ps ${server.serverId}`, server.metrics.registry, options.metricsPort ?? config.metricsPort, server.done);
+    await withMetrics(server.logger, server.metrics.registry, options.metricsPort ?? config.metricsPort, server.done);
     let last = 0;
     let freshness: number[] = [];
     server.freshness.subscribe((ms) => freshness.push(ms));
@@ -23,7 +23,7 @@ async function serverCommand(options: { config: string; metricsPort?: number }):
       const p99 = percentile(freshness, 99);
       freshness = [];
       const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value} ms`);
-      console.error(`[ps ${server.serverId}] shard ${report.shard} version ${report.version}, ${count(report.samplesApplied)} samples applied, freshness p50 ${ms(p50)} p99 ${ms(p99)}`);
+      server.logger.info({ shard: report.shard, version: report.version, samplesApplied: report.samplesApplied, freshnessP50Ms: p50, freshnessP99Ms: p99 }, `shard ${report.shard} version ${report.version}, ${count(report.samplesApplied)} samples applied, freshness p50 ${ms(p50)} p99 ${ms(p99)}`);
     });
     return server;
   }, `applying the updates committed by now (up to ${catchUpOnStopMs / 1000} s), then committing the last snapshots`);

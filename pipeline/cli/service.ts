@@ -1,5 +1,7 @@
-import { serveMetrics } from '../common/metrics.js';
+import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { rootLogger } from '../common/log.js';
+import { serveMetrics } from '../common/metrics.js';
 
 /** How often a long-running process logs its progress, in ms. */
 export const progressEveryMs = 5_000;
@@ -8,13 +10,15 @@ export const progressEveryMs = 5_000;
 interface Service {
   stop(): void;
   readonly done: Promise<void>;
+  /** Its logger: what this process says about it carries its fields (role, worker or server, namespace). */
+  readonly logger: Logger;
 }
 
 /**
  * Runs the service that `start` starts until SIGTERM or SIGINT, then lets it finish what it holds (`draining`), and
  * waits for it. A signal that arrives while the service is still starting stops it as soon as it runs.
  */
-export async function runUntilSignal<S extends Service>(name: (service: S) => string, start: () => Promise<S>, draining: string): Promise<void> {
+export async function runUntilSignal<S extends Service>(start: () => Promise<S>, draining: string): Promise<void> {
   let service: S | undefined;
   let early: string | undefined;
   const stop = (signal: string) => {
@@ -22,7 +26,7 @@ export async function runUntilSignal<S extends Service>(name: (service: S) => st
       early = signal;
       return;
     }
-    console.error(`[${name(service)}] ${signal}: ${draining}`);
+    service.logger.info({ signal }, `${signal}: ${draining}`);
     service.stop();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
@@ -30,26 +34,26 @@ export async function runUntilSignal<S extends Service>(name: (service: S) => st
   // A promise some library left without a handler must not kill a process that holds uncommitted work (the wasm
   // runtime's own handler turned one into exit code 7 mid-drain): say so loudly, and go on draining.
   process.on('unhandledRejection', (reason) => {
-    console.error(`[${service ? name(service) : 'streamgrad'}] ERROR: unhandled rejection (not fatal): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
+    (service?.logger ?? rootLogger()).error(`unhandled rejection (not fatal): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
   });
   service = await start();
-  console.error(`[${name(service)}] running; SIGTERM or Ctrl-C stops it cleanly`);
+  service.logger.info('running; SIGTERM or Ctrl-C stops it cleanly');
   if (early) stop(early);
   await service.done;
-  console.error(`[${name(service)}] stopped`);
+  service.logger.info('stopped');
   // Everything is committed by now. kafkajs can keep a socket of a producer closed mid-rebalance open for a minute:
   // say what is still open, and exit rather than wait for it.
   setTimeout(() => {
     const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
-    console.error(`[${name(service!)}] exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    service!.logger.info(`exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
     process.exit(0);
   }, 5_000).unref();
 }
 
 /** Serves `registry` at /metrics while `done` is pending, when a port is given. */
-export async function withMetrics(name: string, registry: Registry, port: number | undefined, done: Promise<void>): Promise<void> {
+export async function withMetrics(logger: Logger, registry: Registry, port: number | undefined, done: Promise<void>): Promise<void> {
   if (port === undefined) return;
   const endpoint = await serveMetrics(registry, port);
-  console.error(`[${name}] Prometheus metrics at ${endpoint.url}`);
+  logger.info({ metrics: endpoint.url }, `Prometheus metrics at ${endpoint.url}`);
   void done.finally(() => endpoint.close());
 }

@@ -9,9 +9,9 @@ import { progressEveryMs, runUntilSignal, withMetrics } from './service.js';
 async function workerCommand(options: { config: string; workerId?: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
   await assertReachable(config);
-  await runUntilSignal((worker) => `worker ${worker.workerId}`, async () => {
+  await runUntilSignal(async () => {
     const worker = await startWorker(options.workerId ? { ...config, workerId: options.workerId } : config);
-    await withMetrics(`worker ${worker.workerId}`, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);
+    await withMetrics(worker.logger, worker.metrics.registry, options.metricsPort ?? config.metricsPort, worker.done);
     let last = Date.now();
     worker.checkpoints.subscribe(() => {
       if (Date.now() - last < progressEveryMs) return;
@@ -19,7 +19,7 @@ async function workerCommand(options: { config: string; workerId?: string; metri
       const { samples, deadLettered } = worker.trained();
       const memory = process.memoryUsage();
       const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
-      console.error(`[worker ${worker.workerId}] ${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far; memory: rss ${mb(memory.rss)}, JS heap ${mb(memory.heapUsed)} of ${mb(memory.heapTotal)}, buffers ${mb(memory.arrayBuffers)}`);
+      worker.logger.info({ samples, deadLettered, rssBytes: memory.rss }, `${count(samples)} samples trained, ${count(deadLettered)} dead-lettered so far; memory: rss ${mb(memory.rss)}, JS heap ${mb(memory.heapUsed)} of ${mb(memory.heapTotal)}, buffers ${mb(memory.arrayBuffers)}`);
     });
     return worker;
   }, 'finishing the open checkpoints');

@@ -138,7 +138,7 @@ export class RunChildren {
     stream.on('data', (chunk: Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) this.display.log(`${name}: ${line}`);
+      for (const line of lines) if (line.trim()) this.display.relay(name, line);
     });
   }
 }

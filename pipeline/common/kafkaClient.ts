@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator, type SASLOptions } from 'kafkajs';
+import type { Logger } from 'pino';
 import { ConfigError } from '../../schemas/errors.js';
 import type { ExperimentConfig } from './config.js';
 import { AuthorizationError, authorizationFailureIn, BrokerUnreachableError } from './errors.js';
+import { rootLogger } from './log.js';
 import { readSecret } from './secrets.js';
 
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
@@ -19,17 +21,31 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
  */
 let lastDenial: string | undefined;
 
-/** kafkajs' console logging, less the errors it logs and then retries away. */
-const quietLogCreator: logCreator = () => ({ namespace, level, log }: LogEntry) => {
-  const { message, ...extra } = log;
-  if (/authorization failed/i.test(String(extra.error ?? ''))) lastDenial = String(extra.error);
-  // The consumer's crash that follows names the group it could not find a coordinator for.
-  else if (lastDenial !== undefined && typeof extra.groupId === 'string' && /group authorization/i.test(lastDenial) && !lastDenial.includes(' on group ')) lastDenial += ` on group ${extra.groupId}`;
-  if (retriedNoise.test(String(extra.error ?? message))) return;
-  const line = JSON.stringify({ level: logLevel[level], logger: 'kafkajs', namespace, message, ...extra });
-  if (level <= logLevel.ERROR) console.error(line);
-  else console.warn(line);
-};
+/** kafkajs' levels as the logger's: its INFO entries (joins, leaves, every lane's consumer) are debug detail here. */
+const levelOfKafkajs: Record<number, 'error' | 'warn' | 'debug' | 'trace'> = { [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'debug', [logLevel.DEBUG]: 'trace' };
+
+/** The kafkajs level that lets through what `logger` shows (see {@link levelOfKafkajs}). */
+function kafkajsLevelFor(logger: Logger): logLevel {
+  const rank = logger.levelVal;
+  if (rank <= 10) return logLevel.DEBUG;
+  if (rank <= 20) return logLevel.INFO;
+  if (rank <= 40) return logLevel.WARN;
+  if (rank <= 60) return logLevel.ERROR;
+  return logLevel.NOTHING;
+}
+
+/** kafkajs' logs, through `logger` (field `logger: kafkajs`), less the errors it logs and then retries away. */
+function kafkajsLogCreator(logger: Logger): logCreator {
+  const library = logger.child({ logger: 'kafkajs' });
+  return () => ({ namespace, level, log }: LogEntry) => {
+    const { message, timestamp: _timestamp, logger: _logger, ...extra } = log;
+    if (/authorization failed/i.test(String(extra.error ?? ''))) lastDenial = String(extra.error);
+    // The consumer's crash that follows names the group it could not find a coordinator for.
+    else if (lastDenial !== undefined && typeof extra.groupId === 'string' && /group authorization/i.test(lastDenial) && !lastDenial.includes(' on group ')) lastDenial += ` on group ${extra.groupId}`;
+    if (retriedNoise.test(String(extra.error ?? message))) return;
+    library[levelOfKafkajs[level] ?? 'warn']({ component: namespace, ...extra }, message);
+  };
+}
 
 /** Where the brokers are and how to connect to them: the `brokers` and `security` of an experiment. */
 export type KafkaAccess = Pick<ExperimentConfig, 'brokers' | 'security'>;
@@ -62,12 +78,13 @@ function securityOptions(security: KafkaAccess['security']): Pick<KafkaConfig, '
 }
 
 /**
- * The Kafka client every streamgrad process uses: one place for client ids, TLS, SASL and logging. Retries keep
+ * The Kafka client every streamgrad process uses: one place for client ids, TLS, SASL and logging (kafkajs' own
+ * entries go through `logger`, the process's by default). Retries keep
  * kafkajs' defaults: a client-wide retry setting would also cap the idempotent producers' retries, which kafkajs
  * keeps unlimited for exactly-once.
  */
-export function createKafka(access: KafkaAccess, clientId: string): Kafka {
-  return new Kafka({ clientId, brokers: [...access.brokers], ...securityOptions(access.security), logLevel: logLevel.WARN, logCreator: quietLogCreator });
+export function createKafka(access: KafkaAccess, clientId: string, logger: Logger = rootLogger()): Kafka {
+  return new Kafka({ clientId, brokers: [...access.brokers], ...securityOptions(access.security), logLevel: kafkajsLevelFor(logger), logCreator: kafkajsLogCreator(logger) });
 }
 
 /** TLS errors that mean the broker's certificate is not trusted by the configured CAs, or not for this address. */

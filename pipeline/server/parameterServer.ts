@@ -12,6 +12,8 @@ import { spanOf, type KafkaRecord, type Lane, type OffsetSpan } from '../../oper
 import { RefusedUpdateError } from '../../schemas/errors.js';
 import { codecFor } from '../../schemas/codec.js';
 import type { ExperimentConfig } from '../common/config.js';
+import type { Logger } from 'pino';
+import { logFnOf, roleLogger, type LogFn } from '../common/log.js';
 import { createKafka, groupTimings } from '../common/kafkaClient.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { Replica } from '../worker/replica.js';
@@ -48,6 +50,8 @@ export interface ParameterServer {
   readonly metrics: ServerMetrics;
   stop(): void;
   readonly done: Promise<void>;
+  /** The server's logger: the process's, with the fields role, server and namespace. */
+  readonly logger: Logger;
 }
 
 /**
@@ -59,13 +63,14 @@ export interface ParameterServer {
  * `ModelSnapshot`, committed in one transaction with the `updates` offsets it
  * accounts for: a restarted or new owner resumes exactly where it left off.
  */
-export async function startParameterServer(config: ExperimentConfig, options: { log?: (line: string) => void } = {}): Promise<ParameterServer> {
-  const log = options.log ?? ((line: string) => console.error(line));
+export async function startParameterServer(config: ExperimentConfig, options: { log?: LogFn } = {}): Promise<ParameterServer> {
   const serverId = `${hostname()}-${process.pid}`;
+  const logger = roleLogger({ role: 'ps', server: serverId, namespace: config.namespace });
+  const log = options.log ?? logFnOf(logger);
   // Read first: a key that cannot be read stops the server before it connects.
   const keys = UpdateKeys.load(config.updateSigning?.keys);
-  if (keys) log(`[ps ${serverId}] taking only updates signed with one of the keys ${config.updateSigning!.keys.map((key) => `'${key.id}'`).join(', ')}`);
-  const kafka = createKafka(config, `streamgrad-ps-${serverId}`);
+  if (keys) log(`taking only updates signed with one of the keys ${config.updateSigning!.keys.map((key) => `'${key.id}'`).join(', ')}`);
+  const kafka = createKafka(config, `streamgrad-ps-${serverId}`, logger);
   const admin = kafka.admin();
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
@@ -76,7 +81,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
   initial.dispose();
 
   const stop$ = new Subject<void>();
-  const serving = new Serving(kafka, config, topics, serverId, initialWeights, createServerMetrics(config.namespace, backend), log, keys);
+  const serving = new Serving(kafka, config, topics, initialWeights, createServerMetrics(config.namespace, backend), log, keys);
   const lanes = fromKafka({
     kafka,
     topics: [topics.updates],
@@ -90,6 +95,7 @@ export async function startParameterServer(config: ExperimentConfig, options: { 
 
   return {
     serverId,
+    logger,
     snapshots: serving.snapshotReports.asObservable(),
     outcomes: serving.outcomes.asObservable(),
     freshness: serving.freshness.asObservable(),
@@ -133,10 +139,9 @@ class Serving {
     private readonly kafka: Kafka,
     private readonly config: ExperimentConfig,
     private readonly topics: NamespaceTopics,
-    private readonly serverId: string,
     private readonly initialWeights: InitialWeights,
     readonly metrics: ServerMetrics,
-    private readonly log: (line: string) => void,
+    private readonly log: LogFn,
     /** With `updateSigning`: the keys an update must be signed with. */
     private readonly keys: UpdateKeys | undefined,
   ) {}
@@ -158,14 +163,14 @@ class Serving {
 
   /** The shard's latest committed snapshot, read after the lane has fenced the previous owner. */
   private async loadShard(lane: Lane): Promise<ShardState> {
-    const { config, serverId, log } = this;
+    const { config, log } = this;
     await lane.started;
     const latest = (await latestSnapshots(this.kafka, config.namespace, [lane.partition])).get(lane.partition);
     if (latest) {
-      log(`[ps ${serverId}] shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${this.topics.updates}[${lane.partition}]@${lane.startOffset}`);
+      log(`shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${this.topics.updates}[${lane.partition}]@${lane.startOffset}`, { shard: lane.partition });
       return ShardState.fromSnapshot(latest, config.model);
     }
-    log(`[ps ${serverId}] shard ${lane.partition}: starting from the initial weights`);
+    log(`shard ${lane.partition}: starting from the initial weights`, { shard: lane.partition });
     return ShardState.initial(config.namespace, lane.partition, config.model, this.initialWeights.filter((w) => w.shard === lane.partition));
   }
 
@@ -264,7 +269,7 @@ class Serving {
       metrics.refused.inc({ shard, reason: result.reason });
       metrics.samples.inc({ shard, outcome: 'refused' }, result.sampleCount);
       const error = new RefusedUpdateError(result.reason, record, result.detail);
-      this.log(`[ps ${this.serverId}] shard ${shard}: ${error.message}`);
+      this.log(`shard ${shard}: ${error.message}`, { shard });
       return deadLetterMessage({ record, error }, this.deadLetterCodec, Date.now());
     }
     if (result.outcome !== 'counted') metrics.samples.inc({ shard, outcome: result.outcome }, update!.sampleCount);

@@ -14,6 +14,8 @@ import { SampleColumns, SampleDecoder } from '../../schemas/sampleDecoder.js';
 import type { OffsetRange } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
 import { minimumBoundFactor, type ExperimentConfig } from '../common/config.js';
+import type { Logger } from 'pino';
+import { logFnOf, roleLogger, type LogFn } from '../common/log.js';
 import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafkaClient.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
@@ -36,6 +38,8 @@ export interface Worker {
   stop(): void;
   /** Resolves once the worker has stopped; rejects if it failed. */
   readonly done: Promise<void>;
+  /** The worker's logger: the process's, with the fields role, worker and namespace. */
+  readonly logger: Logger;
 }
 
 // Codecs are built once: dead-letter batches come from every lane.
@@ -100,7 +104,8 @@ export interface WorkerRange {
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
-  readonly log?: (line: string) => void;
+  /** Where the worker logs (default: the process's logger, with the fields role, worker and namespace). */
+  readonly log?: LogFn;
   /** Read this range and stop (no consumer group), instead of joining `<ns>.workers` on the whole topic. */
   readonly range?: WorkerRange;
 }
@@ -114,14 +119,15 @@ export interface WorkerOptions {
  * `maxInFlightUpdates` of its updates are not yet in a snapshot it has seen.
  */
 export async function startWorker(config: ExperimentConfig, options: WorkerOptions = {}): Promise<Worker> {
-  const log = options.log ?? ((line: string) => console.error(line));
   const workerId = config.workerId ?? `${hostname()}-${process.pid}`;
+  const logger = roleLogger({ role: 'worker', worker: workerId, namespace: config.namespace });
+  const log = options.log ?? logFnOf(logger);
   // Read first: a key that cannot be read stops the worker before it connects.
   const keys = UpdateKeys.load(config.updateSigning?.keys);
   const backend = await selectBackend({ backend: config.backend });
-  log(`[worker ${workerId}] TensorFlow.js backend: ${backend}`);
-  if (keys) log(`[worker ${workerId}] signing updates with key '${keys.signingKeyId}'`);
-  const kafka = createKafka(config, `streamgrad-worker-${workerId}`);
+  log(`TensorFlow.js backend: ${backend}`);
+  if (keys) log(`signing updates with key '${keys.signingKeyId}'`);
+  const kafka = createKafka(config, `streamgrad-worker-${workerId}`, logger);
   const admin = kafka.admin();
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
@@ -162,10 +168,11 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     stop: () => {
       if (!training.stop()) return;
       // A drain that takes long says what it waits for.
-      const report = setInterval(() => log(`[worker ${workerId}] still draining: ${training.describeLanes()}`), drainReportMs);
+      const report = setInterval(() => log(`still draining: ${training.describeLanes()}`), drainReportMs);
       void done.finally(() => clearInterval(report)).catch(() => {});
     },
     done,
+    logger,
   };
 }
 
@@ -174,20 +181,20 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
  * of `done`: left alone until training ended, it was an unhandled rejection, which the wasm runtime's handler turns
  * into exit code 7.
  */
-function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, training: Training, log: (line: string) => void): Promise<void> {
+function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, training: Training, log: LogFn): Promise<void> {
   const snapshotCodec = codecFor('ModelSnapshot');
-  const { replica, workerId } = training;
+  const { replica } = training;
   const apply = (lane: Lane, record: KafkaRecord) => {
     const snapshot = snapshotCodec.decode(record.value, record);
     // The replica keeps the weights it has: the next snapshot of the shard brings it up to date.
-    if (!snapshot.ok) log(`[worker ${workerId}] ${new SnapshotDecodeError(record, snapshot.error.message).message}; skipped`);
+    if (!snapshot.ok) log(`${new SnapshotDecodeError(record, snapshot.error.message).message}; skipped`);
     else if (snapshot.value.namespace === namespace) replica.applySnapshot(snapshot.value);
     lane.ack(record.offset);
   };
   const snapshots = fromKafka({ kafka, topics: [modelTopic], start: 'earliest', until: training.stop$ }).pipe(mergeMap((lane) => lane.records.pipe(tap((record) => apply(lane, record)))));
   const tail = lastValueFrom(snapshots.pipe(ignoreElements()), { defaultValue: undefined });
   tail.catch((error: unknown) => {
-    log(`[worker ${workerId}] the tail of ${modelTopic} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
+    log(`the tail of ${modelTopic} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
     training.stop();
   });
   return tail;
@@ -234,7 +241,7 @@ class Training {
     readonly workerId: string,
     readonly replica: Replica,
     backend: BackendName,
-    private readonly log: (line: string) => void,
+    private readonly log: LogFn,
     private readonly countPartitions: () => Promise<number>,
     /** With `updateSigning`: signs every update record with the namespace's first key. */
     private readonly sign: UpdateSigner | undefined,
@@ -290,7 +297,7 @@ class Training {
 
   /** A lane's pipeline, with `allowed` of its updates not yet in a snapshot at most. */
   private trainLane(lane: Lane, allowed: number): Observable<CheckpointReport> {
-    const { config, log, workerId } = this;
+    const { config, log } = this;
     const pending: number[] = [];
     return lane.records.pipe(
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
@@ -312,7 +319,7 @@ class Training {
         this.lanes.delete(lane);
         // Deltas it made that were not committed will never reach the server (the next owner trains those records).
         if (lane.revoked) this.replica.forgetPending(lane);
-        if (lane.revokedBecause) log(`[worker ${workerId}] ${lane.name} ended: ${lane.revokedBecause}`);
+        if (lane.revokedBecause) log(`${lane.name} ended: ${lane.revokedBecause}`, { topic: lane.topic, partition: lane.partition });
       }),
     );
   }
@@ -327,7 +334,7 @@ class Training {
       // what the lanes show; the next lane beyond it asks again.
       this.counting ??= this.countPartitions()
         .catch((error: unknown) => {
-          this.log(`[worker ${this.workerId}] cannot read the partition count of ${this.config.inputTopic} (${(error as Error)?.message ?? String(error)}); sharing the budget by the partitions seen`);
+          this.log(`cannot read the partition count of ${this.config.inputTopic} (${(error as Error)?.message ?? String(error)}); sharing the budget by the partitions seen`);
           return 0;
         })
         .finally(() => (this.counting = undefined));
@@ -338,7 +345,7 @@ class Training {
     const inFlight = share * this.partitionCount;
     if (this.stalenessBound !== undefined && this.stalenessBound < minimumBoundFactor * inFlight && !this.warnedTightBound) {
       this.warnedTightBound = true;
-      this.log(`[worker ${this.workerId}] ${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than 1/${minimumBoundFactor} of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${minimumBoundFactor * inFlight} or more`);
+      this.log(`${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than 1/${minimumBoundFactor} of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${minimumBoundFactor * inFlight} or more`);
     }
     return share;
   }

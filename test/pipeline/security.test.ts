@@ -67,9 +67,11 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     const total = 12_000;
     await cli(['simulate', '--config', configOf('producer'), '--count', String(total)]);
 
+    // Structured logs: the server and one worker write JSON lines, the other worker human ones.
+    const json = { ...env(), STREAMGRAD_LOG_FORMAT: 'json' };
     const processes: TsChild[] = [
-      spawnTs(cliPath, ['ps', '--config', configOf('server')], { env: env() }),
-      spawnTs(cliPath, ['worker', '--config', configOf('worker'), '--worker-id', 'w1'], { env: env() }),
+      spawnTs(cliPath, ['ps', '--config', configOf('server')], { env: json }),
+      spawnTs(cliPath, ['worker', '--config', configOf('worker'), '--worker-id', 'w1'], { env: json }),
       spawnTs(cliPath, ['worker', '--config', configOf('worker'), '--worker-id', 'w2'], { env: env() }),
     ];
     // KAFKA_BROKERS in this process names the run's plaintext broker: take the secure broker from the file.
@@ -88,6 +90,13 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     }
     expect(await Promise.all(processes.map((p) => p.exited))).toEqual([0, 0, 0]);
     for (const child of processes) expect(child.errors.join('\n')).not.toMatch(/AUTHORIZATION|denied/i);
+    const entries = processes.slice(0, 2).map((child) => child.errors.map((line) => JSON.parse(line) as { role: string; namespace: string; server?: string; worker?: string; msg: string }));
+    expect(entries[0]!.every((entry) => entry.role === 'ps' && entry.namespace === namespace && entry.server !== undefined)).toBe(true);
+    expect(entries[1]!.every((entry) => entry.role === 'worker' && entry.namespace === namespace && entry.worker === 'w1')).toBe(true);
+    expect(entries[0]!.map((entry) => entry.msg)).toContain('stopped');
+    expect(processes[2]!.errors).toContain('[worker w2] stopped');
+    const passwords = ['server', 'worker', 'admin'].map((user) => readFileSync(join(secrets, `${user}.password`), 'utf8').trim());
+    for (const child of processes) for (const password of passwords) expect([...child.errors, ...child.lines].join('\n')).not.toContain(password);
 
     // The reader audits every input offset and update: exactly once, nothing lost.
     const audit = await cli(['audit', '--config', configOf('reader')]);
