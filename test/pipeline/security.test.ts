@@ -129,6 +129,8 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     expect(wrong).not.toContain('not-the-password');
     // A plaintext client on the SASL_SSL listener.
     expect(await refused(writeExperimentFile({ ...experiment('reader'), security: undefined }))).toMatch(/the broker closed the connection at once: it probably requires TLS \(config\.security\.tls\) or SASL/);
+    // TLS but no SASL, to a listener that requires it.
+    expect(await refused(writeExperimentFile({ ...experiment('reader'), security: { tls: { caFile: join(secrets, 'ca.pem') } } }))).toMatch(/the broker closed the connection at once: it probably requires SASL authentication \(config\.security\.sasl\)/);
     // TLS without the CA that signed the broker's certificate.
     expect(await refused(configOf('reader', { tls: {} }))).toMatch(/the broker's TLS certificate is not trusted \(\w+\): set config\.security\.tls\.caFile/);
     // TLS to a plaintext listener (the test run's own broker).
