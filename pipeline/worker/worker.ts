@@ -150,6 +150,10 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
       })()
     : training.run(fromKafka({ ...source, groupId: topics.workerGroup }));
 
+  // What a drain still waits for, for the reports of a slow one.
+  const settled = { input: false, tail: false };
+  void trained.finally(() => (settled.input = true)).catch(() => {});
+  void tailer.finally(() => (settled.tail = true)).catch(() => {});
   const done = trained
     .finally(() => training.stop())
     .then(() => tailer)
@@ -168,7 +172,8 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
     stop: () => {
       if (!training.stop()) return;
       // A drain that takes long says what it waits for.
-      const report = setInterval(() => log(`still draining: ${training.describeLanes()}`), drainReportMs);
+      const waitingFor = () => [settled.input ? '' : `the input (${config.inputTopic}) to close`, settled.tail ? '' : `the tail of ${topics.model} to close`].filter(Boolean).join(' and ') || 'nothing';
+      const report = setInterval(() => log(`still draining: ${training.describeLanes()}; waiting for ${waitingFor()}`), drainReportMs);
       void done.finally(() => clearInterval(report)).catch(() => {});
     },
     done,
