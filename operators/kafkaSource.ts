@@ -328,6 +328,13 @@ export class KafkaSource {
     const key = laneKey(lane.topic, lane.partition);
     if (this.lanes.get(key) !== lane) return;
     this.dropLane(key, lane);
+    // A draining (or catching-up) source opens no lane again: the lane just dropped may have been the last it waited
+    // for. Without this a worker whose last checkpoint was vetoed during its drain never left the group, and held its
+    // partitions with no lane open (chaos seed 9558).
+    if (this.draining || this.catchingUp) {
+      this.finishIfDrained();
+      return;
+    }
     control(() => this.consumer.pause([{ topic: lane.topic, partitions: [lane.partition] }]));
     // Until a rebalance, a drain or the end settles the partition's fate anyway.
     const member = this.memberId;

@@ -137,7 +137,10 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const range = options.range;
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
   const training = new Training(config, topics, workerId, replica, backend, log, partitions, keys && ((value) => keys.sign(value)));
-  const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log);
+  // The tail outlives the input: while a stopping worker commits its last checkpoints, their staleness is checked
+  // against fresh snapshots (a tail stopped with the input froze them, and had every last checkpoint vetoed).
+  const inputClosed = new Subject<void>();
+  const tailer = tailSnapshots(kafka, config.namespace, topics.model, training, log, inputClosed);
   const consumer = { ...groupTimings(config.sessionTimeoutMs), metadataMaxAge: partitionDiscoveryMs, ...fetchBytes };
   const source = { kafka, topics: [config.inputTopic], exactlyOnce: { transactionalIdPrefix: topics.workerTransactions }, maxInFlight: config.maxInFlight, until: training.stop$, consumer };
   const trained = range
@@ -152,7 +155,12 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
 
   // What a drain still waits for, for the reports of a slow one.
   const settled = { input: false, tail: false };
-  void trained.finally(() => (settled.input = true)).catch(() => {});
+  void trained
+    .finally(() => {
+      settled.input = true;
+      inputClosed.next();
+    })
+    .catch(() => {});
   void tailer.finally(() => (settled.tail = true)).catch(() => {});
   const done = trained
     .finally(() => training.stop())
@@ -182,11 +190,11 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
 }
 
 /**
- * Tails `<ns>.model` into the replica until training stops. A failing tail stops the worker, and its error comes out
+ * Tails `<ns>.model` into the replica until `until` emits (the input has closed). A failing tail stops the worker, and its error comes out
  * of `done`: left alone until training ended, it was an unhandled rejection, which the wasm runtime's handler turns
  * into exit code 7.
  */
-function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, training: Training, log: LogFn): Promise<void> {
+function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, training: Training, log: LogFn, until: Observable<void>): Promise<void> {
   const snapshotCodec = codecFor('ModelSnapshot');
   const { replica } = training;
   const apply = (lane: Lane, record: KafkaRecord) => {
@@ -196,7 +204,7 @@ function tailSnapshots(kafka: Kafka, namespace: string, modelTopic: string, trai
     else if (snapshot.value.namespace === namespace) replica.applySnapshot(snapshot.value);
     lane.ack(record.offset);
   };
-  const snapshots = fromKafka({ kafka, topics: [modelTopic], start: 'earliest', until: training.stop$ }).pipe(mergeMap((lane) => lane.records.pipe(tap((record) => apply(lane, record)))));
+  const snapshots = fromKafka({ kafka, topics: [modelTopic], start: 'earliest', until }).pipe(mergeMap((lane) => lane.records.pipe(tap((record) => apply(lane, record)))));
   const tail = lastValueFrom(snapshots.pipe(ignoreElements()), { defaultValue: undefined });
   tail.catch((error: unknown) => {
     log(`the tail of ${modelTopic} failed: ${(error as Error)?.message ?? String(error)}; stopping`);
