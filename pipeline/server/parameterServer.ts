@@ -199,8 +199,11 @@ class Serving {
         publishedThrough = awaitingCommit.at(-1)!.lastOffset + 1;
         subscriber.next(output);
       };
-      // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes.
-      loaded.catch((error: unknown) => subscriber.error(error));
+      // A shard that cannot load fails its lane now, not as an unhandled rejection when no update comes. One that
+      // loads can publish before its first update: a shard whose updates since its snapshot are all aborted (every
+      // checkpoint vetoed after a restart) must still say that its position passed them, or the workers, counting
+      // staleness from the old offset, veto every update for ever (chaos seed 0).
+      loaded.then((ready) => (state ??= ready), (error: unknown) => subscriber.error(error));
       const timer = setInterval(publish, snapshotIntervalMs);
       let idle: NodeJS.Timeout | undefined;
       const subscription = lane.records.pipe(tap(() => delivered++), concatMap((record) => from(loaded).pipe(map((ready) => ((state = ready), record))))).subscribe({
