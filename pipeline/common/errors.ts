@@ -25,22 +25,38 @@ export class AuthorizationError extends StreamgradError {
   }
 }
 
-/**
- * The authorization failure in `error` or the errors it wraps (kafkajs nests them in `errors`, `cause` and
- * `originalError`), as an {@link AuthorizationError} naming the failure and the topic; undefined when there is none.
- */
-export function authorizationFailureIn(error: unknown): AuthorizationError | undefined {
+/** One error of a chain, as far as streamgrad reads it: kafkajs nests errors in `cause`, `originalError` and `errors`. */
+export interface ChainedError {
+  readonly name?: unknown;
+  readonly message?: unknown;
+  readonly code?: unknown;
+  readonly type?: unknown;
+  readonly topic?: unknown;
+  readonly groupId?: unknown;
+}
+
+/** `error` and the errors it wraps, breadth first (at most 32). */
+export function errorChain(error: unknown): ChainedError[] {
+  const chain: ChainedError[] = [];
   const pending: unknown[] = [error];
-  for (let seen = 0; pending.length > 0 && seen < 32; seen++) {
-    const at = pending.shift() as { type?: unknown; topic?: unknown; groupId?: unknown; message?: unknown; errors?: unknown; cause?: unknown; originalError?: unknown } | null | undefined;
+  while (pending.length > 0 && chain.length < 32) {
+    const at = pending.shift() as (ChainedError & { errors?: unknown; cause?: unknown; originalError?: unknown }) | null | undefined;
     if (at === null || typeof at !== 'object') continue;
+    chain.push(at);
+    if (Array.isArray(at.errors)) pending.push(...at.errors);
+    pending.push(at.cause, at.originalError);
+  }
+  return chain;
+}
+
+/** The authorization failure in `error` or the errors it wraps, as an {@link AuthorizationError} naming the failure and the topic or group. */
+export function authorizationFailureIn(error: unknown): AuthorizationError | undefined {
+  for (const at of errorChain(error)) {
     if (at instanceof AuthorizationError) return at;
     if (typeof at.type === 'string' && at.type.endsWith('_AUTHORIZATION_FAILED')) {
       const on = typeof at.topic === 'string' ? ` on topic ${at.topic}` : typeof at.groupId === 'string' ? ` on group ${at.groupId}` : '';
       return new AuthorizationError(`${at.type}${on} (${String(at.message)})`, error);
     }
-    if (Array.isArray(at.errors)) pending.push(...at.errors);
-    pending.push(at.cause, at.originalError);
   }
   return undefined;
 }

@@ -3,7 +3,7 @@ import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator, type
 import type { Logger } from 'pino';
 import { ConfigError } from '../../schemas/errors.js';
 import type { ExperimentConfig } from './config.js';
-import { AuthorizationError, authorizationFailureIn, BrokerUnreachableError } from './errors.js';
+import { AuthorizationError, authorizationFailureIn, BrokerUnreachableError, errorChain } from './errors.js';
 import { rootLogger } from './log.js';
 import { readSecret } from './secrets.js';
 
@@ -99,14 +99,9 @@ const untrustedCertificateCodes = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
-/** The error codes along `error`'s cause chain (kafkajs wraps the socket's error). */
+/** The error codes along `error`'s chain (kafkajs wraps the socket's error). */
 function errorCodes(error: unknown): string[] {
-  const codes: string[] = [];
-  for (let at = error as { code?: unknown; cause?: unknown; originalError?: unknown } | undefined; at !== undefined && at !== null && codes.length < 8; ) {
-    if (typeof at.code === 'string') codes.push(at.code);
-    at = (at.cause ?? at.originalError) as typeof at;
-  }
-  return codes;
+  return errorChain(error).flatMap((at) => (typeof at.code === 'string' ? [at.code] : []));
 }
 
 /**
@@ -171,12 +166,6 @@ export function groupTimings(sessionTimeoutMs: number): { readonly sessionTimeou
 export function explainFailure(error: unknown): unknown {
   const denied = authorizationFailureIn(error);
   if (denied !== undefined) return denied;
-  const hidden = lastDenial !== undefined && /Failed to find group coordinator/.test(chainMessages(error));
+  const hidden = lastDenial !== undefined && errorChain(error).some((at) => /Failed to find group coordinator/.test(String(at.message)));
   return hidden ? new AuthorizationError(lastDenial!, error) : error;
-}
-
-function chainMessages(error: unknown): string {
-  const messages: string[] = [];
-  for (let at = error as { message?: unknown; cause?: unknown } | undefined; at !== undefined && at !== null && messages.length < 8; at = at.cause as typeof at) messages.push(String(at.message));
-  return messages.join(' / ');
 }
