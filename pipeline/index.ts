@@ -1,7 +1,7 @@
 export { buildCli } from './cli.js';
 export { packageInfo, type PackageInfo } from './common/packageInfo.js';
 export { selectBackend, backendNames, type BackendName } from './common/backend.js';
-export { BackendError, BrokerUnreachableError, NamespaceError, SnapshotDecodeError, SnapshotMismatchError, exitCodeOf } from './common/errors.js';
+export { AuthorizationError, BackendError, BrokerUnreachableError, NamespaceError, SnapshotDecodeError, SnapshotMismatchError, exitCodeOf } from './common/errors.js';
 export { loadExperiment, parseExperiment, experimentSchema, type ExperimentConfig } from './common/config.js';
 export { exportModel, registerFileSystem, quantizationErrorBound, type ExportResult, type Quantization } from './commands/export.js';
 export { latestSnapshots, modelHash, readSnapshots } from './common/modelStore.js';
@@ -11,7 +11,9 @@ export { StatusReader, formatStatus, progressLine, type PartitionStatus, type Sh
 export { runExperiment, type RunOptions, type RunSummary } from './commands/supervisor.js';
 export { startSimulator, trueWeights, type Simulator, type SimulatorOptions } from './commands/simulator.js';
 export { createWorkerMetrics, serveMetrics, type MetricsEndpoint, type WorkerMetrics } from './common/metrics.js';
-export { createKafka } from './common/kafkaClient.js';
+export { assertReachable, createKafka, type KafkaAccess } from './common/kafkaClient.js';
+export { aclEntries, roleGrants, roles, type Role, type RoleGrant } from './common/acls.js';
+export { createLogger, logSettings, roleLogger, type LogFn, type LogIdentity, type LogSettings } from './common/log.js';
 export { buildModel, inputShapeOf, lossOf, modelSpecSchema, parseModelSpec, sampleLengthOf, trainableVariables, type ModelSpec, type ModelSpecInput } from './common/model.js';
 export { Replica } from './worker/replica.js';
 export { assignShards } from './common/shards.js';
