@@ -48,9 +48,12 @@ export const experimentSchema = z.object({
           /** PEM certificate and private key of this client, for brokers that ask for mutual TLS: both or neither. */
           certFile: z.string().min(1).optional(),
           keyFile: z.string().min(1).optional(),
+          /** Where the passphrase of an encrypted `keyFile` is: `{ "env": "VAR" }` or `{ "file": "path" }`. */
+          keyPassword: secretSourceSchema.optional(),
         })
         .strict()
         .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), "give both 'certFile' and 'keyFile', or neither")
+        .refine((tls) => tls.keyPassword === undefined || tls.keyFile !== undefined, "'keyPassword' is the passphrase of 'keyFile': give 'keyFile' too")
         .optional(),
       sasl: z
         .object({

@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type logCreator, type SASLOptions } from 'kafkajs';
 import type { Logger } from 'pino';
@@ -5,7 +6,7 @@ import { ConfigError } from '../../schemas/errors.js';
 import type { ExperimentConfig } from './config.js';
 import { AuthorizationError, authorizationFailureIn, BrokerUnreachableError, errorChain } from './errors.js';
 import { rootLogger } from './log.js';
-import { readSecret } from './secrets.js';
+import { readSecret, type SecretSource } from './secrets.js';
 
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
 // CONCURRENT_TRANSACTIONS, and kafkajs retries it, successfully, after logging it as an ERROR.
@@ -58,6 +59,19 @@ function readPem(file: string, field: string, what: string): string {
   }
 }
 
+/** The client key of mutual TLS and its passphrase, checked here: a wrong passphrase is named before any connection. */
+function clientKey(file: string, password: SecretSource | undefined, field: string): { key: string; passphrase?: string } {
+  const key = readPem(file, `${field}.keyFile`, 'the client key');
+  const passphrase = password === undefined ? undefined : readSecret(password, `${field}.keyPassword`, `the passphrase of ${file}`);
+  try {
+    createPrivateKey({ key, format: 'pem', ...(passphrase === undefined ? {} : { passphrase }) });
+  } catch (error) {
+    const hint = passphrase === undefined ? 'if it is encrypted, give its passphrase in keyPassword' : 'is keyPassword its passphrase?';
+    throw new ConfigError(`${field}.keyFile`, `cannot read the private key in ${file} (${hint}): ${(error as Error).message}`);
+  }
+  return passphrase === undefined ? { key } : { key, passphrase };
+}
+
 /** kafkajs' `ssl` and `sasl` options for `security`, with files and secrets read now; errors name the field. */
 function securityOptions(security: KafkaAccess['security']): Pick<KafkaConfig, 'ssl' | 'sasl'> {
   const tls = security?.tls;
@@ -69,7 +83,7 @@ function securityOptions(security: KafkaAccess['security']): Pick<KafkaConfig, '
       : {
           ...(tls.caFile === undefined ? {} : { ca: [readPem(tls.caFile, `${field}.tls.caFile`, 'the CA certificates')] }),
           ...(tls.certFile === undefined ? {} : { cert: readPem(tls.certFile, `${field}.tls.certFile`, 'the client certificate') }),
-          ...(tls.keyFile === undefined ? {} : { key: readPem(tls.keyFile, `${field}.tls.keyFile`, 'the client key') }),
+          ...(tls.keyFile === undefined ? {} : clientKey(tls.keyFile, tls.keyPassword, `${field}.tls`)),
         };
   const password = sasl === undefined ? undefined : readSecret(sasl.password, `${field}.sasl.password`, `the password of Kafka user '${sasl.username}'`);
   // kafkajs types `sasl` as a union keyed by the mechanism; the three the schema allows take a username and password.

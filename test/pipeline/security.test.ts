@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -29,6 +30,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await runInfraScript('stop', ['--clean', '--data-dir', dataDir]);
 }, 60_000);
+
+/** The client key of mutual TLS, encrypted with a passphrase kept in a file of its own. */
+const encryptedKey = join(dataDir, 'client-encrypted.key');
+const keyPassphrase = join(dataDir, 'client-key.passphrase');
+beforeAll(() => {
+  writeFileSync(keyPassphrase, 'a passphrase of the test\n');
+  execFileSync('openssl', ['pkey', '-in', join(secrets, 'client.key'), '-aes256', '-passout', `file:${keyPassphrase}`, '-out', encryptedKey]);
+});
 
 const id = randomUUID().slice(0, 8);
 const namespace = `sec-${id}`;
@@ -104,9 +113,10 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     const status = JSON.parse((await cli(['status', '--config', configOf('reader'), '--json'])).stdout.join('')) as { lag: number };
     expect(status.lag).toBe(0);
 
-    // Replay as the admin, over mutual TLS and SCRAM-SHA-256: the same records into a namespace of its own.
+    // Replay as the admin, over mutual TLS (an encrypted client key, its passphrase from a file) and SCRAM-SHA-256:
+    // the same records into a namespace of its own.
     const mutual = configOf('admin', {
-      tls: { caFile: join(secrets, 'ca.pem'), certFile: join(secrets, 'client.crt'), keyFile: join(secrets, 'client.key') },
+      tls: { caFile: join(secrets, 'ca.pem'), certFile: join(secrets, 'client.crt'), keyFile: encryptedKey, keyPassword: { file: keyPassphrase } },
       sasl: { mechanism: 'scram-sha-256', username: 'admin', password: { env: 'SECURE_TEST_PASSWORD' } },
     });
     const replayed = await runCli(['replay', '--config', mutual, '--namespace', `${namespace}-replay`, '--json'], { ...env(), SECURE_TEST_PASSWORD: readFileSync(join(secrets, 'admin.password'), 'utf8').trim() });
@@ -136,6 +146,10 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     // TLS to a plaintext listener (the test run's own broker).
     const toPlain = writeExperimentFile({ ...experiment('reader'), brokers: [plainBroker] });
     expect(await refused(toPlain, { KAFKA_BROKERS: plainBroker })).toMatch(/during the TLS handshake: is it a plaintext listener\?/);
+    // An encrypted client key with the wrong passphrase: named before any connection.
+    writeFileSync(join(dataDir, 'wrong.passphrase'), 'not the passphrase');
+    expect(await refused(configOf('reader', { tls: { caFile: join(secrets, 'ca.pem'), certFile: join(secrets, 'client.crt'), keyFile: encryptedKey, keyPassword: { file: join(dataDir, 'wrong.passphrase') } } })))
+      .toMatch(/config\.security\.tls\.keyFile: cannot read the private key in .*client-encrypted\.key \(is keyPassword its passphrase\?\)/);
     // A password variable that is not set: named before any connection.
     expect(await refused(configOf('reader', { sasl: { mechanism: 'scram-sha-256', username: 'reader', password: { env: 'STREAMGRAD_UNSET_PASSWORD' } } })))
       .toMatch(/config\.security\.sasl\.password\.env.*STREAMGRAD_UNSET_PASSWORD .*is not set/);

@@ -49,5 +49,6 @@ describe('worker configuration', () => {
     expect(() => parseExperiment({ ...base, security: { sasl: { ...sasl, password: { env: 'A', file: 'b' } } } })).toThrow(/config\.security\.sasl\.password: give exactly one of 'env' and 'file'/);
     expect(() => parseExperiment({ ...base, security: { tls: { certFile: 'c.pem' } } })).toThrow(/config\.security\.tls: give both 'certFile' and 'keyFile', or neither/);
     expect(() => parseExperiment({ ...base, security: { tls: { ca: 'x' } } })).toThrow(/config\.security\.tls/);
+    expect(() => parseExperiment({ ...base, security: { tls: { keyPassword: { env: 'P' } } } })).toThrow(/config\.security\.tls: 'keyPassword' is the passphrase of 'keyFile'/);
   });
 });
