@@ -122,25 +122,27 @@ function errorCodes(error: unknown): string[] {
  * Why a connection to the brokers failed, in one line that names the cause and the setting to look at: refused
  * credentials, an untrusted certificate, TLS to a plaintext listener, or a broker that wants TLS or SASL.
  */
-export function describeConnectionFailure(cause: unknown, security: KafkaAccess['security']): string {
+function describeConnectionFailure(cause: unknown, security: KafkaAccess['security']): string {
   const error = cause as Error;
   const message = error?.message ?? String(cause);
+  const codes = errorCodes(cause);
+  const said = `${message} ${codes.join(' ')}`;
   const tlsOn = security?.tls?.enabled === true;
   const sasl = security?.sasl;
   if (error?.name === 'KafkaJSSASLAuthenticationError') {
     const where = sasl === undefined ? '' : ` (password from ${sasl.password.env === undefined ? `file ${sasl.password.file}` : `environment variable ${sasl.password.env}`})`;
     return `the broker refused the credentials of user '${sasl?.username ?? '?'}' (SASL ${sasl?.mechanism ?? '?'}): check config.security.sasl.username and its password${where}. ${message}`;
   }
-  const tlsCode = errorCodes(cause).find((code) => untrustedCertificateCodes.has(code));
+  const tlsCode = codes.find((code) => untrustedCertificateCodes.has(code));
   if (tlsCode !== undefined) {
     const ca = security?.tls?.caFile;
     const hint = tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID' ? "the broker's certificate is not issued for the address in config.brokers" : ca === undefined ? "set config.security.tls.caFile to the CA that signed the broker's certificate" : `the broker's certificate is not signed by a CA in ${ca} (config.security.tls.caFile)`;
     return `the broker's TLS certificate is not trusted (${tlsCode}): ${hint}`;
   }
-  if (tlsOn && /before secure TLS connection was established|wrong version number|ECONNRESET/i.test(`${message} ${errorCodes(cause).join(' ')}`)) {
+  if (tlsOn && /before secure TLS connection was established|wrong version number|ECONNRESET/i.test(said)) {
     return `the broker closed the connection during the TLS handshake: is it a plaintext listener? (config.security.tls is on). ${message}`;
   }
-  if (/Closed connection|ECONNRESET|socket hang up/i.test(`${message} ${errorCodes(cause).join(' ')}`)) {
+  if (/Closed connection|ECONNRESET|socket hang up/i.test(said)) {
     const wants = tlsOn ? 'SASL authentication (config.security.sasl)' : sasl === undefined ? 'TLS (config.security.tls) or SASL authentication (config.security.sasl)' : 'TLS (config.security.tls)';
     return `the broker closed the connection at once: it probably requires ${wants}. ${message}`;
   }
