@@ -11,6 +11,7 @@ import { addDemoCommand } from './cli/demo.js';
 import { addUpCommand } from './cli/up.js';
 import { addDownCommand } from './cli/down.js';
 import { addSimulateCommand } from './cli/simulate.js';
+import { addIngestCommand } from './cli/ingest.js';
 import { addRunCommand } from './cli/run.js';
 import { addReplayCommand } from './cli/replay.js';
 import { addScaleCommand } from './cli/scale.js';
@@ -37,6 +38,7 @@ export function buildCli(): Command {
   addUpCommand(program);
   addDownCommand(program);
   addSimulateCommand(program);
+  addIngestCommand(program);
   addRunCommand(program);
   addReplayCommand(program);
   addScaleCommand(program);

@@ -52,6 +52,12 @@ export const badRecordCodes = {
   LABEL: 'bad label',
   /** The weight is negative. */
   WEIGHT: 'bad weight',
+  /** An MQTT payload that is not JSON (or CBOR, as configured), or not an object. */
+  PAYLOAD: 'unreadable payload',
+  /** An MQTT payload without a field the ingest mapping names. */
+  MISSING_FIELD: 'missing field',
+  /** A field the ingest mapping names holds the wrong type (a string for a feature, say). */
+  WRONG_TYPE: 'wrong type',
 } as const;
 
 export type BadRecordCode = keyof typeof badRecordCodes;

@@ -10,6 +10,8 @@ kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$her
 
 log() { echo "[kafka] $*" >&2; }
 die() { echo "[kafka] error: $*" >&2; exit 1; }
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 docker_hint() {
   echo "Alternatives: with Docker, 'docker compose -f infra/docker-compose.yml up -d' and then KAFKA_BROKERS=127.0.0.1:19092; or point KAFKA_BROKERS at a broker you already run."
@@ -94,21 +96,6 @@ probe() {
 # The SCRAM users of a secure instance: the brokers' own, a super user for administration, and one per role.
 secure_users=(broker admin worker server reader producer)
 
-require_openssl() {
-  command -v openssl >/dev/null 2>&1 \
-    || die "--secure needs 'openssl' on PATH to make a local CA and certificates (Debian/Ubuntu: apt-get install openssl)"
-}
-
-# Issues a certificate for CN $2 signed by the CA in $1, as $1/$3.key (PKCS#8) and $1/$3.crt, with extensions $4.
-issue_cert() {
-  local dir="$1" cn="$2" name="$3" ext="$4"
-  openssl req -newkey rsa:2048 -nodes -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$cn" 2>/dev/null || return 1
-  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 3650 \
-    -out "$dir/$name.crt" -extfile <(printf '%b\n' "$ext") 2>/dev/null || return 1
-  rm -f "$dir/$name.csr"
-  chmod 600 "$dir/$name.key"
-}
-
 # Creates, once, in $1: a CA, a broker certificate for 127.0.0.1, localhost and $2 (for server and client use: the
 # brokers authenticate to the controllers with it), a client certificate, and a random password per user.
 ensure_secrets() {
@@ -118,10 +105,7 @@ ensure_secrets() {
   chmod 700 "$dir"
   if [ ! -s "$dir/ca.pem" ]; then
     log "making a local CA and certificates in $dir (once)"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
-      -subj "/CN=streamgrad local test CA" -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "openssl could not make the CA in $dir"
-    chmod 600 "$dir/ca.key"
+    ensure_ca "$dir" "streamgrad local test CA"
     rm -f "$dir/broker.host"
     issue_cert "$dir" streamgrad-client client 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment' \
       || die "openssl could not issue the client certificate in $dir"
@@ -135,7 +119,7 @@ ensure_secrets() {
     echo "$host" >"$dir/broker.host"
   fi
   for user in "${secure_users[@]}"; do
-    [ -s "$dir/$user.password" ] || (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$dir/$user.password")
+    ensure_password "$dir/$user.password"
   done
 }
 
@@ -195,22 +179,7 @@ describe_secrets() {
   log "  users and passwords: ${secure_users[*]}, each in $dir/<user>.password"
 }
 
-port_free() {
-  local port="$1"
-  if command -v ss >/dev/null 2>&1; then
-    [ -z "$(ss -Hltn "( sport = :$port )" 2>/dev/null)" ]
-  else
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-  fi
-}
 
-port_owner() {
-  command -v ss >/dev/null 2>&1 || return 0
-  local who
-  who="$(ss -Hltnp "( sport = :$1 )" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 | sed 's/users:(("\([^"]*\)",pid=\([0-9]*\)/\1, pid \2/')"
-  [ -n "$who" ] && echo " (by $who)"
-  return 0
-}
 
 print_log_tails() {
   local dir="$1" f

@@ -1,4 +1,5 @@
 import type { Kafka } from 'kafkajs';
+import mqtt, { type IClientOptions } from 'mqtt';
 import { codecFor, type CodecOptions } from '../../schemas/codec.js';
 import type { TrainingSample } from '../../schemas/types.js';
 import { partitionDiscoveryMs } from '../common/kafkaClient.js';
@@ -87,31 +88,27 @@ export interface Simulator {
   readonly done: Promise<void>;
 }
 
-/**
- * Produces simulated IoT telemetry (`TrainingSample`s keyed by device id, in
- * the input's framing: the experiment's `input`, raw Avro by default) to `topic`
- * at `ratePerSecond`, in 50 ms ticks, until stopped or `count` samples are sent.
- */
-export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions, framing: Pick<CodecOptions, 'framing' | 'schemaId'> = {}): Simulator {
-  const codec = codecFor('TrainingSample', { framing: framing.framing, schemaId: framing.schemaId });
+/** Where simulated samples go: Kafka, or an MQTT broker. */
+interface SampleSink {
+  connect(): Promise<void>;
+  send(samples: readonly TrainingSample[]): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
+/** Runs the simulation into `sink` at `ratePerSecond`, in 50 ms ticks, until stopped or `count` samples are sent. */
+function simulate(sink: SampleSink, options: SimulatorOptions): Simulator {
   const random = seededRandom(options.seed);
-  // Partitions added by `streamgrad scale` get records within seconds.
-  const producer = kafka.producer({ idempotent: true, metadataMaxAge: partitionDiscoveryMs });
   let sent = 0;
   let stopped = false;
   const tickMs = 50;
   let startedAt = 0;
   const send = async (batch: number) => {
     const now = Date.now();
-    const messages = Array.from({ length: batch }, (_, k) => {
-      const sample = simulatedReading((sent + k) % options.devices, now, random, options, startedAt);
-      return { key: sample.deviceId, value: codec.encode(sample) };
-    });
-    for (let from = 0; from < messages.length; from += maxRecordsPerRequest) await producer.send({ topic, messages: messages.slice(from, from + maxRecordsPerRequest) });
+    await sink.send(Array.from({ length: batch }, (_, k) => simulatedReading((sent + k) % options.devices, now, random, options, startedAt)));
     sent += batch;
   };
   const run = async () => {
-    await producer.connect();
+    await sink.connect();
     startedAt = Date.now();
     try {
       while (!stopped && (options.count === undefined || sent < options.count)) {
@@ -121,9 +118,65 @@ export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOp
         await new Promise((resolve) => setTimeout(resolve, tickMs));
       }
     } finally {
-      await producer.disconnect();
+      await sink.disconnect();
     }
   };
   const done = run();
   return { sent: () => sent, stop: () => (stopped = true), done };
+}
+
+/**
+ * Produces simulated IoT telemetry (`TrainingSample`s keyed by device id, in
+ * the input's framing: the experiment's `input`, raw Avro by default) to `topic`
+ * at `ratePerSecond`, until stopped or `count` samples are sent.
+ */
+export function startSimulator(kafka: Kafka, topic: string, options: SimulatorOptions, framing: Pick<CodecOptions, 'framing' | 'schemaId'> = {}): Simulator {
+  const codec = codecFor('TrainingSample', { framing: framing.framing, schemaId: framing.schemaId });
+  // Partitions added by `streamgrad scale` get records within seconds.
+  const producer = kafka.producer({ idempotent: true, metadataMaxAge: partitionDiscoveryMs });
+  return simulate(
+    {
+      connect: () => producer.connect(),
+      send: async (samples) => {
+        const messages = samples.map((sample) => ({ key: sample.deviceId, value: codec.encode(sample) }));
+        for (let from = 0; from < messages.length; from += maxRecordsPerRequest) await producer.send({ topic, messages: messages.slice(from, from + maxRecordsPerRequest) });
+      },
+      disconnect: () => producer.disconnect(),
+    },
+    options,
+  );
+}
+
+/** The MQTT topic of a device's telemetry in `simulate --mqtt`: `{device}` stands for the device id. */
+export const defaultMqttTopicPattern = 'plant/{device}/telemetry';
+
+/**
+ * A simulated reading as a device would publish it over MQTT: JSON with the event time in ms (`ts`), the 16
+ * readings (`null` for a sensor that dropped out: JSON has no NaN), the label and the site. `examples/iot-mqtt.json`
+ * maps it back to the same `TrainingSample`.
+ */
+export function mqttPayload(sample: TrainingSample): string {
+  return JSON.stringify({ ts: sample.eventTime, readings: sample.features.map((x) => (Number.isFinite(x) ? x : null)), label: sample.label, site: sample.attributes.site });
+}
+
+/** Publishes simulated telemetry as JSON over MQTT (QoS 1), one topic per device (`topicPattern`). */
+export function startMqttSimulator(url: string, connectOptions: IClientOptions, topicPattern: string, options: SimulatorOptions): Simulator {
+  const client = mqtt.connect(url, { ...connectOptions, manualConnect: true });
+  return simulate(
+    {
+      connect: async () => {
+        const connected = new Promise<void>((resolve, reject) => {
+          client.once('connect', () => resolve());
+          client.once('error', reject);
+        });
+        client.connect();
+        await connected;
+      },
+      send: async (samples) => {
+        await Promise.all(samples.map((sample) => client.publishAsync(topicPattern.replace('{device}', sample.deviceId), mqttPayload(sample), { qos: 1 })));
+      },
+      disconnect: () => client.endAsync(),
+    },
+    options,
+  );
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { mqttIngestSchema } from '../ingest/mapping.js';
 import { validateOptions } from '../../operators/validateOptions.js';
 import { ConfigError } from '../../schemas/errors.js';
 import { backendNames } from './backend.js';
@@ -177,6 +178,8 @@ export const experimentSchema = z.object({
     })
     .strict()
     .optional(),
+  /** Where `streamgrad ingest` reads device messages, and how each becomes a TrainingSample. */
+  ingest: z.object({ mqtt: mqttIngestSchema }).strict().optional(),
   /** Serve Prometheus metrics on this port at /metrics (0: any free port). Off when absent. */
   metricsPort: z.number().int().min(0).max(65_535).optional(),
   workerId: z.string().min(1).optional(),

@@ -18,6 +18,13 @@ export class BrokerUnreachableError extends StreamgradError {
   }
 }
 
+/** The first connection to the MQTT broker of `ingest.mqtt` failed: refused credentials, an untrusted certificate, no broker. */
+export class MqttUnreachableError extends StreamgradError {
+  constructor(readonly url: string, detail: string, cause?: unknown) {
+    super('MQTT', `cannot connect to the MQTT broker at ${url} (config.ingest.mqtt.url): ${detail}`, { retriable: true, cause });
+  }
+}
+
 /** The brokers denied an operation: the principal lacks an ACL (see `streamgrad acls`). */
 export class AuthorizationError extends StreamgradError {
   constructor(detail: string, cause?: unknown) {
@@ -87,6 +94,6 @@ export class SnapshotDecodeError extends StreamgradError {
  * unknown namespace, no broker, no backend, an operation the brokers deny), 1 when it failed while running.
  */
 export function exitCodeOf(error: unknown): 1 | 2 {
-  const cannotRun = [ConfigError, NamespaceError, BrokerUnreachableError, BackendError, AuthorizationError];
+  const cannotRun = [ConfigError, NamespaceError, BrokerUnreachableError, MqttUnreachableError, BackendError, AuthorizationError];
   return cannotRun.some((kind) => error instanceof kind) ? 2 : 1;
 }

@@ -51,7 +51,8 @@ function kafkajsLogCreator(logger: Logger): logCreator {
 /** Where the brokers are and how to connect to them: the `brokers` and `security` of an experiment. */
 export type KafkaAccess = Pick<ExperimentConfig, 'brokers' | 'security'>;
 
-function readPem(file: string, field: string, what: string): string {
+/** A PEM file's text; the error names the setting (`field`) and what the file holds. */
+export function readPem(file: string, field: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {

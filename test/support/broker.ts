@@ -34,10 +34,10 @@ export interface InfraScriptResult {
   readonly stderr: string;
 }
 
-/** Runs an infra/kafka script to completion; never throws for a non-zero exit. */
-export async function runInfraScript(script: 'start' | 'stop', args: readonly string[]): Promise<InfraScriptResult> {
+/** Runs an infra/kafka (or infra/mqtt) script to completion; never throws for a non-zero exit. */
+export async function runInfraScript(script: 'start' | 'stop', args: readonly string[], service: 'kafka' | 'mqtt' = 'kafka'): Promise<InfraScriptResult> {
   try {
-    const { stdout, stderr } = await run('bash', [`${infraDir}${script}`, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await run('bash', [`${infraDir.replace(/kafka\/$/, `${service}/`)}${script}`, ...args], { maxBuffer: 16 * 1024 * 1024 });
     return { code: 0, stdout: stdout.trim(), stderr };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string; stderr?: string };

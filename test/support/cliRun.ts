@@ -6,7 +6,8 @@ export const cliEnv = () => ({ KAFKA_BROKERS: testBrokers().join(',') });
 
 /**
  * A small `streamgrad run` experiment of the CLI tests: a 16-feature linear model on 2 shards, the simulator at
- * `ratePerSecond` over `partitions` partitions, the `scale` staleness policy, short sessions; `training` overrides.
+ * `ratePerSecond` over `partitions` partitions, the default server (the `retrain` staleness bound), short sessions;
+ * `training` overrides.
  */
 export function runExperiment(partitions: number, ratePerSecond: number, training: object = {}) {
   const id = randomUUID().slice(0, 8);
@@ -16,7 +17,6 @@ export function runExperiment(partitions: number, ratePerSecond: number, trainin
     inputPartitions: partitions,
     model: { kind: 'linear', features: 16, shards: 2, optimizer: { kind: 'adam', learningRate: 0.03 } },
     ...training,
-    server: { staleness: { policy: 'scale', bound: 4 } },
     simulator: { devices: 40, ratePerSecond, seed: 11, dropoutRate: 0.002 },
     metricsPort: 0,
     sessionTimeoutMs: 6_000,
