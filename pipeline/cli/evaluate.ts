@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../schemas/errors.js';
-import { evaluateModel, formatEvaluation } from '../commands/evaluate.js';
+import { evaluateModel, formatEvaluation, reportEvaluation } from '../commands/evaluate.js';
 import { selectBackend } from '../common/backend.js';
 import { assertModelTopic, configOption, connectTo, example, experimentIn } from './options.js';
 
@@ -12,6 +12,8 @@ async function evaluateCommand(options: { config: string; topic: string; namespa
   await selectBackend({ backend: config.backend });
   const evaluation = await evaluateModel(kafka, config, options.topic, (line) => console.error(`[evaluate] ${line}`));
   console.log(options.json ? JSON.stringify(evaluation) : formatEvaluation(evaluation));
+  // For `streamgrad dashboard`; the scores above stand whether or not it can be written.
+  await reportEvaluation(kafka, evaluation).catch((error: Error) => console.error(`[evaluate] the scores were not written to ${config.namespace}.reports for dashboards: ${error.message}`));
 }
 
 /** `streamgrad evaluate`. */

@@ -6,6 +6,8 @@ import { NamespaceError } from '../common/errors.js';
 import { lossOf, sampleLengthOf } from '../common/model.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
+import { publishReport } from '../common/reports.js';
+import { ensureReportsTopic } from '../common/topics.js';
 import { probabilityEpsilon, Replica } from '../worker/replica.js';
 import { scoreSamples } from '../../operators/prequential.js';
 
@@ -109,6 +111,21 @@ function report(config: ExperimentConfig, topic: string, versions: number[], sco
   if (lossOf(config.model) !== 'mse') return { ...base, accuracy: scores.correct / samples, logLoss: scores.logLossSum / samples };
   // Per sample, the errors are means over its outputs: over samples, they are means over every output.
   return { ...base, mae: scores.absoluteSum / samples, rmse: Math.sqrt(scores.squaredSum / samples) };
+}
+
+/** Writes `evaluation` to `<ns>.reports`, for dashboards (created if missing). */
+export async function reportEvaluation(kafka: Kafka, evaluation: Evaluation): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = await ensureReportsTopic(admin, evaluation.namespace).finally(() => admin.disconnect());
+  const producer = kafka.producer();
+  await producer.connect();
+  try {
+    const { topic: source, versions, samples, loss, mae, rmse, accuracy, logLoss } = evaluation;
+    await publishReport(producer, topic, { kind: 'evaluation', source, at: Date.now(), versions: [...versions], samples, loss, ...(mae === undefined ? {} : { mae }), ...(rmse === undefined ? {} : { rmse }), ...(accuracy === undefined ? {} : { accuracy }), ...(logLoss === undefined ? {} : { logLoss }) });
+  } finally {
+    await producer.disconnect();
+  }
 }
 
 /** The evaluation as lines for a terminal. */

@@ -20,6 +20,8 @@ export interface NamespaceTopics {
   readonly serverGroup: string;
   /** The prefix of the workers' transactionalIds (one per input partition). */
   readonly workerTransactions: string;
+  /** JSON reports for dashboards: the ingest bridge's figures, `evaluate`'s scores. See `reports.ts`. */
+  readonly reports: string;
 }
 
 /** Names the topics and groups of namespace `ns`: `<ns>.updates`, `<ns>.model`, `<ns>.dlq`, `<ns>.ps.dlq`, `<ns>.workers`, `<ns>.ps`. */
@@ -32,6 +34,7 @@ export function topicsOf(namespace: string): NamespaceTopics {
     workerGroup: `${namespace}.workers`,
     serverGroup: `${namespace}.ps`,
     workerTransactions: `${namespace}.worker`,
+    reports: `${namespace}.reports`,
   };
 }
 
@@ -96,13 +99,26 @@ export async function ensureNamespaceTopics(admin: Admin, namespace: string, sha
   return topics;
 }
 
-/** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics, where missing. */
+/**
+ * The reports topic of a namespace (one partition, a day's retention: dashboards read its recent records), where
+ * missing. Not among {@link ensureNamespaceTopics}: workers and servers neither write nor need it.
+ */
+export async function ensureReportsTopic(admin: Admin, namespace: string): Promise<string> {
+  const topic = topicsOf(namespace).reports;
+  if (!(await admin.listTopics()).includes(topic)) await createTopics(admin, [{ topic, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: String(24 * 3600 * 1000) }] }]);
+  return topic;
+}
+
+/** Creates the input topic (with `inputPartitions`) and, unless `inputOnly`, the namespace's topics and its reports topic, where missing. */
 export async function ensureExperimentTopics(kafka: Kafka, config: ExperimentConfig, inputOnly = false): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     if (!(await admin.listTopics()).includes(config.inputTopic)) await createTopics(admin, [{ topic: config.inputTopic, numPartitions: config.inputPartitions }]);
-    if (!inputOnly) await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
+    if (!inputOnly) {
+      await ensureNamespaceTopics(admin, config.namespace, config.model.shards);
+      await ensureReportsTopic(admin, config.namespace);
+    }
   } finally {
     await admin.disconnect();
   }

@@ -9,6 +9,8 @@ import type { ExperimentConfig } from '../common/config.js';
 import { readPem } from '../common/kafkaClient.js';
 import { MqttUnreachableError } from '../common/errors.js';
 import { logFnOf } from '../common/log.js';
+import { percentile } from '../common/percentile.js';
+import { publishReport, type IngestReport } from '../common/reports.js';
 import { readSecret } from '../common/secrets.js';
 import { topicsOf } from '../common/topics.js';
 import { MqttMapping, type MqttIngestConfig } from './mapping.js';
@@ -37,6 +39,9 @@ interface Pending {
 /** Reconnect delays to the MQTT broker: from 500 ms, doubling, at most 30 s. */
 const firstReconnectMs = 500;
 const maxReconnectMs = 30_000;
+/** The bridge writes its figures to `<ns>.reports` this often, keeping at most this many ack lags between reports. */
+const reportEveryMs = 2_000;
+const maxLagSamples = 20_000;
 
 function ingestMetrics(namespace: string) {
   const registry = new Registry();
@@ -154,6 +159,9 @@ class Bridge implements IngestBridge {
   private reconnectMs = firstReconnectMs;
   private counts = { messagesIn: 0, samplesOut: 0, deadLetters: 0, reconnects: 0 };
   private wake: (() => void) | undefined;
+  /** Ack lags (ms) since the last report, every `lagSampleEvery`-th message: enough for a median and a p99. */
+  private lagSamples: number[] = [];
+  private reportTimer: NodeJS.Timeout | undefined;
 
   constructor(kafka: Kafka, private readonly config: ExperimentConfig, private readonly settings: MqttIngestConfig, logger: Logger) {
     this.log = logFnOf(logger);
@@ -197,13 +205,31 @@ class Bridge implements IngestBridge {
 
   private async run(): Promise<void> {
     await this.ready;
+    const reports = topicsOf(this.config.namespace).reports;
+    this.reportTimer = setInterval(() => void publishReport(this.producer, reports, this.report()).catch((error: Error) => this.log(`could not write a report to ${reports}: ${error.message}`)), reportEveryMs);
     try {
       await this.pump();
     } finally {
+      clearInterval(this.reportTimer);
+      await publishReport(this.producer, reports, this.report()).catch(() => undefined);
       await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
       this.metrics.connected.set(0);
       await this.producer.disconnect();
     }
+  }
+
+  /** The bridge's figures for `<ns>.reports`, with the ack lag since the previous report. */
+  private report(): IngestReport {
+    const lags = this.lagSamples;
+    this.lagSamples = [];
+    return {
+      kind: 'ingest',
+      source: this.clientId,
+      at: Date.now(),
+      url: this.settings.url,
+      ...this.figures(),
+      ...(lags.length === 0 ? {} : { ackLagP50Ms: percentile(lags, 50), ackLagP99Ms: percentile(lags, 99) }),
+    };
   }
 
   /** The first connection either succeeds or ends the bridge with its reason: a wrong password should not be retried for ever. */
@@ -233,7 +259,8 @@ class Bridge implements IngestBridge {
     this.client.subscribe(this.settings.topics, { qos: this.settings.qos }, (error, granted) => {
       if (error) return this.log(`subscribing to ${this.settings.topics.join(', ')} failed: ${error.message}`);
       const refused = (granted ?? []).filter((grant) => grant.qos > 2);
-      if (refused.length > 0) this.log(`the MQTT broker refused the subscription to ${refused.map((grant) => grant.topic).join(', ')} (not authorized?)`);
+      if (refused.length > 0) return this.log(`the MQTT broker refused the subscription to ${refused.map((grant) => grant.topic).join(', ')} (not authorized?)`);
+      this.log(`subscribed to ${this.settings.topics.join(', ')} (QoS ${this.settings.qos})`);
     });
   }
 
@@ -305,13 +332,18 @@ class Bridge implements IngestBridge {
   private acknowledge(batch: readonly Pending[]): void {
     const now = Date.now();
     let dead = 0;
+    // One socket write for the batch's acknowledgements, not one per message.
+    const stream = this.client.stream as { cork?: () => void; uncork?: () => void } | undefined;
+    stream?.cork?.();
     for (const entry of batch) {
       this.metrics.lag.observe((now - entry.receivedAt) / 1_000);
+      if (this.lagSamples.length < maxLagSamples) this.lagSamples.push(now - entry.receivedAt);
       if (entry.dead) dead++;
       // A message from an earlier connection is not acknowledged: that packet id may name another message now, and
       // the broker sends the message again on the new connection (a duplicate in Kafka, never a loss).
       if (entry.messageId !== undefined && entry.connection === this.connection && this.client.connected) this.sendPuback({ cmd: 'puback', messageId: entry.messageId, reasonCode: 0 } as Packet);
     }
+    stream?.uncork?.();
     this.counts.deadLetters += dead;
     this.counts.samplesOut += batch.length - dead;
     this.metrics.samples.inc(batch.length - dead);

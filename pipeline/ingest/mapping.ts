@@ -1,4 +1,4 @@
-import { decode as decodeCbor } from 'cbor-x';
+import { decode as decodeCbor } from 'cborg';
 import { z } from 'zod';
 import { BadRecordError, type BadRecordCode } from '../../schemas/errors.js';
 import type { TrainingSample } from '../../schemas/types.js';

@@ -49,7 +49,7 @@ describe('streamgrad ingest mqtt', () => {
     const file = writeExperimentFile(config);
     const bridge = spawnTs(cliPath, ['ingest', 'mqtt', '--config', file, '--metrics-port', '0'], { env: cliEnv() });
     try {
-      await waitFor('the bridge to subscribe', () => bridge.errors.some((line) => line.includes('connected to')), 60_000);
+      await waitFor('the bridge to subscribe', () => bridge.errors.some((line) => line.includes('subscribed to')), 60_000);
       const device = await mqttClient(broker.url);
       const good = 3_000;
       await Promise.all(Array.from({ length: good }, (_, i) => device.publishAsync(topicOf(config, `d${i % 7}`), JSON.stringify({ readings: [i, -i], y: i / 2, ts: 1_000 + i, seq: i }), { qos: 1 })));
@@ -83,7 +83,7 @@ describe('streamgrad ingest mqtt', () => {
     const config = experiment(broker.url, { maxUnacked, batchMaxMessages: 500 });
     const file = writeExperimentFile(config);
     const start = () => spawnTs(cliPath, ['ingest', 'mqtt', '--config', file], { env: cliEnv(), quiet: true });
-    const subscribed = (child: ReturnType<typeof start>) => waitFor('the bridge to subscribe', () => child.errors.some((line) => line.includes('connected to')), 60_000);
+    const subscribed = (child: ReturnType<typeof start>) => waitFor('the bridge to subscribe', () => child.errors.some((line) => line.includes('subscribed to')), 60_000);
     // The bridge's persistent session exists before the devices publish: the broker keeps the backlog for it.
     let bridge = start();
     await subscribed(bridge);
@@ -130,7 +130,7 @@ describe('streamgrad ingest mqtt', () => {
         return child;
       };
       const good = await run({ username: 'bridge', password, tls });
-      await waitFor('the bridge to connect over TLS', () => good.errors.some((line) => line.includes('connected to')), 60_000);
+      await waitFor('the bridge to connect over TLS', () => good.errors.some((line) => line.includes('subscribed to')), 60_000);
       good.process.kill('SIGTERM');
       expect(await good.exited).toBe(0);
 

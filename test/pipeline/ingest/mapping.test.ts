@@ -1,4 +1,4 @@
-import { encode as encodeCbor } from 'cbor-x';
+import { encode as encodeCbor } from 'cborg';
 import { describe, expect, it } from 'vitest';
 import { MqttMapping, mqttIngestSchema } from '../../../pipeline/ingest/mapping.js';
 
@@ -13,7 +13,7 @@ describe('the MQTT ingest mapping', () => {
   });
 
   it('maps CBOR, a device id field, ISO event times and multi-output labels; the arrival time when no event time is mapped', () => {
-    const cbor = mapping({ format: 'cbor', deviceId: { field: 'id' }, eventTime: { field: 'at', unit: 'iso' } }).map('x', encodeCbor({ id: 'd-1', t: 1, h: 2, y: [0, 1], at: '2026-11-30T00:00:00Z' }), 5);
+    const cbor = mapping({ format: 'cbor', deviceId: { field: 'id' }, eventTime: { field: 'at', unit: 'iso' } }).map('x', Buffer.from(encodeCbor({ id: 'd-1', t: 1, h: 2, y: [0, 1], at: '2026-11-30T00:00:00Z' })), 5);
     expect(cbor).toMatchObject({ ok: true, sample: { deviceId: 'd-1', eventTime: Date.parse('2026-11-30T00:00:00Z'), features: [1, 2], label: null, labels: [0, 1] } });
     expect(mapping().map('plant/d/telemetry', json({ t: 1, h: 2, y: 3 }), 1234)).toMatchObject({ ok: true, sample: { eventTime: 1234, weight: 1 } });
   });
