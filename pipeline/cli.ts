@@ -16,6 +16,7 @@ import { addRunCommand } from './cli/run.js';
 import { addReplayCommand } from './cli/replay.js';
 import { addScaleCommand } from './cli/scale.js';
 import { addStatusCommand } from './cli/status.js';
+import { addDashboardCommand } from './cli/dashboard.js';
 import { addAclsCommand } from './cli/acls.js';
 import { addAuditCommand } from './cli/audit.js';
 import { addEvaluateCommand } from './cli/evaluate.js';
@@ -43,6 +44,7 @@ export function buildCli(): Command {
   addReplayCommand(program);
   addScaleCommand(program);
   addStatusCommand(program);
+  addDashboardCommand(program);
   addAuditCommand(program);
   addEvaluateCommand(program);
   addExportCommand(program);

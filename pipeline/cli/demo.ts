@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runDemo } from '../commands/demo.js';
+import { defaultDashboardPort } from './dashboard.js';
 import { integer, positive, example } from './options.js';
 
 /** `streamgrad demo`. */
@@ -12,6 +13,8 @@ export function addDemoCommand(program: Command): void {
     .option('--devices <n>', 'simulated devices', integer('--devices'), 200)
     .option('--workers <n>', 'worker processes', integer('--workers'), 2)
     .option('--out <dir>', 'where to export the model', 'streamgrad-demo-model')
+    .option('--dashboard-port <port>', 'serve the dashboard on this port; any free port when it is taken', integer('--dashboard-port', 0), defaultDashboardPort)
+    .option('--no-dashboard', 'do not serve the dashboard')
     .addHelpText('after', example('  streamgrad demo --duration 30 --rate 10000') + '\n\nUses KAFKA_BROKERS when set, else starts infra/kafka (Java 17+ and Maven). Ctrl-C stops it cleanly.')
     .action(runDemo);
 }

@@ -12,7 +12,7 @@ import { configOption, example, metricsOption } from './options.js';
 async function ingestMqttCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
   const settings = config.ingest?.mqtt;
-  if (settings === undefined) throw new ConfigError('config.ingest.mqtt', `${options.config} has no MQTT mapping: add ingest.mqtt (url, topics, deviceId, features, label; see examples/iot-mqtt.json)`);
+  if (settings === undefined) throw new ConfigError('config.ingest.mqtt', `${options.config} has no MQTT mapping: add ingest.mqtt (url, topics, deviceId, features, label; see examples/iot-mqtt.yaml)`);
   await assertReachable(config);
   const kafka = createKafka(config, `streamgrad-ingest-${process.pid}`);
   await ensureExperimentTopics(kafka, config);
@@ -50,12 +50,15 @@ async function ingestMqttCommand(options: { config: string; metricsPort?: number
 
 /** `streamgrad ingest mqtt`. */
 export function addIngestCommand(program: Command): void {
-  const ingest = program.command('ingest').description('bridges from device protocols into the experiment\'s input topic');
+  const ingest = program
+    .command('ingest')
+    .description('bridges from device protocols into the experiment\'s input topic')
+    .addHelpText('after', example('  streamgrad ingest mqtt --config examples/iot-mqtt.yaml'));
   ingest
     .command('mqtt')
     .description('subscribe to an MQTT broker (ingest.mqtt of the config) and write each message as a TrainingSample keyed by device id to the input topic; messages that do not map go to <ns>.dlq with the payload and the reason. QoS 1 messages are acknowledged once Kafka holds their record')
     .addOption(configOption())
     .addOption(metricsOption())
-    .addHelpText('after', example('  infra/mqtt/start\n  streamgrad ingest mqtt --config examples/iot-mqtt.json\n  streamgrad simulate --config examples/iot-mqtt.json --mqtt mqtt://127.0.0.1:11883'))
+    .addHelpText('after', example('  infra/mqtt/start\n  streamgrad ingest mqtt --config examples/iot-mqtt.yaml\n  streamgrad simulate --config examples/iot-mqtt.yaml --mqtt mqtt://127.0.0.1:11883'))
     .action(ingestMqttCommand);
 }

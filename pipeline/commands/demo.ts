@@ -20,6 +20,9 @@ export interface DemoOptions {
   readonly workers: number;
   /** Where the trained model is exported. */
   readonly out: string;
+  /** Serve the dashboard on this port (any free one when taken), or not (`false`). */
+  readonly dashboard: boolean;
+  readonly dashboardPort: number;
 }
 
 /**
@@ -51,7 +54,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const onReport = (report: { loss: number | undefined }) => {
       if (report.loss !== undefined) losses.push(report.loss);
     };
-    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display, onReport });
+    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display, onReport, dashboardPort: options.dashboard ? options.dashboardPort : false });
 
     const kafka = createKafka({ brokers: broker.brokers }, 'streamgrad-demo');
     const snapshots = await latestSnapshots(kafka, namespace);

@@ -152,7 +152,7 @@ export const defaultMqttTopicPattern = 'plant/{device}/telemetry';
 
 /**
  * A simulated reading as a device would publish it over MQTT: JSON with the event time in ms (`ts`), the 16
- * readings (`null` for a sensor that dropped out: JSON has no NaN), the label and the site. `examples/iot-mqtt.json`
+ * readings (`null` for a sensor that dropped out: JSON has no NaN), the label and the site. `examples/iot-mqtt.yaml`
  * maps it back to the same `TrainingSample`.
  */
 export function mqttPayload(sample: TrainingSample): string {

@@ -7,6 +7,7 @@ import { ensureExperimentTopics } from '../common/topics.js';
 import { RunChildren, serveRunControl } from './runProcesses.js';
 import { startSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
 import { progressLine, StatusReader, type StatusReport } from './status.js';
+import { startDashboard, type Dashboard } from '../dashboard/server.js';
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
@@ -24,6 +25,8 @@ export interface RunOptions {
   readonly onReport?: (report: StatusReport) => void;
   readonly progressIntervalMs?: number;
   readonly display: ConsoleDisplay;
+  /** Serve the dashboard on this port (taken: any free port), or not at all (`false`). Default: not at all. */
+  readonly dashboardPort?: number | false;
 }
 
 /** What a run did, for its summary. */
@@ -103,6 +106,18 @@ function stopTriggers(options: RunOptions, signal: StopSignal): () => void {
   };
 }
 
+/** The run's dashboard: on the port asked for, or any free one when that is taken; its address on the display. */
+async function startRunDashboard(kafka: Kafka, options: RunOptions): Promise<Dashboard | undefined> {
+  const port = options.dashboardPort;
+  if (port === undefined || port === false) return undefined;
+  const dashboard = await startDashboard(kafka, options.config, port).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'EADDRINUSE') return startDashboard(kafka, options.config, 0);
+    throw error;
+  });
+  options.display.log(`dashboard at ${dashboard.url}`);
+  return dashboard;
+}
+
 /**
  * `streamgrad run`: creates the topics, starts one parameter server and
  * `workers` workers as child processes (and the simulator in this process when
@@ -117,6 +132,7 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   const kafka = createKafka(config, `streamgrad-run-${process.pid}`);
   await ensureExperimentTopics(kafka, config);
 
+  const dashboard = await startRunDashboard(kafka, options);
   const signal = new StopSignal();
   // The server and the workers share the machine's cores: native TensorFlow gets its share in each.
   const threads = { STREAMGRAD_TF_THREADS: String(tensorflowThreads(options.workers + 1)) };
@@ -166,6 +182,7 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   if (!signal.failure) await status.serverCaughtUp(serverCatchUpMs).catch((error: Error) => display.log(error.message));
   await children.stop([server]);
   following.stop();
+  await dashboard?.close().catch(() => {});
   removeTriggers();
   let last = following.last();
   if (!signal.failure) {
