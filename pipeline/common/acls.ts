@@ -15,7 +15,7 @@ import { topicsOf } from './topics.js';
  *   transactions, topic creation included.
  * Readers that read a topic without a group (snapshots, audits, replays) use groups named `streamgrad-direct-<uuid>`.
  */
-export const roles = ['worker', 'server', 'reader', 'producer', 'admin'] as const;
+export const roles = ['worker', 'server', 'reader', 'producer', 'ingest', 'admin'] as const;
 export type Role = (typeof roles)[number];
 
 /** The prefix of the throwaway groups of group-less readers (see `fromKafka` without `groupId`). */
@@ -69,6 +69,13 @@ export function roleGrants(role: Role, config: Pick<ExperimentConfig, 'namespace
       ];
     case 'producer':
       return [{ resource: 'topic', pattern: 'literal', name: config.inputTopic, operations: ['write', 'describe'], why: 'the training samples it writes' }];
+    case 'ingest':
+      return [
+        { resource: 'topic', pattern: 'literal', name: config.inputTopic, operations: ['write', 'describe'], why: 'the samples it maps from MQTT messages' },
+        namespaceTopics,
+        { resource: 'topic', pattern: 'literal', name: topics.deadLetters, operations: ['write'], why: 'MQTT messages that do not map' },
+        { resource: 'topic', pattern: 'literal', name: topics.reports, operations: ['write'], why: 'its figures, for dashboards' },
+      ];
     case 'admin':
       return [
         { resource: 'topic', pattern: 'literal', name: config.inputTopic, operations: ['all'], why: 'creates and grows the input topic, and every role above' },

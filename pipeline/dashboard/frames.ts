@@ -50,7 +50,8 @@ export class DashboardReader {
   private readonly ingest = new Map<string, IngestReport>();
   private evaluation: EvaluationReport | undefined;
   private readonly points: HistoryPoint[] = [];
-  private previousIngest: { at: number; out: number } | undefined;
+  /** The ingest bridges' total output at their newest report, and the rate it gave (reports come every 2 s, frames every 1 s). */
+  private previousIngest: { at: number; out: number; rate: number | null } | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -104,10 +105,8 @@ export class DashboardReader {
   }
 
   private point(frame: DashboardFrame): HistoryPoint {
-    const out = frame.ingest.reduce((sum, report) => sum + report.samplesOut + report.deadLetters, 0);
     const at = frame.status.at;
-    const ingestPerSecond = this.previousIngest && frame.ingest.length > 0 ? Math.max(0, ((out - this.previousIngest.out) * 1_000) / Math.max(1, at - this.previousIngest.at)) : null;
-    this.previousIngest = { at, out };
+    const ingestPerSecond = this.ingestRate(frame.ingest);
     return {
       at,
       samplesPerSecond: frame.status.samplesPerSecond ?? null,
@@ -117,6 +116,18 @@ export class DashboardReader {
       versions: frame.status.shards.map((shard) => shard.version),
       ingestPerSecond,
     };
+  }
+
+  /** Messages/s through the ingest bridges, between their two newest reports (null without bridges). */
+  private ingestRate(reports: readonly IngestReport[]): number | null {
+    if (reports.length === 0) return null;
+    const at = Math.max(...reports.map((report) => report.at));
+    const out = reports.reduce((sum, report) => sum + report.samplesOut + report.deadLetters, 0);
+    const previous = this.previousIngest;
+    if (previous && previous.at === at) return previous.rate;
+    const rate = previous ? Math.max(0, ((out - previous.out) * 1_000) / Math.max(1, at - previous.at)) : null;
+    this.previousIngest = { at, out, rate };
+    return rate;
   }
 
   /** The kept points, oldest first. */

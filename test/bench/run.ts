@@ -5,6 +5,7 @@ import { createKafka } from '../../pipeline/common/kafkaClient.js';
 import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, benchSample, fillTopic, measureConsumeRates, softmaxBenchSample } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
+import { measureIngestRate } from './ingestRate.js';
 import { measureQuality, type Quality } from './quality.js';
 import { deleteTopics, measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings, softmaxBenchModel } from './pipelineRate.js';
 import { measurePeerRate } from './peerRate.js';
@@ -123,6 +124,8 @@ try {
   log(`freshness at half of pipelineRate1 (${half} samples/s), simulator + 1 server + 1 worker process …`);
   Object.assign(results, await measureFreshness(kafka, brokers, half, quick ? 20 : 45));
   quality = await measureQuality(kafka, brokers, { quick, log });
+  log('MQTT ingest: a backlog of QoS 1 messages in Mosquitto through streamgrad ingest mqtt into Kafka, and drained by a no-op subscriber …');
+  Object.assign(results, await measureIngestRate(kafka, brokers, { quick, log }));
 } finally {
   await broker.stop();
 }
@@ -141,6 +144,7 @@ const ratios = {
   pipeline2OverPipeline1: pipelineRate2 / pipelineRate1,
   int8OverFp32Bytes: updateBytesPerSample.int8 / updateBytesPerSample.fp32,
   sourceDecodeOverRaw: Number(results.sourceDecodeRatio),
+  ingestOverMqttDrain: Number(results.ingestRate) / Number(results.mqttDrainRate),
 };
 const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform}-${process.arch}` };
 const report = {
@@ -162,6 +166,8 @@ const report = {
   softmaxPipelineHoldoutLoss: results.softmaxPipelineHoldoutLoss,
   softmaxPeerHoldoutLoss: results.softmaxPeerHoldoutLoss,
   psApplyRate,
+  ingestRate: results.ingestRate,
+  mqttDrainRate: results.mqttDrainRate,
   freshnessP50Ms: results.freshnessP50Ms,
   freshnessP99Ms: results.freshnessP99Ms,
   workerRssPeakMb: results.workerRssPeakMb,
@@ -204,6 +210,8 @@ const table = `
 | softmax holdout cross-entropy, streamgrad / the peer (${Number(results.softmaxPipelineHoldoutLoss).toFixed(4)} / ${Number(results.softmaxPeerHoldoutLoss).toFixed(4)}) | ${r(Number(results.softmaxPipelineHoldoutLoss) / Number(results.softmaxPeerHoldoutLoss))} | ≤ 1: ${met(Number(results.softmaxPipelineHoldoutLoss) <= Number(results.softmaxPeerHoldoutLoss))} |
 | softmaxPipelineRate1 / its stepRate | ${r(ratios.softmaxPipeline1OverStep)} | ≥ 0.8: ${met(ratios.softmaxPipeline1OverStep >= 0.8)} |
 | psApplyRate (updates/s, one shard, Adam) | ${n(psApplyRate)} | |
+| ingestRate (MQTT QoS 1 messages/s through streamgrad ingest mqtt into Kafka; Mosquitto, the bridge and Kafka on this machine) | ${n(results.ingestRate)} | ≥ 50,000: ${met(Number(results.ingestRate) >= 50_000)} |
+| ingestRate / mqttDrainRate (the same backlog drained by a no-op MQTT.js subscriber: ${n(results.mqttDrainRate)}) | ${r(ratios.ingestOverMqttDrain)} | |
 | freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
 | workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
 | updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
