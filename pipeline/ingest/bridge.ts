@@ -12,7 +12,7 @@ import { logFnOf } from '../common/log.js';
 import { percentile } from '../common/percentile.js';
 import { publishReport, type IngestReport } from '../common/reports.js';
 import { readSecret } from '../common/secrets.js';
-import { topicsOf } from '../common/topics.js';
+import { ensureExperimentTopics, topicsOf } from '../common/topics.js';
 import { MqttMapping, type MqttIngestConfig } from './mapping.js';
 
 /** The bridge's figures, as `/metrics` and the progress line show them. */
@@ -163,7 +163,7 @@ class Bridge implements IngestBridge {
   private lagSamples: number[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
 
-  constructor(kafka: Kafka, private readonly config: ExperimentConfig, private readonly settings: MqttIngestConfig, logger: Logger) {
+  constructor(private readonly kafka: Kafka, private readonly config: ExperimentConfig, private readonly settings: MqttIngestConfig, logger: Logger) {
     this.log = logFnOf(logger);
     this.metrics = ingestMetrics(config.namespace);
     this.registry = this.metrics.registry;
@@ -192,13 +192,14 @@ class Bridge implements IngestBridge {
     await this.done;
   }
 
+  /** The MQTT broker first (its errors are the likelier ones, and need no Kafka topic), then the topics and the producer. */
   private async connect(): Promise<void> {
-    await this.producer.connect();
+    await this.firstConnection();
     try {
-      await this.firstConnection();
+      await ensureExperimentTopics(this.kafka, this.config);
+      await this.producer.connect();
     } catch (error) {
       this.client.end(true);
-      await this.producer.disconnect();
       throw error;
     }
   }
@@ -237,6 +238,7 @@ class Bridge implements IngestBridge {
     return new Promise<void>((resolve, reject) => {
       const failed = (error: Error & { code?: unknown }) => {
         this.client.off('connect', succeeded);
+        this.client.end(true);
         reject(new MqttUnreachableError(this.settings.url, describeMqttError(error, this.settings), error));
       };
       const succeeded = () => {

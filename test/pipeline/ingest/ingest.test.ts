@@ -49,7 +49,7 @@ describe('streamgrad ingest mqtt', () => {
     const file = writeExperimentFile(config);
     const bridge = spawnTs(cliPath, ['ingest', 'mqtt', '--config', file, '--metrics-port', '0'], { env: cliEnv() });
     try {
-      await waitFor('the bridge to subscribe', () => bridge.errors.some((line) => line.includes('subscribed to')), 60_000);
+      await waitFor('the bridge to start', () => bridge.errors.some((line) => line.includes('Prometheus metrics at')), 60_000);
       const device = await mqttClient(broker.url);
       const good = 3_000;
       await Promise.all(Array.from({ length: good }, (_, i) => device.publishAsync(topicOf(config, `d${i % 7}`), JSON.stringify({ readings: [i, -i], y: i / 2, ts: 1_000 + i, seq: i }), { qos: 1 })));
