@@ -15,6 +15,7 @@ export function addDemoCommand(program: Command): void {
     .option('--out <dir>', 'where to export the model', 'streamgrad-demo-model')
     .option('--dashboard-port <port>', 'serve the dashboard on this port; any free port when it is taken', integer('--dashboard-port', 0), defaultDashboardPort)
     .option('--no-dashboard', 'do not serve the dashboard')
+    .option('--mqtt', 'devices publish JSON over MQTT to a local Mosquitto (infra/mqtt/start, or MQTT_URL), and streamgrad ingest bridges it into Kafka')
     .addHelpText('after', example('  streamgrad demo --duration 30 --rate 10000') + '\n\nUses KAFKA_BROKERS when set, else starts infra/kafka (Java 17+ and Maven). Ctrl-C stops it cleanly.')
     .action(runDemo);
 }

@@ -1,14 +1,16 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { parseExperiment } from '../common/config.js';
+import { parseExperiment, type ExperimentConfig } from '../common/config.js';
+import { roleLogger } from '../common/log.js';
+import { startIngestBridge, type IngestBridge } from '../ingest/bridge.js';
 import { ConsoleDisplay } from '../common/console.js';
 import { exportModel } from './export.js';
 import { selectBackend } from '../common/backend.js';
 import { createKafka } from '../common/kafkaClient.js';
-import { acquireBroker } from './localBroker.js';
+import { acquireBroker, acquireMqttBroker } from './localBroker.js';
 import { latestSnapshots } from '../common/modelStore.js';
-import { simulatedFeatureCount } from './simulator.js';
+import { simulatedFeatureCount, simulatorMqttMapping } from './simulator.js';
 import { runExperiment } from './supervisor.js';
 import { formatWindow, type PrequentialStatus } from './status.js';
 
@@ -23,6 +25,30 @@ export interface DemoOptions {
   /** Serve the dashboard on this port (any free one when taken), or not (`false`). */
   readonly dashboard: boolean;
   readonly dashboardPort: number;
+  /** Devices publish over MQTT to a local Mosquitto (or MQTT_URL), and an ingest bridge writes them into Kafka. */
+  readonly mqtt?: boolean;
+}
+
+/** The demo's MQTT edge: the broker, and the bridge into the experiment's input topic; `stop` ends both. */
+interface MqttEdge {
+  readonly url: string;
+  readonly bridge: IngestBridge;
+  stop(): Promise<void>;
+}
+
+async function startMqttEdge(url: string, release: () => Promise<void>, config: ExperimentConfig, display: ConsoleDisplay): Promise<MqttEdge> {
+  try {
+    const bridge = startIngestBridge(createKafka(config, 'streamgrad-demo-ingest'), config, config.ingest!.mqtt, roleLogger({ namespace: config.namespace, role: 'ingest' }));
+    await bridge.ready;
+    display.log(`devices → MQTT ${url} → streamgrad ingest → ${config.inputTopic} → training`);
+    return { url, bridge, stop: async () => {
+      await bridge.stop();
+      await release();
+    } };
+  } catch (error) {
+    await release();
+    throw error;
+  }
 }
 
 /**
@@ -35,6 +61,8 @@ export interface DemoOptions {
 export async function runDemo(options: DemoOptions): Promise<void> {
   const display = new ConsoleDisplay('[demo]');
   const broker = await acquireBroker((line) => display.log(line));
+  const mqttBroker = options.mqtt ? await acquireMqttBroker((line) => display.log(line)) : undefined;
+  let edge: MqttEdge | undefined;
   try {
     const namespace = `demo-${Date.now()}`;
     const experiment = {
@@ -45,8 +73,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       model: { kind: 'mlp', features: simulatedFeatureCount, shards: 2, layers: [{ units: 32, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate: 0.01 } },
       batchSize: 256,
       simulator: { devices: options.devices, ratePerSecond: options.rate, seed: 7 },
+      ...(mqttBroker ? { ingest: { mqtt: simulatorMqttMapping(mqttBroker.url) } } : {}),
     };
     const config = parseExperiment(experiment);
+    edge = mqttBroker && (await startMqttEdge(mqttBroker.url, () => mqttBroker.release(), config, display));
     const configFile = join(mkdtempSync(join(tmpdir(), 'streamgrad-demo-')), 'experiment.json');
     writeFileSync(configFile, JSON.stringify(experiment, null, 2));
     display.log(`namespace ${namespace} (experiment file ${configFile})`);
@@ -54,7 +84,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const onReport = (report: { loss: number | undefined }) => {
       if (report.loss !== undefined) losses.push(report.loss);
     };
-    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: {}, durationSeconds: options.duration, display, onReport, dashboardPort: options.dashboard ? options.dashboardPort : false });
+    const summary = await runExperiment({ configFile, config, workers: options.workers, simulate: edge ? { mqtt: edge.url } : {}, durationSeconds: options.duration, display, onReport, dashboardPort: options.dashboard ? options.dashboardPort : false });
 
     const kafka = createKafka({ brokers: broker.brokers }, 'streamgrad-demo');
     const snapshots = await latestSnapshots(kafka, namespace);
@@ -68,7 +98,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const rows: Array<[string, string]> = [
       ['namespace', namespace],
       ['ran for', `${Math.round(summary.seconds)} s, 1 parameter server, ${summary.workers} worker(s)`],
-      ['samples simulated', summary.sent.toLocaleString('en-US')],
+      ['samples simulated', `${summary.sent.toLocaleString('en-US')}${edge ? `, over MQTT: ${ingestLine(edge.bridge)}` : ''}`],
       ['samples applied', (shard0?.samplesApplied ?? 0).toLocaleString('en-US')],
       ['dead letters (sensor dropouts)', status.deadLetters.toLocaleString('en-US')],
       ['throughput', `${Math.round((shard0?.samplesApplied ?? 0) / summary.seconds).toLocaleString('en-US')} samples/s`],
@@ -83,8 +113,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     console.log(['', 'streamgrad demo summary', '-'.repeat(width + 40), ...rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`), ''].join('\n'));
     console.log(`Load it in TF.js: await tf.loadLayersModel('file://${exported}')   Topics: ${namespace}.*`);
   } finally {
+    await edge?.stop();
     await broker.release();
   }
+}
+
+/** What the ingest bridge did: messages in, samples out, dead letters. */
+function ingestLine(bridge: IngestBridge): string {
+  const figures = bridge.figures();
+  return `${figures.messagesIn.toLocaleString('en-US')} messages in, ${figures.samplesOut.toLocaleString('en-US')} samples to Kafka, ${figures.deadLetters.toLocaleString('en-US')} dead-lettered by the bridge`;
 }
 
 /** The demo summary's prequential rows: the first, best and last closed event-time windows. */

@@ -19,7 +19,7 @@ export function brokersFromEnv(): string[] | undefined {
   return value ? value.split(',').map((b) => b.trim()).filter((b) => b.length > 0) : undefined;
 }
 
-const infraScript = (name: 'start' | 'stop') => join(packageInfo().root, 'infra', 'kafka', name);
+const infraScript = (name: 'start' | 'stop', service: 'kafka' | 'mqtt' = 'kafka') => join(packageInfo().root, 'infra', service, name);
 
 /** Starts the local KRaft broker from `infra/kafka` (idempotent) and returns its bootstrap addresses. */
 export async function startLocalBroker(): Promise<{ brokers: string[]; alreadyRunning: boolean }> {
@@ -44,4 +44,16 @@ export async function acquireBroker(log: (line: string) => void): Promise<Broker
   log('starting the local Kafka broker (infra/kafka/start) …');
   const { brokers, alreadyRunning } = await startLocalBroker();
   return { brokers, started: !alreadyRunning, release: async () => (alreadyRunning ? undefined : stopLocalBroker()) };
+}
+
+/** An MQTT broker for a one-command job: MQTT_URL when set, else the local Mosquitto (`infra/mqtt/start`), stopped by `release` if started here. */
+export async function acquireMqttBroker(log: (line: string) => void): Promise<{ readonly url: string; release(): Promise<void> }> {
+  const fromEnv = process.env.MQTT_URL?.trim();
+  if (fromEnv) return { url: fromEnv, release: async () => {} };
+  log('starting the local MQTT broker (infra/mqtt/start) …');
+  const { stdout, stderr } = await run('bash', [infraScript('start', 'mqtt')], { maxBuffer: 16 * 1024 * 1024 }).catch((error: { stderr?: string; message: string }) => {
+    throw new Error(`infra/mqtt/start failed: ${(error.stderr ?? error.message).trim().split('\n').slice(-5).join('\n')}`);
+  });
+  const alreadyRunning = stderr.includes('already running');
+  return { url: stdout.trim().split('\n').at(-1)!, release: async () => void (alreadyRunning ? undefined : await run('bash', [infraScript('stop', 'mqtt')])) };
 }

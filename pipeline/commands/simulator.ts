@@ -159,6 +159,11 @@ export function mqttPayload(sample: TrainingSample): string {
   return JSON.stringify({ ts: sample.eventTime, readings: sample.features.map((x) => (Number.isFinite(x) ? x : null)), label: sample.label, site: sample.attributes.site });
 }
 
+/** The `ingest.mqtt` mapping of what `simulate --mqtt` publishes (as in `examples/iot-mqtt.yaml`). */
+export function simulatorMqttMapping(url: string, topicPattern = defaultMqttTopicPattern) {
+  return { url, topics: [topicPattern.replace('{device}', '+')], qos: 1 as const, deviceId: { topicLevel: topicPattern.split('/').indexOf('{device}') }, features: ['readings'], label: 'label', eventTime: { field: 'ts', unit: 'ms' as const }, attributes: ['site'] };
+}
+
 /** Publishes simulated telemetry as JSON over MQTT (QoS 1), one topic per device (`topicPattern`). */
 export function startMqttSimulator(url: string, connectOptions: IClientOptions, topicPattern: string, options: SimulatorOptions): Simulator {
   const client = mqtt.connect(url, { ...connectOptions, manualConnect: true });

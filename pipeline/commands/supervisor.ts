@@ -5,7 +5,7 @@ import type { ConsoleDisplay } from '../common/console.js';
 import { assertReachable, createKafka } from '../common/kafkaClient.js';
 import { ensureExperimentTopics } from '../common/topics.js';
 import { RunChildren, serveRunControl } from './runProcesses.js';
-import { startSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
+import { defaultMqttTopicPattern, startMqttSimulator, startSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
 import { progressLine, StatusReader, type StatusReport } from './status.js';
 import { startDashboard, type Dashboard } from '../dashboard/server.js';
 
@@ -16,7 +16,7 @@ export interface RunOptions {
   readonly config: ExperimentConfig;
   readonly workers: number;
   /** Also run the IoT simulator (the config's `simulator` block, with these overrides). */
-  readonly simulate?: { readonly count?: number; readonly ratePerSecond?: number; readonly devices?: number };
+  readonly simulate?: { readonly count?: number; readonly ratePerSecond?: number; readonly devices?: number; /** Publish to this MQTT broker (for an ingest bridge) instead of writing to Kafka. */ readonly mqtt?: string };
   /** Stop after this long (default: on Ctrl-C or SIGTERM only). */
   readonly durationSeconds?: number;
   /** Stop when this settles, too. */
@@ -62,10 +62,13 @@ class StopSignal {
 function startRunSimulator(kafka: Kafka, options: RunOptions, signal: StopSignal): Simulator | undefined {
   const { config, display } = options;
   if (!options.simulate) return undefined;
-  const settings: SimulatorOptions = { ...config.simulator, ...Object.fromEntries(Object.entries(options.simulate).filter(([, v]) => v !== undefined)) };
-  const simulator = startSimulator(kafka, config.inputTopic, settings, config.input);
+  const { mqtt, ...overrides } = options.simulate;
+  const settings: SimulatorOptions = { ...config.simulator, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) };
+  const simulator = mqtt
+    ? startMqttSimulator(mqtt, { clientId: `streamgrad-simulate-${process.pid}`, protocolVersion: 5, reconnectPeriod: 1_000 }, defaultMqttTopicPattern, settings)
+    : startSimulator(kafka, config.inputTopic, settings, config.input);
   simulator.done.catch((error: Error) => signal.fail(new Error(`the simulator failed: ${error.message}`)));
-  display.log(`simulating ${settings.devices} devices at ${settings.ratePerSecond} samples/s into ${config.inputTopic}${settings.count ? `, ${settings.count} samples` : ''}`);
+  display.log(`simulating ${settings.devices} devices at ${settings.ratePerSecond} samples/s into ${mqtt ? `${mqtt} (${defaultMqttTopicPattern}, JSON)` : config.inputTopic}${settings.count ? `, ${settings.count} samples` : ''}`);
   return simulator;
 }
 

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { startMqttBroker } from '../../support/mqtt.js';
 import { cliPath, spawnTs } from '../../support/childProcess.js';
 import { testBrokers } from '../../support/kafka.js';
 
@@ -27,4 +28,27 @@ describe('streamgrad demo', () => {
     expect(summary).toMatch(/exported model +\S+model\.json/);
     expect(existsSync(join(out, 'model.json')) && existsSync(join(out, 'weights.bin'))).toBe(true);
   }, 120_000);
+
+  it('--mqtt: devices publish over MQTT, the ingest bridge writes every message to Kafka (or its dead letters), and training takes them', async () => {
+    const mqtt = await startMqttBroker();
+    try {
+      const out = join(mkdtempSync(join(tmpdir(), 'streamgrad-demo-test-')), 'model');
+      const demo = spawnTs(cliPath, ['demo', '--mqtt', '--duration', '25', '--rate', '1500', '--devices', '50', '--workers', '1', '--out', out], { env: { KAFKA_BROKERS: testBrokers().join(','), MQTT_URL: mqtt.url }, quiet: true });
+      const code = await demo.exited;
+      const output = demo.errors.join('\n');
+      expect(code, output).toBe(0);
+      expect(output).toContain(`devices → MQTT ${mqtt.url} → streamgrad ingest →`);
+      expect(output).toMatch(/dashboard at http:\/\/127\.0\.0\.1:\d+\//);
+      const summary = demo.lines.join('\n');
+      const [, simulated, messages, samples, dead] = /samples simulated +([\d,]+), over MQTT: ([\d,]+) messages in, ([\d,]+) samples to Kafka, ([\d,]+) dead-lettered by the bridge/.exec(summary)!.map((v) => Number(v.replace(/,/g, '')));
+      const applied = Number(/samples applied +([\d,]+)/.exec(summary)![1]!.replace(/,/g, ''));
+      expect(messages).toBe(simulated);
+      expect(samples! + dead!).toBe(messages);
+      expect(dead).toBeGreaterThan(0);
+      expect(applied).toBeGreaterThan(0);
+      expect(applied).toBeLessThanOrEqual(samples!);
+    } finally {
+      await mqtt.stop();
+    }
+  }, 150_000);
 });
