@@ -3,6 +3,7 @@ import { ConsoleDisplay } from '../common/console.js';
 import { assertReachable, createKafka } from '../common/kafkaClient.js';
 import { startDashboard } from '../dashboard/server.js';
 import { configOption, example, experimentIn, integer } from './options.js';
+import { exitWhenDone } from './service.js';
 
 /** The dashboard's port unless told otherwise. */
 export const defaultDashboardPort = 8050;
@@ -18,6 +19,7 @@ async function dashboardCommand(options: { config: string; namespace?: string; p
     process.once('SIGTERM', resolve);
   });
   await dashboard.close();
+  exitWhenDone((line) => display.log(line));
 }
 
 /** `streamgrad dashboard`. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { runDemo } from '../commands/demo.js';
+import { runDemo, type DemoOptions } from '../commands/demo.js';
+import { exitWhenDone } from './service.js';
 import { defaultDashboardPort } from './dashboard.js';
 import { integer, positive, example } from './options.js';
 
@@ -17,5 +18,8 @@ export function addDemoCommand(program: Command): void {
     .option('--no-dashboard', 'do not serve the dashboard')
     .option('--mqtt', 'devices publish JSON over MQTT to a local Mosquitto (infra/mqtt/start, or MQTT_URL), and streamgrad ingest bridges it into Kafka')
     .addHelpText('after', example('  streamgrad demo --duration 30 --rate 10000') + '\n\nUses KAFKA_BROKERS when set, else starts infra/kafka (Java 17+ and Maven). Ctrl-C stops it cleanly.')
-    .action(runDemo);
+    .action(async (options: DemoOptions) => {
+      await runDemo(options);
+      exitWhenDone((line) => console.error(`[demo] ${line}`));
+    });
 }

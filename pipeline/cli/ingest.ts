@@ -7,6 +7,7 @@ import { roleLogger } from '../common/log.js';
 import { serveMetrics } from '../common/metrics.js';
 import { startIngestBridge, type IngestBridge } from '../ingest/bridge.js';
 import { configOption, example, metricsOption } from './options.js';
+import { exitWhenDone } from './service.js';
 
 async function ingestMqttCommand(options: { config: string; metricsPort?: number }): Promise<void> {
   const config = loadExperiment(options.config);
@@ -39,6 +40,7 @@ async function ingestMqttCommand(options: { config: string; metricsPort?: number
   const figures = bridge.figures();
   display.done();
   display.log(`stopped: ${count(figures.messagesIn)} messages in, ${count(figures.samplesOut)} samples to ${config.inputTopic}, ${count(figures.deadLetters)} dead letters`);
+  exitWhenDone((line) => display.log(line));
 }
 
 /** One progress line a second: messages/s, counts, pending, the MQTT connection. */

@@ -5,6 +5,7 @@ import { formatStatus } from '../commands/status.js';
 import { runExperiment } from '../commands/supervisor.js';
 import { defaultDashboardPort } from './dashboard.js';
 import { integer, positive, configOption, example } from './options.js';
+import { exitWhenDone } from './service.js';
 
 interface RunCommandOptions {
   config: string;
@@ -25,6 +26,7 @@ async function runCommand(options: RunCommandOptions): Promise<void> {
   const summary = await runExperiment({ configFile: options.config, config, workers: options.workers, simulate, durationSeconds: options.duration, display, dashboardPort: options.dashboard ? options.dashboardPort : false });
   display.log(`stopped after ${Math.round(summary.seconds)} s${simulate ? `; ${count(summary.sent)} samples simulated` : ''}`);
   console.log(formatStatus(summary.status));
+  exitWhenDone((line) => display.log(line));
 }
 
 /** `streamgrad run`. */

@@ -41,11 +41,17 @@ export async function runUntilSignal<S extends Service>(start: () => Promise<S>,
   if (early) stop(early);
   await service.done;
   service.logger.info('stopped');
-  // Everything is committed by now. kafkajs can keep a socket of a producer closed mid-rebalance open for a minute:
-  // say what is still open, and exit rather than wait for it.
+  exitWhenDone((line) => service!.logger.info(line));
+}
+
+/**
+ * For a command whose work is done and committed: kafkajs can keep a socket of a client closed mid-rebalance open
+ * for a minute or more, so if the process has not exited 5 s from now, say what is still open and exit 0.
+ */
+export function exitWhenDone(log: (line: string) => void): void {
   setTimeout(() => {
     const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
-    service!.logger.info(`exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    log(`exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
     process.exit(0);
   }, 5_000).unref();
 }

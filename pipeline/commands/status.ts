@@ -1,5 +1,5 @@
 import { AssignerProtocol, type Admin, type Kafka } from 'kafkajs';
-import { lastValueFrom, mergeMap, Subject, tap } from 'rxjs';
+import { lastValueFrom, mergeMap, ReplaySubject, tap } from 'rxjs';
 import { fromKafka } from '../../operators/fromKafka.js';
 import type { Lane } from '../../operators/lane.js';
 import { withRetry } from '../../operators/retry.js';
@@ -125,7 +125,8 @@ export class StatusReader {
   /** What the tail of `<ns>.model` could not decode, one message each (the first 10). */
   private readonly undecodable: string[] = [];
   private readonly tailLanes = new Map<number, Lane>();
-  private readonly stop$ = new Subject<void>();
+  // Replays: a tail whose source subscribes after stop() still stops.
+  private readonly stop$ = new ReplaySubject<void>(1);
   private tail: Promise<void> | undefined;
   private previous: StatusReport | undefined;
 

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { Subject } from 'rxjs';
+import { ReplaySubject } from 'rxjs';
 import { codecFor } from '../../schemas/codec.js';
 import type { ExperimentConfig } from '../common/config.js';
 import { stalenessBucketTop } from '../common/staleness.js';
@@ -44,7 +44,8 @@ const ingestStaleMs = 60_000;
  */
 export class DashboardReader {
   private readonly status: StatusReader;
-  private readonly stop$ = new Subject<void>();
+  // Replays: a tail whose source subscribes after stop() still stops.
+  private readonly stop$ = new ReplaySubject<void>(1);
   private readonly tails: Promise<void>[] = [];
   private readonly deadLetters: Record<string, number> = {};
   private readonly ingest = new Map<string, IngestReport>();
