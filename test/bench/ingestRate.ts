@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
+import mqtt from 'mqtt';
 import { parseExperiment } from '../../pipeline/common/config.js';
 import { mqttPayload, seededRandom, simulatedReading } from '../../pipeline/commands/simulator.js';
 import { writeExperimentFile } from '../support/snapshots.js';
@@ -38,7 +39,9 @@ async function publishBacklog(broker: TestMqttBroker, topicOf: (device: string) 
  * seconds from the marker: its MQTT connection (a resumed session's backlog flows from then on), or its subscription.
  */
 async function runBridge(file: string, brokers: readonly string[], marker: 'connected to' | 'subscribed to', until: () => Promise<boolean>): Promise<number> {
-  const child = spawn(process.execPath, [cli, 'ingest', 'mqtt', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KAFKA_BROKERS: brokers.join(',') } });
+  // STREAMGRAD_PROFILE_DIR: a CPU profile of each bridge process there (see `npm run bench:profile` for the workers').
+  const profile = process.env.STREAMGRAD_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.STREAMGRAD_PROFILE_DIR}`] : [];
+  const child = spawn(process.execPath, [...profile, cli, 'ingest', 'mqtt', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KAFKA_BROKERS: brokers.join(',') } });
   let connectedAt = 0;
   let output = '';
   child.stderr.on('data', (chunk: Buffer) => {
@@ -62,9 +65,19 @@ async function runBridge(file: string, brokers: readonly string[], marker: 'conn
 /** Drains `count` queued messages of session `clientId` with a subscriber that does nothing; returns the seconds. */
 async function drainNoOp(broker: TestMqttBroker, clientId: string, filter: string, count: number, subscribeOnly = false): Promise<number> {
   let received = 0;
-  const client = await mqttClient(broker.url, { clientId, clean: false, properties: { sessionExpiryInterval: 3_600, receiveMaximum: 20_000 } });
-  const startedAt = performance.now();
-  const done = new Promise<void>((resolve) => client.on('message', () => ++received >= count && resolve()));
+  let startedAt = 0;
+  // The handler is in place before the connection: a resumed session's messages come right after CONNACK.
+  const client = mqtt.connect(broker.url, { protocolVersion: 5, reconnectPeriod: 0, clientId, clean: false, properties: { sessionExpiryInterval: 3_600, receiveMaximum: 20_000 } });
+  const done = new Promise<void>((resolve) =>
+    client.on('message', () => {
+      if (received++ === 0) startedAt = performance.now();
+      if (received >= count) resolve();
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
+  });
   await client.subscribeAsync(filter, { qos: 1 });
   if (!subscribeOnly) await done;
   const seconds = (performance.now() - startedAt) / 1_000;
