@@ -157,11 +157,10 @@ class Bridge implements IngestBridge {
   private connection = 0;
   private stopping = false;
   private reconnectMs = firstReconnectMs;
-  private counts = { messagesIn: 0, samplesOut: 0, deadLetters: 0, reconnects: 0 };
+  private readonly counts = { messagesIn: 0, samplesOut: 0, deadLetters: 0, reconnects: 0 };
   private wake: (() => void) | undefined;
-  /** Ack lags (ms) since the last report, every `lagSampleEvery`-th message: enough for a median and a p99. */
+  /** Ack lags (ms) since the last report, the first {@link maxLagSamples} of them: enough for a median and a p99. */
   private lagSamples: number[] = [];
-  private reportTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly kafka: Kafka, private readonly config: ExperimentConfig, private readonly settings: MqttIngestConfig, logger: Logger) {
     this.log = logFnOf(logger);
@@ -207,11 +206,11 @@ class Bridge implements IngestBridge {
   private async run(): Promise<void> {
     await this.ready;
     const reports = topicsOf(this.config.namespace).reports;
-    this.reportTimer = setInterval(() => void publishReport(this.producer, reports, this.report()).catch((error: Error) => this.log(`could not write a report to ${reports}: ${error.message}`)), reportEveryMs);
+    const reportTimer = setInterval(() => void publishReport(this.producer, reports, this.report()).catch((error: Error) => this.log(`could not write a report to ${reports}: ${error.message}`)), reportEveryMs);
     try {
       await this.pump();
     } finally {
-      clearInterval(this.reportTimer);
+      clearInterval(reportTimer);
       await publishReport(this.producer, reports, this.report()).catch(() => undefined);
       await new Promise<void>((resolve) => this.client.end(false, {}, () => resolve()));
       this.metrics.connected.set(0);
