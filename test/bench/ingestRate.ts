@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import mqtt from 'mqtt';
 import { parseExperiment } from '../../pipeline/common/config.js';
-import { mqttPayload, seededRandom, simulatedReading } from '../../pipeline/commands/simulator.js';
+import { mqttPayload, seededRandom, simulatedReading, simulatorMqttMapping } from '../../pipeline/commands/simulator.js';
 import { writeExperimentFile } from '../support/snapshots.js';
 import { mqttClient, startMqttBroker, type TestMqttBroker } from '../support/mqtt.js';
 import { median } from './stats.js';
@@ -107,7 +107,7 @@ export async function measureIngestRate(kafka: Kafka, brokers: readonly string[]
         inputPartitions: 6,
         brokers,
         model: { kind: 'linear', features: 16, shards: 1 },
-        ingest: { mqtt: { url: broker.url, topics: [`bench-${id}/+/telemetry`], clientId: `bench-bridge-${id}`, deviceId: { topicLevel: 1 }, features: ['readings'], label: 'label', eventTime: { field: 'ts' }, attributes: ['site'] } },
+        ingest: { mqtt: { ...simulatorMqttMapping(broker.url, `bench-${id}/{device}/telemetry`), clientId: `bench-bridge-${id}` } },
       });
       topics.push(config.inputTopic, `${config.namespace}.dlq`);
       const file = writeExperimentFile(config);
