@@ -9,6 +9,6 @@ describe('broker outage, single broker', () => {
   // 65 s: longer than the workers' transaction timeout (60 s), so the coordinator aborts their open transactions
   // while the broker is away, and they must commit again with fresh producers.
   it('kill -9 of the single broker, 65 s down: a server and two workers ride it out; nothing lost, nothing twice, nobody exits', async () => {
-    console.error(`[single broker]\n${await brokerOutage({ nodes: 1, port: ownBrokerPorts.outage, records: 20_000, outageMs: 65_000 })}`);
+    console.error(`[single broker]\n${await brokerOutage({ nodes: 1, port: ownBrokerPorts.outage, records: 20_000, outageMs: 65_000 , budgetMs: 540_000 })}`);
   }, 600_000);
 });

@@ -21,6 +21,11 @@ export interface BrokerOutage {
   readonly records: number;
   /** How long the killed broker stays down. */
   readonly outageMs: number;
+  /**
+   * How long the whole scenario may wait, all waits together: a test passes a little less than its own timeout, so
+   * that a stall fails with the processes' report rather than as a bare test timeout.
+   */
+  readonly budgetMs?: number;
 }
 
 /**
@@ -28,8 +33,10 @@ export interface BrokerOutage {
  * Asserts that no process exits, that (on a cluster) training goes on while the broker is away, and that the audit
  * accounts for every record exactly once. Returns what happened, for the test's log.
  */
-export async function brokerOutage({ nodes, port, records: total, outageMs }: BrokerOutage): Promise<string> {
+export async function brokerOutage({ nodes, port, records: total, outageMs, budgetMs = Number.POSITIVE_INFINITY }: BrokerOutage): Promise<string> {
   const startedAt = Date.now();
+  /** A wait's own timeout, cut to what is left of the budget. */
+  const within = (timeoutMs: number) => Math.max(1_000, Math.min(timeoutMs, startedAt + budgetMs - Date.now()));
   const dataDir = mkdtempSync(join(tmpdir(), `streamgrad-outage${nodes}-`));
   const start = async () => {
     const started = await runInfraScript('start', ['--nodes', String(nodes), '--port', String(port), '--data-dir', dataDir]);
@@ -42,8 +49,18 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
   const namespace = 'outage';
   const input = 'outage.in';
   const processes = new CliProcesses(writeExperimentFile(chaosExperiment(brokers, namespace, input)), brokers);
-  const failWithReport = (error: Error) => {
-    throw new Error(`${error.message}\n${processes.report()}`);
+  const failWithReport = async (error: Error) => {
+    throw new Error(`${error.message}\n${await positions().catch((e: Error) => `(positions unknown: ${e.message})`)}\n${processes.report()}`);
+  };
+  /** Each input partition's end and the workers' committed offset, and the same for the updates and the server: where a stall stands. */
+  const positions = async () => {
+    const topics = topicsOf(namespace);
+    const lines: string[] = [];
+    for (const [topic, groupId] of [[input, topics.workerGroup], [topics.updates, topics.serverGroup]] as const) {
+      const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
+      lines.push(`${topic} (end/committed by ${groupId}): ${ends.map(({ partition, high }) => `[${partition}] ${high}/${committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-'}`).join(', ')}`);
+    }
+    return lines.join('\n');
   };
   try {
     await admin.connect();
@@ -59,7 +76,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
     const workers = [processes.spawn('worker'), processes.spawn('worker')];
     const topics = topicsOf(namespace);
     const committed = async () => (await admin.fetchOffsets({ groupId: topics.workerGroup, topics: [input] }))[0]?.partitions.reduce((n, p) => n + Math.max(0, Number(p.offset)), 0) ?? 0;
-    await waitFor('the workers to commit 2,000 records', async () => (await committed()) >= 2_000, 120_000, 200).catch(failWithReport);
+    await waitFor('the workers to commit 2,000 records', async () => (await committed()) >= 2_000, within(120_000), 200).catch(failWithReport);
 
     // On a cluster, any one broker: the run's time picks it.
     const victim = nodes === 1 ? 1 : 1 + (Date.now() % 3);
@@ -70,14 +87,14 @@ export async function brokerOutage({ nodes, port, records: total, outageMs }: Br
     const downUntil = Date.now() + outageMs;
     if (nodes === 3) {
       // Two brokers of three hold every partition's quorum (min.insync.replicas 2): training must go on meanwhile.
-      await waitFor('training to go on with one broker down', async () => (await committed()) >= Math.min(total - 1_000, before + 5_000), Math.max(outageMs, 60_000), 500).catch(failWithReport);
+      await waitFor('training to go on with one broker down', async () => (await committed()) >= Math.min(total - 1_000, before + 5_000), within(Math.max(outageMs, 60_000)), 500).catch(failWithReport);
       processes.note(`${(await committed()) - before} records committed with broker ${victim} down`);
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, downUntil - Date.now())));
     await start();
     processes.note(`broker ${victim} back`);
 
-    await waitUntilAccounted(admin, namespace, input, Math.max(240_000, total * 3)).catch(failWithReport);
+    await waitUntilAccounted(admin, namespace, input, within(Math.max(240_000, total * 3))).catch(failWithReport);
     expect(processes.exitedOnTheirOwn(new Set()), processes.report()).toEqual([]);
     const everyone: TsChild[] = [server, ...workers];
     for (const child of everyone) child.process.kill('SIGTERM');

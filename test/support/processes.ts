@@ -66,9 +66,10 @@ export class CliProcesses {
   }
 }
 
-/** Waits until the workers' group has committed every record of `inputTopic` and the server has taken in every committed update. */
+/** Waits (`timeoutMs` in all) until the workers' group has committed every record of `inputTopic` and the server has taken in every committed update. */
 export async function waitUntilAccounted(admin: Admin, namespace: string, inputTopic: string, timeoutMs: number): Promise<void> {
   const topics = topicsOf(namespace);
+  const deadline = Date.now() + timeoutMs;
   await waitFor('the workers to commit every record', async () => {
     const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(inputTopic), admin.fetchOffsets({ groupId: topics.workerGroup, topics: [inputTopic] })]);
     return ends.every(({ partition, high }) => Number(high) === 0 || Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1) >= Number(high));
@@ -79,7 +80,7 @@ export async function waitUntilAccounted(admin: Admin, namespace: string, inputT
   await waitFor('the server to take in every update', async () => {
     const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(topics.updates), admin.fetchOffsets({ groupId: topics.serverGroup, topics: [topics.updates] })]);
     return ends.every(({ partition, high }) => Number(high) === 0 || Number(committed?.partitions.find((p) => p.partition === partition)?.offset ?? -1) >= Number(high) - 1);
-  }, timeoutMs, 500);
+  }, Math.max(1_000, deadline - Date.now()), 500);
 }
 
 /** One chaos run's figures, as `npm run chaos` collects them into RELIABILITY.md. */
