@@ -1,0 +1,93 @@
+import { createRequire } from 'node:module';
+import fc from 'fast-check';
+import { Partitioners } from 'kafkajs';
+import { describe, expect, it } from 'vitest';
+import { cachedKeyPartitioner } from '../../pipeline/common/kafkaClient.js';
+
+// kafkajs' encoding, patched for speed (patches/kafkajs+2.2.4.patch): varints written in place, int32 varlongs without
+// Long, records sized to fit, messages grouped per partition in place. Every test on the real broker produces through
+// it; these pin each record's bytes to what kafkajs' own decoder reads back.
+const require = createRequire(import.meta.url);
+interface EncoderInstance {
+  readonly buffer: Buffer;
+  writeVarLong(value: unknown): EncoderInstance;
+  writeVarInt(value: number): EncoderInstance;
+}
+interface DecoderInstance {
+  readVarLong(): { toString(): string };
+  readVarInt(): number;
+  readInt32(): number;
+}
+const Encoder = require('kafkajs/src/protocol/encoder.js') as { new (initialSize?: number): EncoderInstance; sizeOfVarLong(value: unknown): number };
+const Decoder = require('kafkajs/src/protocol/decoder.js') as new (buffer: Buffer) => DecoderInstance;
+const Long = require('kafkajs/src/utils/long.js') as { fromValue(value: number | string): unknown };
+const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (record: object) => EncoderInstance;
+const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js') as (decoder: DecoderInstance, context: object) => { key: Buffer | null; value: Buffer | null; headers: Record<string, Buffer | Buffer[]>; offset: string; timestamp: string };
+const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition.js') as (args: object) => Record<string, Array<{ key: string; value: string }>>;
+
+describe('kafkajs encoding (patched)', () => {
+  it('writes every varlong as the Long path does, and reads it back', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), fc.maxSafeInteger(), fc.integer({ min: -200, max: 200 })), (value) => {
+        const fast = new Encoder().writeVarLong(value).buffer;
+        expect(fast).toEqual(new Encoder().writeVarLong(Long.fromValue(value)).buffer);
+        expect(Encoder.sizeOfVarLong(value)).toBe(fast.length);
+        expect(new Decoder(fast).readVarLong().toString()).toBe(String(value));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('encodes records that its decoder reads back: key, value, headers, offset and timestamp', () => {
+    const bytes = fc.uint8Array({ maxLength: 1_500 }).map((array) => Buffer.from(array));
+    fc.assert(
+      fc.property(
+        fc.record({
+          key: fc.option(fc.oneof(fc.string(), bytes), { nil: null }),
+          value: fc.option(bytes, { nil: null }),
+          // Names kafkajs' decoder can hold: it collects headers in a plain object, where 'valueOf' is taken.
+          headers: fc.dictionary(fc.string({ maxLength: 20 }).map((name) => `h-${name}`), fc.string()),
+          offsetDelta: fc.integer({ min: 0, max: 100_000 }),
+          timestampDelta: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        }),
+        (record) => {
+          const encoded = Record(record).buffer;
+          const decoder = new Decoder(encoded);
+          const length = decoder.readVarInt();
+          expect(length).toBe(encoded.length - Encoder.sizeOfVarLong(length));
+          const decoded = decodeRecord(decoder, { firstOffset: '10', firstTimestamp: '1700000000000', magicByte: 2 });
+          expect(decoded.key).toEqual(record.key === null ? null : Buffer.from(record.key));
+          expect(decoded.value).toEqual(record.value);
+          expect(Object.fromEntries(Object.entries(decoded.headers).map(([k, v]) => [k, v.toString()]))).toEqual(record.headers);
+          expect(decoded.offset).toBe(String(10 + record.offsetDelta));
+          expect(decoded.timestamp).toBe(String(1_700_000_000_000 + record.timestampDelta));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('groups messages per partition in order, each once', () => {
+    const partitionMetadata = [0, 1, 2, 3, 4].map((partitionId) => ({ partitionId, leader: 1 }));
+    const messages = Array.from({ length: 5_000 }, (_, i) => ({ key: `device-${i % 37}`, value: String(i) }));
+    const grouped = groupMessagesPerPartition({ topic: 't', partitionMetadata, messages, partitioner: Partitioners.DefaultPartitioner() });
+    const numbers = (list: ReadonlyArray<{ value: string }>) => list.map((m) => Number(m.value));
+    expect(numbers(Object.values(grouped).flat()).sort((a, b) => a - b)).toEqual(messages.map((_, i) => i));
+    for (const list of Object.values(grouped)) expect(numbers(list)).toEqual(numbers(list).sort((a, b) => a - b));
+  });
+});
+
+describe('cachedKeyPartitioner', () => {
+  it('picks the partition kafkajs’ default partitioner picks, for every key and partition count, also after the count changes', () => {
+    const cached = cachedKeyPartitioner();
+    const plain = Partitioners.DefaultPartitioner();
+    fc.assert(
+      fc.property(fc.string(), fc.integer({ min: 1, max: 64 }), fc.constantFrom('a', 'b'), (key, partitions, topic) => {
+        const args = { topic, partitionMetadata: Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 1, replicas: [1], isr: [1], partitionErrorCode: 0 })), message: { key, value: null } };
+        expect(cached(args)).toBe(plain(args));
+        expect(cached(args)).toBe(plain(args));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+});
