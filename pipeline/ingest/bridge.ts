@@ -6,7 +6,7 @@ import { codecFor, type AvroCodec } from '../../schemas/codec.js';
 import type { TrainingSample } from '../../schemas/types.js';
 import { deadLetterFor } from '../../schemas/deadLetter.js';
 import type { ExperimentConfig } from '../common/config.js';
-import { readPem } from '../common/kafkaClient.js';
+import { cachedKeyPartitioner, readPem } from '../common/kafkaClient.js';
 import { MqttUnreachableError } from '../common/errors.js';
 import { logFnOf } from '../common/log.js';
 import { percentile } from '../common/percentile.js';
@@ -43,16 +43,34 @@ const maxReconnectMs = 30_000;
 const reportEveryMs = 2_000;
 const maxLagSamples = 20_000;
 
-function ingestMetrics(namespace: string) {
+/** The bridge's metrics; the message count and the pending gauge are read from `figures` when scraped, not kept per message. */
+function ingestMetrics(namespace: string, figures: () => IngestFigures) {
   const registry = new Registry();
+  let messagesCounted = 0;
   registry.setDefaultLabels({ namespace, role: 'ingest' });
   return {
     registry,
-    messages: new Counter({ name: 'streamgrad_ingest_messages_total', help: 'MQTT messages received', registers: [registry] }),
+    messages: new Counter({
+      name: 'streamgrad_ingest_messages_total',
+      help: 'MQTT messages received',
+      registers: [registry],
+      collect() {
+        const { messagesIn } = figures();
+        this.inc(messagesIn - messagesCounted);
+        messagesCounted = messagesIn;
+      },
+    }),
     samples: new Counter({ name: 'streamgrad_ingest_samples_total', help: 'TrainingSamples written to the input topic (Kafka acknowledged)', registers: [registry] }),
     deadLetters: new Counter({ name: 'streamgrad_ingest_dead_letters_total', help: 'Messages that did not map, written to <ns>.dlq, by reason', labelNames: ['reason'], registers: [registry] }),
     lag: new Histogram({ name: 'streamgrad_ingest_ack_lag_seconds', help: 'From MQTT arrival to the Kafka acknowledgement of its record', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10], registers: [registry] }),
-    pending: new Gauge({ name: 'streamgrad_ingest_pending', help: 'Messages read and not yet acknowledged by Kafka', registers: [registry] }),
+    pending: new Gauge({
+      name: 'streamgrad_ingest_pending',
+      help: 'Messages read and not yet acknowledged by Kafka',
+      registers: [registry],
+      collect() {
+        this.set(figures().pending);
+      },
+    }),
     connected: new Gauge({ name: 'streamgrad_ingest_mqtt_connected', help: '1 while connected to the MQTT broker', registers: [registry] }),
     reconnects: new Counter({ name: 'streamgrad_ingest_mqtt_reconnects_total', help: 'Reconnections to the MQTT broker', registers: [registry] }),
     dropped: new Counter({ name: 'streamgrad_ingest_qos0_dropped_total', help: 'QoS 0 messages dropped because the bridge held maxUnacked messages already', registers: [registry] }),
@@ -82,25 +100,35 @@ export function mqttOptions(settings: MqttIngestConfig, clientId: string): IClie
   };
 }
 
-type SendPacket = (packet: Packet, cb?: (error?: Error) => void) => void;
-
 /**
- * Withholds MQTT.js' own PUBACKs (it sends them as soon as a message is handed over) and returns the function that
- * sends one for real. MQTT.js handles one packet at a time, waiting on its message handler, so deferring its
- * handler would stall the connection; the bridge instead lets it run on and acknowledges each QoS 1 message itself,
- * in arrival order, once Kafka holds its record.
+ * Withholds MQTT.js' own PUBACKs: it sends one as soon as a message is handed over, and handles one packet at a time,
+ * waiting on its message handler, so deferring its handler would stall the connection. The bridge lets it run on and
+ * acknowledges each QoS 1 message itself ({@link pubackBytes}), in arrival order, once Kafka holds its record.
  */
-function takeOverPubacks(client: MqttClient): SendPacket {
+function withholdPubacks(client: MqttClient): void {
   const target = client as unknown as { _sendPacket: (packet: Packet, cb?: (error?: Error) => void, ...rest: unknown[]) => void };
   const original = target._sendPacket.bind(client);
   target._sendPacket = (packet, cb, ...rest) => {
-    if (packet.cmd === 'puback' && !(packet as { streamgrad?: true }).streamgrad) {
+    if (packet.cmd === 'puback') {
       cb?.();
       return;
     }
     original(packet, cb, ...rest);
   };
-  return (packet, cb) => original({ ...packet, streamgrad: true } as unknown as Packet, cb);
+}
+
+/**
+ * The PUBACKs of `ids`, encoded back to back for one socket write: a PUBACK with reason Success and no properties is
+ * its fixed header and the packet id (MQTT 5.0 §3.4.2.1 lets both be left out; 3.1.1's is the same 4 bytes).
+ */
+export function pubackBytes(ids: readonly number[]): Buffer {
+  const bytes = Buffer.allocUnsafe(4 * ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    bytes[4 * i] = 0x40;
+    bytes[4 * i + 1] = 2;
+    bytes.writeUInt16BE(ids[i]!, 4 * i + 2);
+  }
+  return bytes;
 }
 
 /** One line on why a connection to the MQTT broker failed, naming the setting to look at. */
@@ -151,7 +179,6 @@ class Bridge implements IngestBridge {
   private readonly clientId: string;
   private readonly producer: Producer;
   private readonly client: MqttClient;
-  private readonly sendPuback: SendPacket;
   private readonly queue: Pending[] = [];
   /** Counts the MQTT connections: a packet id is only valid on the connection it came on. */
   private connection = 0;
@@ -164,15 +191,16 @@ class Bridge implements IngestBridge {
 
   constructor(private readonly kafka: Kafka, private readonly config: ExperimentConfig, private readonly settings: MqttIngestConfig, logger: Logger) {
     this.log = logFnOf(logger);
-    this.metrics = ingestMetrics(config.namespace);
+    this.metrics = ingestMetrics(config.namespace, () => this.figures());
     this.registry = this.metrics.registry;
     this.mapping = new MqttMapping(settings);
     this.sampleCodec = codecFor('TrainingSample', { framing: config.input.framing, schemaId: config.input.schemaId });
     this.deadLetterTopic = topicsOf(config.namespace).deadLetters;
     this.clientId = settings.clientId ?? `streamgrad-ingest-${config.namespace}`;
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-    this.client = mqtt.connect(settings.url, { ...mqttOptions(settings, this.clientId), manualConnect: true });
-    this.sendPuback = takeOverPubacks(this.client);
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: cachedKeyPartitioner });
+    // `log`: MQTT.js' debug calls, several per packet, were a measurable share of the bridge's CPU.
+    this.client = mqtt.connect(settings.url, { ...mqttOptions(settings, this.clientId), manualConnect: true, log: () => undefined });
+    withholdPubacks(this.client);
     this.client.on('connect', (connack) => this.connected(connack.sessionPresent));
     this.client.on('close', () => this.metrics.connected.set(0));
     this.client.on('reconnect', () => this.reconnecting());
@@ -282,7 +310,6 @@ class Bridge implements IngestBridge {
     }
     const receivedAt = Date.now();
     this.counts.messagesIn++;
-    this.metrics.messages.inc();
     const mapped = this.mapping.map(topic, payload, receivedAt);
     let message: Message;
     if (mapped.ok) {
@@ -293,7 +320,6 @@ class Bridge implements IngestBridge {
       this.metrics.deadLetters.inc({ reason: mapped.error.code });
     }
     this.queue.push({ topic: mapped.ok ? this.config.inputTopic : this.deadLetterTopic, message, dead: !mapped.ok, receivedAt, messageId: qos1 ? packet.messageId : undefined, connection: this.connection });
-    this.metrics.pending.set(this.queue.length);
     this.wake?.();
   }
 
@@ -309,7 +335,6 @@ class Bridge implements IngestBridge {
       const batch = this.queue.slice(0, this.settings.batchMaxMessages);
       await this.sendUntilAcknowledged(batch);
       this.queue.splice(0, batch.length);
-      this.metrics.pending.set(this.queue.length);
       this.acknowledge(batch);
     }
   }
@@ -333,18 +358,17 @@ class Bridge implements IngestBridge {
   private acknowledge(batch: readonly Pending[]): void {
     const now = Date.now();
     let dead = 0;
-    // One socket write for the batch's acknowledgements, not one per message.
-    const stream = this.client.stream as { cork?: () => void; uncork?: () => void } | undefined;
-    stream?.cork?.();
+    const ids: number[] = [];
     for (const entry of batch) {
       this.metrics.lag.observe((now - entry.receivedAt) / 1_000);
       if (this.lagSamples.length < maxLagSamples) this.lagSamples.push(now - entry.receivedAt);
       if (entry.dead) dead++;
       // A message from an earlier connection is not acknowledged: that packet id may name another message now, and
       // the broker sends the message again on the new connection (a duplicate in Kafka, never a loss).
-      if (entry.messageId !== undefined && entry.connection === this.connection && this.client.connected) this.sendPuback({ cmd: 'puback', messageId: entry.messageId, reasonCode: 0 } as Packet);
+      if (entry.messageId !== undefined && entry.connection === this.connection) ids.push(entry.messageId);
     }
-    stream?.uncork?.();
+    // One socket write for the batch's acknowledgements.
+    if (ids.length > 0 && this.client.connected) this.client.stream.write(pubackBytes(ids));
     this.counts.deadLetters += dead;
     this.counts.samplesOut += batch.length - dead;
     this.metrics.samples.inc(batch.length - dead);
