@@ -7,6 +7,7 @@ import { parseExperiment } from '../../pipeline/common/config.js';
 import { mqttPayload, seededRandom, simulatedReading, simulatorMqttMapping } from '../../pipeline/commands/simulator.js';
 import { writeExperimentFile } from '../support/snapshots.js';
 import { mqttClient, startMqttBroker, type TestMqttBroker } from '../support/mqtt.js';
+import { coresSince, cpuSnapshot, formatCores, type CpuSnapshot } from './machineCpu.js';
 import { median } from './stats.js';
 import { deleteTopics } from './pipelineRate.js';
 
@@ -38,24 +39,29 @@ async function publishBacklog(broker: TestMqttBroker, topicOf: (device: string) 
  * Runs the bridge (the compiled CLI, its own process) until it has logged `marker` and `until` holds; returns the
  * seconds from the marker: its MQTT connection (a resumed session's backlog flows from then on), or its subscription.
  */
-async function runBridge(file: string, brokers: readonly string[], marker: 'connected to' | 'subscribed to', until: () => Promise<boolean>): Promise<number> {
+async function runBridge(file: string, brokers: readonly string[], marker: 'connected to' | 'subscribed to', until: () => Promise<boolean>): Promise<{ seconds: number; cores: ReturnType<typeof coresSince> }> {
   // STREAMGRAD_PROFILE_DIR: a CPU profile of each bridge process there (see `npm run bench:profile` for the workers').
   const profile = process.env.STREAMGRAD_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.STREAMGRAD_PROFILE_DIR}`] : [];
   const child = spawn(process.execPath, [...profile, cli, 'ingest', 'mqtt', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KAFKA_BROKERS: brokers.join(',') } });
   let connectedAt = 0;
+  let cpuAtConnection: CpuSnapshot = new Map();
   let output = '';
   child.stderr.on('data', (chunk: Buffer) => {
     output += chunk.toString();
-    if (!connectedAt && output.includes(marker)) connectedAt = performance.now();
+    if (!connectedAt && output.includes(marker)) {
+      connectedAt = performance.now();
+      cpuAtConnection = cpuSnapshot();
+    }
   });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   try {
     const deadline = Date.now() + 600_000;
     while (!(connectedAt && (await until()))) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the ingest bridge stopped or stalled:\n${output.slice(-2_000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    return (performance.now() - connectedAt) / 1_000;
+    const seconds = (performance.now() - connectedAt) / 1_000;
+    return { seconds, cores: coresSince(cpuAtConnection, seconds) };
   } finally {
     child.kill('SIGTERM');
     await exited;
@@ -118,8 +124,9 @@ export async function measureIngestRate(kafka: Kafka, brokers: readonly string[]
       await runBridge(file, brokers, 'subscribed to', async () => true);
       options.log(`  publishing ${count.toLocaleString('en-US')} QoS 1 messages for the bridge's session …`);
       await publishBacklog(broker, (device) => `bench-${id}/${device}/telemetry`, count);
-      const seconds = await runBridge(file, brokers, 'connected to', async () => (await written()) >= count);
+      const { seconds, cores } = await runBridge(file, brokers, 'connected to', async () => (await written()) >= count);
       ingest.push(count / seconds);
+      options.log(`  cores used while the bridge drained: ${formatCores(cores)}`);
       await admin.disconnect();
       await drainNoOp(broker, `bench-noop-${id}`, `noop-${id}/+/telemetry`, 0, true);
       await publishBacklog(broker, (device) => `noop-${id}/${device}/telemetry`, count);
