@@ -1,7 +1,8 @@
 /**
  * npm run chaos [-- --runs N --records N --outage S]: the chaos scenarios of `npm test`
  * (test/pipeline/chaos.test.ts: workers joining, leaving and SIGKILLed, the server SIGKILLed, poison pills;
- * test/chaos/brokerOutage.chaos.ts: kill -9 of the single broker, and of one broker of a 3-broker cluster, each down S seconds), longer and repeated,
+ * test/chaos/brokerOutage.chaos.ts: kill -9 of the single broker, and of one broker of a 3-broker cluster, each down S seconds;
+ * test/chaos/ingest.chaos.ts: the MQTT bridge SIGKILLed twice and its Kafka broker killed for S seconds while it drains), longer and repeated,
  * each run proven by `streamgrad audit`. Writes every run's figures to RELIABILITY.md as it goes.
  */
 import { spawn } from 'node:child_process';
@@ -9,7 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { outageScenario, type ChaosRun as Run } from '../support/processes.js';
+import { ingestScenario, outageScenario, type ChaosRun as Run } from '../support/processes.js';
 
 const whole = (name: string) => (value: string) => {
   const n = Number(value);
@@ -58,7 +59,7 @@ function write(runs: readonly Run[], failedRuns: number, done: boolean): void {
     '',
     '| # | when | scenario | seed | records | joins | leaves | worker SIGKILLs | server SIGKILLs | broker outages | lost | twice | audit | s |',
     '| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
-    ...runs.map((r, i) => `| ${i + 1} | ${r.at} | ${r.scenario} | ${r.seed ?? '-'} | ${count(r.records)} | ${r.joins} | ${r.leaves} | ${r.kills} | ${r.serverKills} | ${r.outages} | ${count(r.lost)} | ${count(r.twice)} | ${r.ok ? 'OK' : `FAILED: ${r.problems.join('; ')}`} | ${r.seconds} |`),
+    ...runs.map((r, i) => `| ${i + 1} | ${r.at} | ${r.scenario} | ${r.seed ?? '-'} | ${count(r.records)} | ${r.joins} | ${r.leaves} | ${r.kills} | ${r.serverKills} | ${r.outages} | ${count(r.lost)} | ${count(r.twice)} | ${r.ok ? `OK${r.duplicates ? ` (${count(r.duplicates)} MQTT messages written again, at least once)` : ''}` : `FAILED: ${r.problems.join('; ')}`} | ${r.seconds} |`),
     '',
   ];
   writeFileSync(out, lines.join('\n'));
@@ -71,7 +72,7 @@ const earlier = readLines(history);
 let failedRuns = 0;
 const read = (): Run[] => readLines(log);
 const unfinished: Run[] = [];
-const scenarios = ['churn', outageScenario(1, options.outage), outageScenario(3, options.outage)];
+const scenarios = ['churn', outageScenario(1, options.outage), outageScenario(3, options.outage), ingestScenario(options.outage)];
 for (let round = 1; round <= options.runs; round++) {
   console.error(`[chaos] round ${round} of ${options.runs}: ${count(options.records)} records per scenario, broker down ${options.outage} s`);
   const before = read().length;

@@ -25,7 +25,7 @@ export const infraTestInstance = {
  * The first ports of the brokers that tests start for themselves (broker i on port + i, its controller 1,000 above),
  * apart from one another and from test/infra/scripts.test.ts (19492, 19592–19594, 19792, 19892) and the run's broker.
  */
-export const ownBrokerPorts = { zombie: 19582, outage: 19482, outageCluster: 19682, chaosOutage: 19472, chaosOutageCluster: 19652, secure: 19172, secureCluster: 19992 } as const;
+export const ownBrokerPorts = { zombie: 19582, outage: 19482, outageCluster: 19682, chaosOutage: 19472, chaosOutageCluster: 19652, chaosIngest: 19442, secure: 19172, secureCluster: 19992 } as const;
 
 /** What an infra/kafka script printed, and how it exited. */
 export interface InfraScriptResult {

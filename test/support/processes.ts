@@ -100,6 +100,8 @@ export interface ChaosFigures {
 export interface ChaosRun extends ChaosFigures {
   readonly lost: number;
   readonly twice: number;
+  /** The ingest scenario's records written again after a crash (its edge is at least once; training's is exactly once). */
+  readonly duplicates?: number;
   readonly ok: boolean;
   readonly problems: readonly string[];
   readonly at: string;
@@ -107,14 +109,22 @@ export interface ChaosRun extends ChaosFigures {
 
 /** Appends a run's figures and what its audit found to `STREAMGRAD_CHAOS_LOG`, when set (by `npm run chaos`). */
 export function recordChaosRun(figures: ChaosFigures, report: AuditReport): void {
-  const file = process.env.STREAMGRAD_CHAOS_LOG;
-  if (!file) return;
   const first = report.partitions.filter((p) => p.shard === report.partitions[0]?.shard);
   const size = (runs: ReadonlyArray<{ first: number; last: number }>) => runs.reduce((n, r) => n + r.last - r.first + 1, 0);
   const lost = first.reduce((n, p) => n + size(p.gaps), 0);
   const twice = first.reduce((n, p) => n + size(p.overlaps), 0);
-  const run: ChaosRun = { ...figures, lost, twice, ok: report.ok, problems: report.problems.slice(0, 5), at: new Date().toISOString() };
-  appendFileSync(file, `${JSON.stringify(run)}\n`);
+  appendChaosRun({ ...figures, lost, twice, ok: report.ok, problems: report.problems.slice(0, 5), at: new Date().toISOString() });
+}
+
+/** Adds one run's line to the log `npm run chaos` renders RELIABILITY.md from (nothing outside `npm run chaos`). */
+export function appendChaosRun(run: ChaosRun): void {
+  const file = process.env.STREAMGRAD_CHAOS_LOG;
+  if (file) appendFileSync(file, `${JSON.stringify(run)}\n`);
+}
+
+/** The MQTT ingest scenario's name in RELIABILITY.md. */
+export function ingestScenario(outageSeconds: number): string {
+  return `ingest: 2 bridge SIGKILLs, Kafka kill -9 ${outageSeconds} s down`;
 }
 
 /** A broker-outage scenario's name in RELIABILITY.md. */
