@@ -94,7 +94,7 @@ probe() {
 # --- secure instances: a local CA, certificates, SCRAM users -----------------------------------------------
 
 # The SCRAM users of a secure instance: the brokers' own, a super user for administration, and one per role.
-secure_users=(broker admin worker server reader producer)
+secure_users=(broker admin worker server reader producer ingest)
 
 # Creates, once, in $1: a CA, a broker certificate for 127.0.0.1, localhost and $2 (for server and client use: the
 # brokers authenticate to the controllers with it), a client certificate, and a random password per user.

@@ -10,6 +10,7 @@ import { latestSnapshots } from '../../pipeline/common/modelStore.js';
 import { ownBrokerPorts, runInfraScript } from '../support/broker.js';
 import { runCli, spawnTs, cliPath, waitFor, type TsChild } from '../support/childProcess.js';
 import { testBrokers } from '../support/kafka.js';
+import { mqttClient, startMqttBroker } from '../support/mqtt.js';
 import { writeExperimentFile } from '../support/snapshots.js';
 
 /**
@@ -158,4 +159,42 @@ describe('a secured cluster (TLS, SASL, ACLs)', () => {
     expect(denied.code).toBe(2);
     expect(denied.stderr.at(-1)).toMatch(/^streamgrad: Kafka denied it: .*AUTHORIZATION.*streamgrad acls/i);
   }, 120_000);
+
+  // After the training test: the bridge writes to the same input topic, whose audit is done by now.
+  it('an MQTT ingest bridge with only the ingest role\'s ACLs writes samples, dead letters and reports; nothing else', async () => {
+    const { stdout } = await cli(['acls', '--config', configOf('admin'), '--role', 'ingest', '--principal', 'User:ingest', '--apply']);
+    expect(stdout.join('\n')).toContain('allow User:ingest from any host:');
+    const mqttBroker = await startMqttBroker();
+    const mapping = { url: mqttBroker.url, topics: [`sec-${id}/+/telemetry`], clientId: `sec-bridge-${id}`, deviceId: { topicLevel: 1 }, features: ['x'], label: 'y', attributes: ['seq'] };
+    const ingestConfig = writeExperimentFile({ ...experiment('ingest'), ingest: { mqtt: mapping } });
+    const bridge = spawnTs(cliPath, ['ingest', 'mqtt', '--config', ingestConfig], { env: env() });
+    const admin = createKafka({ brokers: [bootstrap], security: parseExperiment(experiment('admin')).security }, 'security-test-ingest');
+    const kafkaAdmin = admin.admin();
+    try {
+      await waitFor('the bridge to subscribe', () => bridge.errors.some((line) => line.includes('subscribed to')), 60_000);
+      await kafkaAdmin.connect();
+      const ends = async (topic: string) => (await kafkaAdmin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.high), 0);
+      const withBridgeLog = (error: Error) => {
+        throw new Error(`${error.message}; the bridge (exit code ${bridge.process.exitCode}) said:\n${bridge.errors.join('\n')}`);
+      };
+      const [inputBefore, deadBefore, reportsBefore] = [await ends(`${namespace}.telemetry`), await ends(`${namespace}.dlq`), await ends(`${namespace}.reports`)];
+      const device = await mqttClient(mqttBroker.url);
+      await Promise.all(Array.from({ length: 500 }, (_, i) => device.publishAsync(`sec-${id}/d${i % 5}/telemetry`, JSON.stringify({ x: Array.from({ length: 16 }, (_, k) => i + k), y: 2 * i, seq: i }), { qos: 1 })));
+      await device.publishAsync(`sec-${id}/bad/telemetry`, 'not json', { qos: 1 });
+      await device.endAsync();
+      await waitFor('500 samples and a dead letter in Kafka', async () => (await ends(`${namespace}.telemetry`)) - inputBefore === 500 && (await ends(`${namespace}.dlq`)) - deadBefore === 1, 60_000, 200).catch(withBridgeLog);
+      // Its figures, every 2 s, in <ns>.reports.
+      await waitFor('a report of the bridge', async () => (await ends(`${namespace}.reports`)) > reportsBefore, 30_000, 500).catch(withBridgeLog);
+    } finally {
+      bridge.process.kill('SIGTERM');
+      await kafkaAdmin.disconnect();
+      await mqttBroker.stop();
+    }
+    expect(await bridge.exited).toBe(0);
+    expect(bridge.errors.join('\n')).not.toMatch(/AUTHORIZATION|denied/i);
+    // The ingest role trains nothing: a worker under it is denied.
+    const denied = await runCli(['worker', '--config', configOf('ingest')], env());
+    expect(denied.code).toBe(2);
+    expect(denied.stderr.at(-1)).toMatch(/^streamgrad: Kafka denied it: .*AUTHORIZATION/i);
+  }, 180_000);
 });
