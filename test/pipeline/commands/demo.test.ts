@@ -47,6 +47,10 @@ describe('streamgrad demo', () => {
       expect(dead).toBeGreaterThan(0);
       expect(applied).toBeGreaterThan(0);
       expect(applied).toBeLessThanOrEqual(samples!);
+      // The dropouts the bridge dead-lettered count in the summary's dead letters.
+      const [, deadTotal, byBridge] = /dead letters \(sensor dropouts\) +([\d,]+) \(([\d,]+) by the MQTT bridge, [\d,]+ by the workers\)/.exec(summary)!.map((v) => Number(v.replace(/,/g, '')));
+      expect(byBridge).toBe(dead);
+      expect(deadTotal).toBeGreaterThanOrEqual(dead!);
     } finally {
       await mqtt.stop();
     }
