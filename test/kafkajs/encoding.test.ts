@@ -4,9 +4,10 @@ import { Partitioners } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { cachedKeyPartitioner } from '../../pipeline/common/kafkaClient.js';
 
-// kafkajs' encoding, patched for speed (patches/kafkajs+2.2.4.patch): varints written in place, int32 varlongs without
-// Long, records sized to fit, messages grouped per partition in place. Every test on the real broker produces through
-// it; these pin each record's bytes to what kafkajs' own decoder reads back.
+// kafkajs' encoding and record decoding, patched for speed (patches/kafkajs+2.2.4.patch): varints written in place,
+// int32 varlongs without Long, records sized to fit, messages grouped per partition in place; offsets and timestamps
+// decoded with numbers where exact. Every test on the real broker goes through them; these pin each record's bytes to
+// what kafkajs' decoder reads back, and the decoded offsets and timestamps to exact (BigInt) arithmetic.
 const require = createRequire(import.meta.url);
 interface EncoderInstance {
   readonly buffer: Buffer;
@@ -20,7 +21,7 @@ interface DecoderInstance {
 }
 const Encoder = require('kafkajs/src/protocol/encoder.js') as { new (initialSize?: number): EncoderInstance; sizeOfVarLong(value: unknown): number };
 const Decoder = require('kafkajs/src/protocol/decoder.js') as new (buffer: Buffer) => DecoderInstance;
-const Long = require('kafkajs/src/utils/long.js') as { fromValue(value: number | string): unknown };
+const Long = require('kafkajs/src/utils/long.js') as { fromValue(value: number | string): { toString(): string } };
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (record: object) => EncoderInstance;
 const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js') as (decoder: DecoderInstance, context: object) => { key: Buffer | null; value: Buffer | null; headers: Record<string, Buffer | Buffer[]>; offset: string; timestamp: string };
 const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition.js') as (args: object) => Record<string, Array<{ key: string; value: string }>>;
@@ -48,19 +49,23 @@ describe('kafkajs encoding (patched)', () => {
           // Names kafkajs' decoder can hold: it collects headers in a plain object, where 'valueOf' is taken.
           headers: fc.dictionary(fc.string({ maxLength: 20 }).map((name) => `h-${name}`), fc.string()),
           offsetDelta: fc.integer({ min: 0, max: 100_000 }),
-          timestampDelta: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+          // Small deltas take the number path; past 7 varint bytes (2^48), Long's.
+          timestampDelta: fc.oneof(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.bigInt({ min: 0n, max: 2n ** 60n }).map((n) => Long.fromValue(n.toString()))),
+          // The batch's first offset and timestamp: past 2^53, the decoder must not round.
+          firstOffset: fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 40n }), fc.bigInt({ min: 2n ** 53n - 200_000n, max: 2n ** 63n - 200_001n })),
+          firstTimestamp: fc.oneof(fc.constant(1_700_000_000_000n), fc.bigInt({ min: 2n ** 53n - 10n, max: 2n ** 62n })),
         }),
-        (record) => {
+        ({ firstOffset, firstTimestamp, ...record }) => {
           const encoded = Record(record).buffer;
           const decoder = new Decoder(encoded);
           const length = decoder.readVarInt();
           expect(length).toBe(encoded.length - Encoder.sizeOfVarLong(length));
-          const decoded = decodeRecord(decoder, { firstOffset: '10', firstTimestamp: '1700000000000', magicByte: 2 });
+          const decoded = decodeRecord(decoder, { firstOffset: firstOffset.toString(), firstTimestamp: firstTimestamp.toString(), magicByte: 2 });
           expect(decoded.key).toEqual(record.key === null ? null : Buffer.from(record.key));
           expect(decoded.value).toEqual(record.value);
           expect(Object.fromEntries(Object.entries(decoded.headers).map(([k, v]) => [k, v.toString()]))).toEqual(record.headers);
-          expect(decoded.offset).toBe(String(10 + record.offsetDelta));
-          expect(decoded.timestamp).toBe(String(1_700_000_000_000 + record.timestampDelta));
+          expect(decoded.offset).toBe(String(firstOffset + BigInt(record.offsetDelta)));
+          expect(decoded.timestamp).toBe(String(firstTimestamp + BigInt(record.timestampDelta.toString())));
         },
       ),
       { numRuns: 500 },
