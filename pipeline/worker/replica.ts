@@ -77,7 +77,7 @@ export class Replica implements GradientModel {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
-    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum === 'lower') : undefined;
+    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum === 'lower', spec.asyncStepSize === 'scale') : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
   }
 
@@ -354,7 +354,7 @@ class LocalLearner {
    */
   private readonly unreflectedSums = new Map<string, Float64Array>();
   private last: Map<string, Float32Array> | undefined;
-  /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`). */
+  /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`; `asyncStepSize: scale` uses it too). */
   private readonly foreign = new ForeignStaleness();
   private shardZeroApplied = 0;
   private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
@@ -362,6 +362,7 @@ class LocalLearner {
   constructor(
     private readonly spec: OptimizerSpec,
     private readonly lowerMomentum: boolean,
+    private readonly scaleStep: boolean,
   ) {
     this.optimizer = { foreign: 0, optimizer: createOptimizer(spec) };
   }
@@ -384,13 +385,15 @@ class LocalLearner {
     const n = computed.sampleCount;
     this.steps += 1;
     const optimizer = this.optimizerNow();
+    // With `asyncStepSize: scale`, the learning rate over 1 + τ (see the model spec).
+    const rate = this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
     this.last = new Map();
     const gradients = computed.gradients.map(({ name, shape, values }) => {
       const weights = valuesOf(name);
       const before = weights.slice();
       const mean = new Float32Array(values.length);
       for (let i = 0; i < mean.length; i++) mean[i] = values[i]! / n;
-      optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, 1);
+      optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, rate);
       const delta = new Float32Array(weights.length);
       const sent = new Float32Array(weights.length);
       for (let i = 0; i < delta.length; i++) {

@@ -75,4 +75,26 @@ describe('a worker that sends deltas', () => {
     expect(lowered.weights.some((values, i) => values.some((v, j) => v !== kept.weights[i]![j]))).toBe(true);
     [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
   });
+
+  it('with asyncStepSize: scale, alone trains exactly as with keep, and beside others takes smaller steps, down to 1 / (1 + τ)', async () => {
+    await selectBackend();
+    const sgd: ModelSpecInput = { ...spec, optimizer: { kind: 'sgd', learningRate: 0.01 }, asyncMomentum: 'keep' };
+    const alone = [train(sgd, 1, 3), train({ ...sgd, asyncStepSize: 'keep' }, 1, 3)];
+    alone[0]!.weights.forEach((values, i) => expect(values).toEqual(alone[1]!.weights[i]));
+    // The first step of each worker comes before any estimate (τ = 0); later ones are scaled.
+    const initial = new InProcessJob(parseModelSpec(sgd), 3, 6);
+    const start = initial.servers.flatMap((server) => [...server.variables.values()].map((v) => v.values.slice()));
+    initial.replicas.forEach((r) => r.dispose());
+    const moved = ({ weights }: { weights: Float32Array[] }) => weights.reduce((sum, values, i) => sum + values.reduce((s, v, j) => s + Math.abs(v - start[i]![j]!), 0), 0);
+    const scaled = train(sgd, 3, 6);
+    const kept = train({ ...sgd, asyncStepSize: 'keep' }, 3, 6);
+    const tau = scaled.replicas[0]!.foreignStaleness();
+    expect(tau).toBeGreaterThan(2.5);
+    // Plain SGD: the weights move less, by a share between 1 / (1 + τ) (had τ been known from the first step; the
+    // estimate builds up over the steps) and 1.
+    const share = moved(scaled) / moved(kept);
+    expect(share).toBeLessThan(0.8);
+    expect(share).toBeGreaterThan(1 / (1 + tau));
+    [...alone, scaled, kept].flatMap((run) => run.replicas).forEach((r) => r.dispose());
+  });
 });
