@@ -57,11 +57,12 @@ const common = {
   asyncMomentum: z.enum(['lower', 'keep']).default('lower'),
   /**
    * With `deltas` and several workers: `scale` each worker's local learning rate by 1 / (1 + τ), τ being the other
-   * workers' updates its steps miss (the estimate `asyncMomentum` uses): two workers stepping on each other's stale
-   * weights otherwise overshoot together, and the loss of a converged model jumps back up for a while. `keep` it as
-   * given. One worker (τ = 0) and every replay train with the spec's rate either way.
+   * workers' updates its steps miss (the estimate `asyncMomentum` uses). At a high learning rate two workers stepping
+   * on each other's stale weights overshoot together, and a converged model's loss jumps back up for a while; `scale`
+   * stops that, but learns τ times slower, so it is off (`keep`) by default. One worker (τ = 0) and every replay train
+   * with the spec's rate either way.
    */
-  asyncStepSize: z.enum(['scale', 'keep']).default('scale'),
+  asyncStepSize: z.enum(['scale', 'keep']).default('keep'),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

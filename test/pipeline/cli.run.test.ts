@@ -11,8 +11,11 @@ const lossBetween = (from: ModelSnapshot | undefined, to: ModelSnapshot) => (to.
 
 describe('streamgrad run', () => {
   kafkaTest('2 workers train on every simulated record, the loss falls, and each process serves /metrics', async ({ kafka }) => {
-    // Small batches and little staleness: many steps in a short test, and a steady descent.
-    const config = experiment(4, 2_000, { batchSize: 64, maxInFlightUpdates: 4 });
+    // Small batches and little staleness: many steps in a short test, and a steady descent. At this test's high
+    // learning rate (Adam 0.03) two workers' stale steps overshoot now and then, and the loss jumps back above its
+    // start for a while (issue 14; README, *Step size under asynchrony*): the step size follows the staleness here.
+    const base = experiment(4, 2_000, { batchSize: 64, maxInFlightUpdates: 4 });
+    const config = { ...base, model: { ...base.model, asyncStepSize: 'scale' } };
     const total = 16_000;
     const run = spawnTs(cliPath, ['run', '--config', writeExperimentFile(config), '--workers', '2', '--count', String(total)], { env: env() });
     try {

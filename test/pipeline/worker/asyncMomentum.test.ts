@@ -78,7 +78,7 @@ describe('a worker that sends deltas', () => {
 
   it('with asyncStepSize: scale, alone trains exactly as with keep, and beside others takes smaller steps, down to 1 / (1 + τ)', async () => {
     await selectBackend();
-    const sgd: ModelSpecInput = { ...spec, optimizer: { kind: 'sgd', learningRate: 0.01 }, asyncMomentum: 'keep' };
+    const sgd: ModelSpecInput = { ...spec, optimizer: { kind: 'sgd', learningRate: 0.01 }, asyncMomentum: 'keep', asyncStepSize: 'scale' };
     const alone = [train(sgd, 1, 3), train({ ...sgd, asyncStepSize: 'keep' }, 1, 3)];
     alone[0]!.weights.forEach((values, i) => expect(values).toEqual(alone[1]!.weights[i]));
     // The first step of each worker comes before any estimate (τ = 0); later ones are scaled.
