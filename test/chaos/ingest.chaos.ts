@@ -6,7 +6,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { readTopic } from '../../pipeline/common/readTopic.js';
 import { codecFor } from '../../schemas/codec.js';
-import { ownBrokerPorts, runInfraScript } from '../support/broker.js';
+import { ownBrokerPorts, runInfraScript, startOwnKafka } from '../support/broker.js';
 import { cliPath, spawnTs, waitFor, type TsChild } from '../support/childProcess.js';
 import { mqttClient, startMqttBroker } from '../support/mqtt.js';
 import { appendChaosRun, ingestScenario } from '../support/processes.js';
@@ -21,11 +21,7 @@ describe('the MQTT ingest bridge under chaos', () => {
   it(`${ingestScenario(outageMs / 1000)}: every message of a ${total.toLocaleString('en-US')}-message backlog reaches Kafka; re-writes stay under maxUnacked per crash; the bridge rides out the outage`, async () => {
     const startedAt = Date.now();
     const dataDir = mkdtempSync(join(tmpdir(), 'streamgrad-ingest-chaos-'));
-    const startKafka = async () => {
-      const started = await runInfraScript('start', ['--port', String(ownBrokerPorts.chaosIngest), '--data-dir', dataDir]);
-      if (started.code !== 0) throw new Error(`infra/kafka/start failed: ${started.stderr}`);
-      return started.stdout.split('\n').at(-1)!.split(',');
-    };
+    const startKafka = () => startOwnKafka(['--port', String(ownBrokerPorts.chaosIngest), '--data-dir', dataDir]);
     const brokers = await startKafka();
     const mqttBroker = await startMqttBroker();
     const kafka = new Kafka({ clientId: 'ingest-chaos', brokers, logLevel: logLevel.NOTHING });

@@ -45,6 +45,13 @@ export async function runInfraScript(script: 'start' | 'stop', args: readonly st
   }
 }
 
+/** Starts a Kafka instance of a test's own with infra/kafka/start `args`; its bootstrap brokers, or an error with the script's output. */
+export async function startOwnKafka(args: readonly string[]): Promise<string[]> {
+  const started = await runInfraScript('start', args);
+  if (started.code !== 0) throw new Error(`infra/kafka/start failed: ${started.stderr}`);
+  return started.stdout.split('\n').at(-1)!.split(',');
+}
+
 async function runInfraScriptOrThrow(script: 'start' | 'stop', args: readonly string[]): Promise<InfraScriptResult> {
   const result = await runInfraScript(script, args);
   process.stderr.write(result.stderr);

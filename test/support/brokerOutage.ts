@@ -7,7 +7,7 @@ import { auditNamespace, formatAudit } from '../../pipeline/commands/audit.js';
 import { createTopics, topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor } from '../../schemas/index.js';
 import { sineReading } from './arbitraries.js';
-import { runInfraScript } from './broker.js';
+import { runInfraScript, startOwnKafka } from './broker.js';
 import { waitFor, type TsChild } from './childProcess.js';
 import { chaosExperiment, CliProcesses, describeOverlaps, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
 import { writeExperimentFile } from './snapshots.js';
@@ -38,11 +38,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs, budg
   /** A wait's own timeout, cut to what is left of the budget. */
   const within = (timeoutMs: number) => Math.max(1_000, Math.min(timeoutMs, startedAt + budgetMs - Date.now()));
   const dataDir = mkdtempSync(join(tmpdir(), `streamgrad-outage${nodes}-`));
-  const start = async () => {
-    const started = await runInfraScript('start', ['--nodes', String(nodes), '--port', String(port), '--data-dir', dataDir]);
-    if (started.code !== 0) throw new Error(`infra/kafka/start failed: ${started.stderr}`);
-    return started.stdout.split('\n').at(-1)!.split(',');
-  };
+  const start = () => startOwnKafka(['--nodes', String(nodes), '--port', String(port), '--data-dir', dataDir]);
   const brokers = await start();
   const kafka = new Kafka({ clientId: 'outage-test', brokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
