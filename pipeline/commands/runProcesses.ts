@@ -30,15 +30,19 @@ function peakRssMb(pid: number | undefined): number | undefined {
   }
 }
 
+/** Node options that load code into a process before its main module: a TypeScript loader's. */
+const preloadFlags = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader']);
+
 /**
  * `node <this CLI>`: from sources (through the same loader, e.g. tsx) or from `dist/`;
- * STREAMGRAD_CLI names a compiled `cli.js` to start instead (the benchmarks use `dist/`,
- * whose processes do not carry a TypeScript loader).
+ * STREAMGRAD_CLI names a compiled `cli.js` to start instead (the benchmarks use `dist/`),
+ * whose processes carry none of the loader's preloads: tsx's (even its `--require`d preflight)
+ * turn on source maps, and Node then parses the map of every module it loads, TensorFlow.js'
+ * bundles' included: about 150 MB more per process.
  */
-function cliCommand(): string[] {
-  const flags = process.execArgv.filter((arg) => !arg.startsWith('--inspect'));
-  const override = process.env.STREAMGRAD_CLI;
-  if (override) return [...flags.filter((arg, i, all) => arg !== '--import' && all[i - 1] !== '--import'), override];
+export function cliCommand(execArgv: readonly string[] = process.execArgv, override = process.env.STREAMGRAD_CLI): string[] {
+  const flags = execArgv.filter((arg) => !arg.startsWith('--inspect'));
+  if (override) return [...flags.filter((arg, i, all) => !preloadFlags.has(arg) && !preloadFlags.has(all[i - 1]!) && ![...preloadFlags].some((flag) => arg.startsWith(`${flag}=`))), override];
   return [...flags, fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli.ts' : '../cli.js', import.meta.url))];
 }
 
