@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
+import type { BackendName } from '../../pipeline/common/backend.js';
 import { lastValueFrom, mergeMap, of, Subject, tap, toArray } from 'rxjs';
 import { fromKafka, gradientStep, trainingBatchOf, type Decoded } from '../../operators/index.js';
 import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
@@ -80,10 +81,10 @@ export async function measurePipelineRate(
   topic: string,
   total: number,
   workers: number,
-  options: { brokerPid?: number; holdout?: readonly TrainingSample[]; model?: object } = {},
+  options: { brokerPid?: number; holdout?: readonly TrainingSample[]; model?: object; backend?: BackendName } = {},
 ): Promise<PipelineRate> {
-  const { brokerPid, holdout, model = benchModel } = options;
-  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, model, ...pipelineSettings });
+  const { brokerPid, holdout, model = benchModel, backend } = options;
+  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, model, ...pipelineSettings, ...(backend ? { backend } : {}) });
   const done = accountedFor(total, 2);
   const startedAt = Date.now();
   const benchCpu = process.cpuUsage();

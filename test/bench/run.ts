@@ -108,6 +108,11 @@ try {
     log(`  ${Math.round(second.rate)} samples/s (server ${Math.round(second.serverRate)}, workers ${Math.round(second.workersRate)})`);
   }
   Object.assign(results, { pipelineRate1: median(one), pipelineHoldoutLoss: median(oneLoss), pipelineRate2: median(two), workerRssPeakMb: Math.max(...rss), pipelineRuns: { one, oneLoss, two }, coresUsed: { pipelineRate1: cores[cores.length - 2], pipelineRate2: cores[cores.length - 1] } });
+  // libtensorflow alone takes ~140 MB of a worker's memory (BENCHMARKS.md): one run on wasm shows the rest.
+  log('end to end on wasm, 1 server + 1 worker process …');
+  const wasm = await measurePipelineRate(kafka, brokers, topic, total, 1, { brokerPid, holdout, backend: 'wasm' });
+  log(`  ${Math.round(wasm.rate)} samples/s, holdout loss ${wasm.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(wasm.peakRssMb['worker-1'] ?? Number.NaN)} MB`);
+  Object.assign(results, { wasmPipelineRate1: wasm.rate, wasmWorkerRssPeakMb: wasm.peakRssMb['worker-1'] ?? Number.NaN });
   const peer: number[] = [];
   const peerLoss: number[] = [];
   for (let run = 0; run < runs; run++) {
@@ -171,6 +176,8 @@ const report = {
   freshnessP50Ms: results.freshnessP50Ms,
   freshnessP99Ms: results.freshnessP99Ms,
   workerRssPeakMb: results.workerRssPeakMb,
+  wasmWorkerRssPeakMb: results.wasmWorkerRssPeakMb,
+  wasmPipelineRate1: results.wasmPipelineRate1,
   updateBytesPerSample,
   qualityRatio1: quality?.qualityRatio1,
   qualityRatio2: quality?.qualityRatio2,
@@ -213,7 +220,8 @@ const table = `
 | ingestRate (MQTT QoS 1 messages/s through streamgrad ingest mqtt into Kafka; Mosquitto, the bridge and Kafka on this machine) | ${n(results.ingestRate)} | ≥ 50,000: ${met(Number(results.ingestRate) >= 50_000)} |
 | ingestRate / mqttDrainRate (the same backlog drained by a no-op MQTT.js subscriber: ${n(results.mqttDrainRate)}) | ${r(ratios.ingestOverMqttDrain)} | |
 | freshnessP50Ms / freshnessP99Ms (at ${n(results.freshnessRate)} samples/s) | ${n(results.freshnessP50Ms)} / ${n(results.freshnessP99Ms)} | p99 ≤ 1,000: ${met(Number(results.freshnessP99Ms) <= 1_000)} |
-| workerRssPeakMb | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
+| workerRssPeakMb (${backend}) | ${n(results.workerRssPeakMb)} | ≤ 300: ${met(Number(results.workerRssPeakMb) <= 300)} |
+| wasmWorkerRssPeakMb (one run of pipelineRate1 on wasm: ${n(results.wasmPipelineRate1)} samples/s) | ${n(results.wasmWorkerRssPeakMb)} | ≤ 300: ${met(Number(results.wasmWorkerRssPeakMb) <= 300)} |
 | updateBytesPerSample fp32 / fp16 / int8 | ${r(updateBytesPerSample.fp32)} / ${r(updateBytesPerSample.fp16)} / ${r(updateBytesPerSample.int8)} | int8 ≤ 0.3 × fp32: ${met(ratios.int8OverFp32Bytes <= 0.3)} (${r(ratios.int8OverFp32Bytes)}) |
 | qualityRatio1 / qualityRatio2 (holdout loss of run with 1 / 2 workers over replay --sync) | ${r(quality!.qualityRatio1)} / ${r(quality!.qualityRatio2)} | ≤ 1.25 each: ${met(quality!.qualityRatio1 <= 1.25)} / ${met(quality!.qualityRatio2 <= 1.25)} |
 | interleavedQualityRatio1 / 2 (the same over replay --sync --interleave: a sequential learner on the order parallel workers read) | ${r(quality!.interleavedQualityRatio1)} / ${r(quality!.interleavedQualityRatio2)} | ≤ 1.25 each: ${met(quality!.interleavedQualityRatio1 <= 1.25)} / ${met(quality!.interleavedQualityRatio2 <= 1.25)} |
