@@ -11,7 +11,9 @@ import { readSecret, type SecretSource } from './secrets.js';
 // After a commit, the broker briefly answers the next transaction's AddPartitionsToTxn with
 // CONCURRENT_TRANSACTIONS, and kafkajs retries it, successfully, after logging it as an ERROR.
 // Likewise a heartbeat during a rebalance, and a coordinator that is still loading: kafkajs rejoins or retries.
-const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading|not the correct coordinator|coordinator is not available/;
+// And a lane's OffsetFetch right after a rebalance, while the partition's last owner's transaction is still open:
+// UNSTABLE_OFFSET_COMMIT (KIP-447), which kafkajs retries until that transaction ends (a dozen lines per 2-worker run).
+const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading|not the correct coordinator|coordinator is not available|unstable offsets that need to be cleared/;
 
 // kafkajs warns about its v2 partitioner change on every producer; streamgrad never used the old one.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
