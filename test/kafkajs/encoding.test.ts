@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { cachedKeyPartitioner } from '../../pipeline/common/kafkaClient.js';
 
 // kafkajs' encoding and record decoding, patched for speed (patches/kafkajs+2.2.4.patch): varints written in place,
-// int32 varlongs without Long, records sized to fit, messages grouped per partition in place; offsets and timestamps
+// int32 varlongs without Long, records sized to fit, messages grouped per partition in place, CRC-32C by slicing; offsets and timestamps
 // decoded with numbers where exact. Every test on the real broker goes through them; these pin each record's bytes to
 // what kafkajs' decoder reads back, and the decoded offsets and timestamps to exact (BigInt) arithmetic.
 const require = createRequire(import.meta.url);
@@ -24,6 +24,7 @@ const Decoder = require('kafkajs/src/protocol/decoder.js') as new (buffer: Buffe
 const Long = require('kafkajs/src/utils/long.js') as { fromValue(value: number | string): { toString(): string } };
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (record: object) => EncoderInstance;
 const decodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js') as (decoder: DecoderInstance, context: object) => { key: Buffer | null; value: Buffer | null; headers: Record<string, Buffer | Buffer[]>; offset: string; timestamp: string };
+const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (buffer: Buffer) => number;
 const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition.js') as (args: object) => Record<string, Array<{ key: string; value: string }>>;
 
 describe('kafkajs encoding (patched)', () => {
@@ -69,6 +70,27 @@ describe('kafkajs encoding (patched)', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('checksums record batches (CRC-32C, slicing by 8) as the bytewise definition does', () => {
+    // The reflected Castagnoli polynomial, one bit at a time: the definition, independent of kafkajs' tables.
+    const bytewise = (buffer: Buffer) => {
+      let crc = ~0;
+      for (const byte of buffer) {
+        crc ^= byte;
+        for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+      }
+      return ~crc >>> 0;
+    };
+    expect(crc32C(Buffer.from('123456789'))).toBe(0xe3069283);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(7), (bytes, offset) => {
+        // At every alignment: a record batch's body is a view into a larger buffer.
+        const buffer = Buffer.concat([Buffer.alloc(offset), Buffer.from(bytes)]).subarray(offset);
+        expect(crc32C(buffer)).toBe(bytewise(buffer));
+      }),
+      { numRuns: 1_000 },
     );
   });
 
