@@ -42,7 +42,8 @@ const preloadFlags = new Set(['--import', '--require', '-r', '--loader', '--expe
  */
 export function cliCommand(execArgv: readonly string[] = process.execArgv, override = process.env.STREAMGRAD_CLI): string[] {
   const flags = execArgv.filter((arg) => !arg.startsWith('--inspect'));
-  if (override) return [...flags.filter((arg, i, all) => !preloadFlags.has(arg) && !preloadFlags.has(all[i - 1]!) && ![...preloadFlags].some((flag) => arg.startsWith(`${flag}=`))), override];
+  // Dropped: a preload flag (`--import tsx`, `--import=tsx`) and the value after a bare one.
+  if (override) return [...flags.filter((arg, i, all) => !preloadFlags.has(arg.split('=')[0]!) && !preloadFlags.has(all[i - 1] ?? '')), override];
   return [...flags, fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli.ts' : '../cli.js', import.meta.url))];
 }
 
