@@ -80,15 +80,13 @@ export class RunChildren {
     private readonly brokers: readonly string[],
     private readonly display: ConsoleDisplay,
     private readonly onFailure: (error: Error) => void,
-    /** Set for every child, over this process's environment. */
-    private readonly env: NodeJS.ProcessEnv = {},
   ) {
     process.on('exit', this.orphanGuard);
   }
 
   spawn(name: string, args: readonly string[]): Child {
     const child = spawn(process.execPath, [...cliCommand(), ...args, '--config', this.configFile], {
-      env: { ...process.env, ...this.env, KAFKA_BROKERS: this.brokers.join(',') },
+      env: { ...process.env, KAFKA_BROKERS: this.brokers.join(',') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     for (const stream of [child.stdout, child.stderr]) this.relay(name, stream);

@@ -1,5 +1,4 @@
 import type { Kafka } from 'kafkajs';
-import { tensorflowThreads } from '../common/backend.js';
 import type { ExperimentConfig } from '../common/config.js';
 import type { ConsoleDisplay } from '../common/console.js';
 import { assertReachable, createKafka } from '../common/kafkaClient.js';
@@ -137,8 +136,6 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
 
   const dashboard = await startRunDashboard(kafka, options);
   const signal = new StopSignal();
-  // The server and the workers share the machine's cores: native TensorFlow gets its share in each.
-  const threads = { STREAMGRAD_TF_THREADS: String(tensorflowThreads(options.workers + 1)) };
   const children = new RunChildren(
     options.configFile,
     config.brokers,
@@ -147,7 +144,6 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
       display.log(error.message);
       signal.fail(error);
     },
-    threads,
   );
   const metricsPort = (offset: number) => (config.metricsPort === undefined ? [] : ['--metrics-port', String(config.metricsPort === 0 ? 0 : config.metricsPort + offset)]);
   let workerCount = 0;
