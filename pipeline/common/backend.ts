@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../../schemas/errors.js';
 import { BackendError } from './errors.js';
+import { useLeanTensorflowKernels } from './tensorflowKernels.js';
 
 /** The compute backends, fastest first: native TensorFlow, WebAssembly, pure JavaScript. */
 export const backendNames = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -44,6 +45,7 @@ async function tryBackend(name: BackendName): Promise<void> {
   const ok = await tf.setBackend(name);
   await tf.ready();
   if (!ok || tf.getBackend() !== name) throw new BackendError(name, `tf.setBackend('${name}') failed; tfjs is on '${tf.getBackend()}'`);
+  if (name === 'tensorflow') await useLeanTensorflowKernels();
 }
 
 /**
