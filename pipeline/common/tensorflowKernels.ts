@@ -1,20 +1,23 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Leaner versions of two `@tensorflow/tfjs-node` kernels that every dense model's step runs.
+ * Leaner versions of four `@tensorflow/tfjs-node` kernels that every dense model's step runs.
  *
- * tfjs-node builds them out of many TensorFlow ops, and at the sizes streamgrad trains (batches of 256, layers of
- * tens to hundreds of units) each op's fixed cost outweighs its arithmetic:
+ * tfjs-node builds some kernels out of many TensorFlow ops, and at the sizes streamgrad trains (batches of 256,
+ * layers of tens to hundreds of units) each op's fixed cost outweighs its arithmetic:
  * - `Step` (ReLU's gradient: 1 where x > 0, else 0, NaN for NaN) runs IsNan, Greater, Fill, Select and Select over
- *   two uploaded constants; here it is Sign(Relu(x)), the same values in two ops;
+ *   uploaded constants; here it is Sign(Relu(x)), the same values in two ops;
  * - `_FusedMatMul` (a dense layer's product, bias and activation) runs tfjs' matMul, which wraps BatchMatMulV2 in
- *   three Reshapes that do nothing to the 3-D inputs it is given; here it calls BatchMatMulV2 itself.
+ *   three Reshapes that do nothing to the 3-D inputs it is given; here it calls BatchMatMulV2 itself;
+ * - `Cast` to the dtype a tensor already has, and `Reshape` to the shape it already has, run a TensorFlow op that
+ *   copies it; here they hand on the same data, as tfjs' own CPU backend does.
  *
- * Measured on 2 cores (isolated steps of a replica at batch 256, one thread, medians of 5 alternating runs of 7):
- * the 16-64-64-1 MLP 84k → 111k samples/s, the 64-256-256-10 softmax 34k → 43k. The other cases (a Step with a
- * leaky slope, other dtypes, PReLU) go to tfjs-node's own kernels.
- * `test/pipeline/common/tensorflowKernels.test.ts` checks the values against tfjs-node's, and that a replica's
- * gradients are the same bit for bit.
+ * One step of the 16-64-64-1 MLP: 56 TensorFlow ops and 40 uploads with tfjs-node's kernels, 41 and 27 with these.
+ * Measured on 2 cores (isolated steps of a replica at batch 256, one thread, medians of 5 alternating runs of 7),
+ * with the first two: the MLP 84k → 111k samples/s, the 64-256-256-10 softmax 34k → 43k; the pass-throughs added
+ * nothing that the noise of this machine lets one see. The other cases (a Step with a leaky slope, other dtypes,
+ * PReLU, a real cast or reshape) go to tfjs-node's own kernels. `test/pipeline/common/tensorflowKernels.test.ts`
+ * checks the values against tfjs-node's, and that a replica's gradients and weights are the same bit for bit.
  */
 
 /** The part of tfjs-node's backend that the kernels call. */
@@ -44,18 +47,23 @@ interface FusedMatMulAttributes {
 let restoreRegistered: (() => void) | undefined;
 
 /**
- * Replaces tfjs-node's `Step` and `_FusedMatMul` kernels with the lean ones (once; the tensorflow backend must be
+ * Replaces tfjs-node's `Step`, `_FusedMatMul`, `Cast` and `Reshape` kernels with the lean ones (once; the tensorflow backend must be
  * registered). Returns a function that puts tfjs-node's own back (for tests).
  */
 export async function useLeanTensorflowKernels(): Promise<() => void> {
   if (restoreRegistered) return restoreRegistered;
   const { createTensorsTypeOpAttr } = (await import('@tensorflow/tfjs-node/dist/nodejs_kernel_backend.js' as string)) as KernelBackendModule;
-  const originals = (['Step', '_FusedMatMul'] as const).map((name) => {
+  const originals = (['Step', '_FusedMatMul', 'Cast', 'Reshape'] as const).map((name) => {
     const kernel = tf.getKernel(name, 'tensorflow');
     if (!kernel) throw new Error(`tfjs-node has no '${name}' kernel to replace: is the tensorflow backend registered?`);
     return kernel;
   });
-  const [step, fusedMatMul] = originals as [tf.KernelConfig, tf.KernelConfig];
+  const [step, fusedMatMul, cast, reshape] = originals as [tf.KernelConfig, tf.KernelConfig, tf.KernelConfig, tf.KernelConfig];
+  // What tfjs-node's Identity kernel does: the same data, one more reference to it.
+  const same = (backend: unknown, x: tf.TensorInfo): tf.TensorInfo => {
+    (backend as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
   const type = (dtype: tf.DataType) => createTensorsTypeOpAttr('T', dtype);
   const replace = (config: tf.KernelConfig) => {
     tf.unregisterKernel(config.kernelName, 'tensorflow');
@@ -97,6 +105,26 @@ export async function useLeanTensorflowKernels(): Promise<() => void> {
       result = activation === 'relu' ? backend.executeSingleOutput('Relu', [type('float32')], [linear]) : backend.applyActivation(linear, activation, undefined, leakyreluAlpha);
       linear.dispose();
       return result;
+    },
+  });
+
+  replace({
+    kernelName: 'Cast',
+    backendName: 'tensorflow',
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? same(args.backend, x) : cast.kernelFunc(args);
+    },
+  });
+
+  replace({
+    kernelName: 'Reshape',
+    backendName: 'tensorflow',
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      const { shape } = args.attrs as { shape: readonly number[] };
+      const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
+      return unchanged ? same(args.backend, x) : reshape.kernelFunc(args);
     },
   });
 

@@ -47,7 +47,7 @@ function bothWays<T>(body: () => T, restore: () => void): Promise<[T, T]> {
   return useLeanTensorflowKernels().then(() => [original, body()]);
 }
 
-describe.runIf(tfjsNodeLoads)("lean kernels for tfjs-node's Step and _FusedMatMul", () => {
+describe.runIf(tfjsNodeLoads)("lean kernels for tfjs-node's Step, _FusedMatMul, Cast and Reshape", () => {
   let restore: () => void;
   beforeAll(async () => {
     expect(await selectBackend({ backend: 'tensorflow' })).toBe('tensorflow');
@@ -66,6 +66,26 @@ describe.runIf(tfjsNodeLoads)("lean kernels for tfjs-node's Step and _FusedMatMu
     expect(Array.from(step.dataSync().slice(0, 1))).toEqual([Number.NaN]);
     expect(bitsOf(leaky)).toEqual(bitsOf(original[1] as tf.Tensor));
     tf.dispose([x, step, leaky, original[0] as tf.Tensor, original[1] as tf.Tensor]);
+  });
+
+  it('passes a Cast to the same dtype and a Reshape to the same shape through without an op, and runs the others', async () => {
+    const x = tf.tensor2d(values(24, 13), [4, 6]);
+    const run = () => {
+      const outputs = [tf.cast(x, 'float32'), tf.cast(x, 'int32'), tf.reshape(x, [4, 6]), tf.reshape(x, [6, 4]), tf.reshape(x, [-1, 3]), tf.reshape(x, [24])];
+      const kernels = ['Cast', 'Reshape'].map((name) => tf.getKernel(name, 'tensorflow')!.kernelFunc);
+      return { outputs, kernels, shapes: outputs.map((t) => t.shape), dtypes: outputs.map((t) => t.dtype) };
+    };
+    const [original, lean] = await bothWays(run, restore);
+    lean.kernels.forEach((kernel, i) => expect(kernel, 'the lean kernel is registered').not.toBe(original.kernels[i]));
+    expect(lean.shapes).toEqual(original.shapes);
+    expect(lean.dtypes).toEqual(original.dtypes);
+    lean.outputs.forEach((t, i) => expect(t.dtype === 'int32' ? Array.from(t.dataSync()) : bitsOf(t)).toEqual(t.dtype === 'int32' ? Array.from(original.outputs[i]!.dataSync()) : bitsOf(original.outputs[i]!)));
+    // A pass-through shares the data; disposing of one keeps the other readable.
+    const before = tf.memory().numTensors;
+    tf.dispose([x, ...original.outputs]);
+    expect(bitsOf(lean.outputs[0]!)).toEqual(bitsOf(lean.outputs[2]!));
+    tf.dispose(lean.outputs);
+    expect(tf.memory().numTensors).toBe(before - 1 - 2 * original.outputs.length);
   });
 
   it('gives a fused product (transposed or not, with or without bias, linear or relu) and its gradients bit for bit', async () => {
