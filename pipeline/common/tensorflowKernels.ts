@@ -44,90 +44,92 @@ interface FusedMatMulAttributes {
   readonly leakyreluAlpha?: number;
 }
 
+type KernelFunc = tf.KernelConfig['kernelFunc'];
+/** The TensorFlow dtype attribute `T` of an op. */
+type TypeAttribute = (dtype: tf.DataType) => OpAttribute;
+
+/** What tfjs-node's Identity kernel does: the same data, one more reference to it. */
+function sameData(backend: unknown, x: tf.TensorInfo): tf.TensorInfo {
+  (backend as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+function leanStep(original: KernelFunc, type: TypeAttribute): KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { alpha } = args.attrs as { alpha?: number };
+    if ((alpha ?? 0) !== 0 || x.dtype !== 'float32') return original(args);
+    const backend = args.backend as unknown as NodeBackend;
+    const positive = backend.executeSingleOutput('Relu', [type(x.dtype)], [x]);
+    const result = backend.executeSingleOutput('Sign', [type(x.dtype)], [positive]);
+    positive.dispose();
+    return result;
+  };
+}
+
+function leanFusedMatMul(original: KernelFunc, type: TypeAttribute): KernelFunc {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as unknown as FusedMatMulAttributes;
+    if (!a || !b || preluActivationWeights || a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
+    const backend = args.backend as unknown as NodeBackend;
+    const flag = (name: string, value: boolean) => ({ name, type: backend.binding.TF_ATTR_BOOL, value });
+    let result = backend.executeSingleOutput('BatchMatMulV2', [type('float32'), flag('adj_x', transposeA), flag('adj_y', transposeB)], [a, b]);
+    if (bias) {
+      const product = result;
+      result = backend.executeSingleOutput('AddV2', [type('float32')], [product, bias]);
+      product.dispose();
+    }
+    if (!activation || activation === 'linear') return result;
+    const linear = result;
+    result = activation === 'relu' ? backend.executeSingleOutput('Relu', [type('float32')], [linear]) : backend.applyActivation(linear, activation, undefined, leakyreluAlpha);
+    linear.dispose();
+    return result;
+  };
+}
+
+function passThroughCast(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? sameData(args.backend, x) : original(args);
+  };
+}
+
+function passThroughReshape(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { shape } = args.attrs as { shape: readonly number[] };
+    const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
+    return unchanged ? sameData(args.backend, x) : original(args);
+  };
+}
+
 let restoreRegistered: (() => void) | undefined;
 
 /**
- * Replaces tfjs-node's `Step`, `_FusedMatMul`, `Cast` and `Reshape` kernels with the lean ones (once; the tensorflow backend must be
- * registered). Returns a function that puts tfjs-node's own back (for tests).
+ * Replaces tfjs-node's `Step`, `_FusedMatMul`, `Cast` and `Reshape` kernels with the lean ones (once; the tensorflow
+ * backend must be registered). Returns a function that puts tfjs-node's own back (for tests).
  */
 export async function useLeanTensorflowKernels(): Promise<() => void> {
   if (restoreRegistered) return restoreRegistered;
   const { createTensorsTypeOpAttr } = (await import('@tensorflow/tfjs-node/dist/nodejs_kernel_backend.js' as string)) as KernelBackendModule;
-  const originals = (['Step', '_FusedMatMul', 'Cast', 'Reshape'] as const).map((name) => {
+  const type: TypeAttribute = (dtype) => createTensorsTypeOpAttr('T', dtype);
+  const lean: Record<string, (original: KernelFunc) => KernelFunc> = {
+    Step: (original) => leanStep(original, type),
+    _FusedMatMul: (original) => leanFusedMatMul(original, type),
+    Cast: passThroughCast,
+    Reshape: passThroughReshape,
+  };
+  const originals = Object.keys(lean).map((name) => {
     const kernel = tf.getKernel(name, 'tensorflow');
     if (!kernel) throw new Error(`tfjs-node has no '${name}' kernel to replace: is the tensorflow backend registered?`);
     return kernel;
   });
-  const [step, fusedMatMul, cast, reshape] = originals as [tf.KernelConfig, tf.KernelConfig, tf.KernelConfig, tf.KernelConfig];
-  // What tfjs-node's Identity kernel does: the same data, one more reference to it.
-  const same = (backend: unknown, x: tf.TensorInfo): tf.TensorInfo => {
-    (backend as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
-    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-  };
-  const type = (dtype: tf.DataType) => createTensorsTypeOpAttr('T', dtype);
   const replace = (config: tf.KernelConfig) => {
     tf.unregisterKernel(config.kernelName, 'tensorflow');
     tf.registerKernel(config);
   };
-
-  replace({
-    kernelName: 'Step',
-    backendName: 'tensorflow',
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { alpha } = args.attrs as { alpha?: number };
-      if ((alpha ?? 0) !== 0 || x.dtype !== 'float32') return step.kernelFunc(args);
-      const backend = args.backend as unknown as NodeBackend;
-      const positive = backend.executeSingleOutput('Relu', [type(x.dtype)], [x]);
-      const result = backend.executeSingleOutput('Sign', [type(x.dtype)], [positive]);
-      positive.dispose();
-      return result;
-    },
-  });
-
-  replace({
-    kernelName: '_FusedMatMul',
-    backendName: 'tensorflow',
-    kernelFunc: (args) => {
-      const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
-      const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as unknown as FusedMatMulAttributes;
-      if (!a || !b || preluActivationWeights || a.dtype !== 'float32' || b.dtype !== 'float32') return fusedMatMul.kernelFunc(args);
-      const backend = args.backend as unknown as NodeBackend;
-      const flag = (name: string, value: boolean) => ({ name, type: backend.binding.TF_ATTR_BOOL, value });
-      let result = backend.executeSingleOutput('BatchMatMulV2', [type('float32'), flag('adj_x', transposeA), flag('adj_y', transposeB)], [a, b]);
-      if (bias) {
-        const product = result;
-        result = backend.executeSingleOutput('AddV2', [type('float32')], [product, bias]);
-        product.dispose();
-      }
-      if (!activation || activation === 'linear') return result;
-      const linear = result;
-      result = activation === 'relu' ? backend.executeSingleOutput('Relu', [type('float32')], [linear]) : backend.applyActivation(linear, activation, undefined, leakyreluAlpha);
-      linear.dispose();
-      return result;
-    },
-  });
-
-  replace({
-    kernelName: 'Cast',
-    backendName: 'tensorflow',
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? same(args.backend, x) : cast.kernelFunc(args);
-    },
-  });
-
-  replace({
-    kernelName: 'Reshape',
-    backendName: 'tensorflow',
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { shape } = args.attrs as { shape: readonly number[] };
-      const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
-      return unchanged ? same(args.backend, x) : reshape.kernelFunc(args);
-    },
-  });
-
+  for (const original of originals) replace({ ...original, kernelFunc: lean[original.kernelName]!(original.kernelFunc) });
   restoreRegistered = () => {
     originals.forEach(replace);
     restoreRegistered = undefined;
