@@ -24,6 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 interface NodeBackend {
   executeSingleOutput(name: string, attributes: readonly OpAttribute[], inputs: readonly tf.TensorInfo[]): tf.Tensor;
   applyActivation(x: tf.Tensor, activation: string, preluActivationWeights?: tf.Tensor, leakyreluAlpha?: number): tf.Tensor;
+  incRef(dataId: tf.DataId): void;
   readonly binding: { readonly TF_ATTR_BOOL: number };
 }
 
@@ -49,8 +50,8 @@ type KernelFunc = tf.KernelConfig['kernelFunc'];
 type TypeAttribute = (dtype: tf.DataType) => OpAttribute;
 
 /** What tfjs-node's Identity kernel does: the same data, one more reference to it. */
-function sameData(backend: unknown, x: tf.TensorInfo): tf.TensorInfo {
-  (backend as { incRef(dataId: tf.DataId): void }).incRef(x.dataId);
+function sameData(backend: NodeBackend, x: tf.TensorInfo): tf.TensorInfo {
+  backend.incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
@@ -91,7 +92,7 @@ function leanFusedMatMul(original: KernelFunc, type: TypeAttribute): KernelFunc 
 function passThroughCast(original: KernelFunc): KernelFunc {
   return (args) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
-    return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? sameData(args.backend, x) : original(args);
+    return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? sameData(args.backend as unknown as NodeBackend, x) : original(args);
   };
 }
 
@@ -100,7 +101,7 @@ function passThroughReshape(original: KernelFunc): KernelFunc {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { shape } = args.attrs as { shape: readonly number[] };
     const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
-    return unchanged ? sameData(args.backend, x) : original(args);
+    return unchanged ? sameData(args.backend as unknown as NodeBackend, x) : original(args);
   };
 }
 
