@@ -46,6 +46,9 @@ interface FusedMatMulAttributes {
 }
 
 type KernelFunc = tf.KernelConfig['kernelFunc'];
+type KernelArgs = Parameters<KernelFunc>[0];
+/** A lean kernel: tfjs' arguments, the backend as the kernels use it, and tfjs-node's own kernel for the other cases. */
+type LeanKernel = (args: KernelArgs, backend: NodeBackend, original: KernelFunc) => ReturnType<KernelFunc>;
 /** The TensorFlow dtype attribute `T` of an op. */
 type TypeAttribute = (dtype: tf.DataType) => OpAttribute;
 
@@ -55,12 +58,11 @@ function sameData(backend: NodeBackend, x: tf.TensorInfo): tf.TensorInfo {
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
-function leanStep(original: KernelFunc, type: TypeAttribute): KernelFunc {
-  return (args) => {
+function leanStep(type: TypeAttribute): LeanKernel {
+  return (args, backend, original) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { alpha } = args.attrs as { alpha?: number };
     if ((alpha ?? 0) !== 0 || x.dtype !== 'float32') return original(args);
-    const backend = args.backend as unknown as NodeBackend;
     const positive = backend.executeSingleOutput('Relu', [type(x.dtype)], [x]);
     const result = backend.executeSingleOutput('Sign', [type(x.dtype)], [positive]);
     positive.dispose();
@@ -68,12 +70,11 @@ function leanStep(original: KernelFunc, type: TypeAttribute): KernelFunc {
   };
 }
 
-function leanFusedMatMul(original: KernelFunc, type: TypeAttribute): KernelFunc {
-  return (args) => {
+function leanFusedMatMul(type: TypeAttribute): LeanKernel {
+  return (args, backend, original) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as unknown as FusedMatMulAttributes;
     if (!a || !b || preluActivationWeights || a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
-    const backend = args.backend as unknown as NodeBackend;
     const flag = (name: string, value: boolean) => ({ name, type: backend.binding.TF_ATTR_BOOL, value });
     let result = backend.executeSingleOutput('BatchMatMulV2', [type('float32'), flag('adj_x', transposeA), flag('adj_y', transposeB)], [a, b]);
     if (bias) {
@@ -89,21 +90,17 @@ function leanFusedMatMul(original: KernelFunc, type: TypeAttribute): KernelFunc 
   };
 }
 
-function passThroughCast(original: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x } = args.inputs as { x: tf.TensorInfo };
-    return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? sameData(args.backend as unknown as NodeBackend, x) : original(args);
-  };
-}
+const passThroughCast: LeanKernel = (args, backend, original) => {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  return (args.attrs as { dtype: tf.DataType }).dtype === x.dtype ? sameData(backend, x) : original(args);
+};
 
-function passThroughReshape(original: KernelFunc): KernelFunc {
-  return (args) => {
-    const { x } = args.inputs as { x: tf.TensorInfo };
-    const { shape } = args.attrs as { shape: readonly number[] };
-    const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
-    return unchanged ? sameData(args.backend as unknown as NodeBackend, x) : original(args);
-  };
-}
+const passThroughReshape: LeanKernel = (args, backend, original) => {
+  const { x } = args.inputs as { x: tf.TensorInfo };
+  const { shape } = args.attrs as { shape: readonly number[] };
+  const unchanged = shape.length === x.shape.length && shape.every((size, i) => size === x.shape[i]);
+  return unchanged ? sameData(backend, x) : original(args);
+};
 
 let restoreRegistered: (() => void) | undefined;
 
@@ -115,12 +112,7 @@ export async function useLeanTensorflowKernels(): Promise<() => void> {
   if (restoreRegistered) return restoreRegistered;
   const { createTensorsTypeOpAttr } = (await import('@tensorflow/tfjs-node/dist/nodejs_kernel_backend.js' as string)) as KernelBackendModule;
   const type: TypeAttribute = (dtype) => createTensorsTypeOpAttr('T', dtype);
-  const lean: Record<string, (original: KernelFunc) => KernelFunc> = {
-    Step: (original) => leanStep(original, type),
-    _FusedMatMul: (original) => leanFusedMatMul(original, type),
-    Cast: passThroughCast,
-    Reshape: passThroughReshape,
-  };
+  const lean: Record<string, LeanKernel> = { Step: leanStep(type), _FusedMatMul: leanFusedMatMul(type), Cast: passThroughCast, Reshape: passThroughReshape };
   const originals = Object.keys(lean).map((name) => {
     const kernel = tf.getKernel(name, 'tensorflow');
     if (!kernel) throw new Error(`tfjs-node has no '${name}' kernel to replace: is the tensorflow backend registered?`);
@@ -130,7 +122,10 @@ export async function useLeanTensorflowKernels(): Promise<() => void> {
     tf.unregisterKernel(config.kernelName, 'tensorflow');
     tf.registerKernel(config);
   };
-  for (const original of originals) replace({ ...original, kernelFunc: lean[original.kernelName]!(original.kernelFunc) });
+  for (const original of originals) {
+    const kernel = lean[original.kernelName]!;
+    replace({ ...original, kernelFunc: (args) => kernel(args, args.backend as unknown as NodeBackend, original.kernelFunc) });
+  }
   restoreRegistered = () => {
     originals.forEach(replace);
     restoreRegistered = undefined;
