@@ -3,12 +3,12 @@ import { SampleColumns, SampleDecoder, type SampleBatch } from '../../schemas/sa
 import type { ExperimentConfig } from '../common/config.js';
 import { formatCount as count } from '../common/console.js';
 import { NamespaceError } from '../common/errors.js';
-import { lossOf, sampleLengthOf } from '../common/model.js';
+import { lossOf, probabilityEpsilon, sampleLengthOf } from '../common/model.js';
 import { latestSnapshots } from '../common/modelStore.js';
 import { readTopic } from '../common/readTopic.js';
 import { publishReport } from '../common/reports.js';
 import { ensureReportsTopic } from '../common/topics.js';
-import { probabilityEpsilon, Replica } from '../worker/replica.js';
+import { Replica } from '../worker/replica.js';
 import { scoreSamples } from '../../operators/prequential.js';
 
 /** How the newest model of a namespace scores on a topic of labelled samples. */

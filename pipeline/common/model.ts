@@ -108,6 +108,9 @@ export function parseModelSpec(spec: unknown): ModelSpec {
   return parsed;
 }
 
+/** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
+export const probabilityEpsilon = 1e-7;
+
 /** The loss a spec trains with: its own, or the usual one for its kind. */
 export function lossOf(spec: ModelSpec): LossName {
   if (spec.loss) return spec.loss;

@@ -20,15 +20,21 @@ import * as tf from '@tensorflow/tfjs';
  * checks the values against tfjs-node's, and that a replica's gradients and weights are the same bit for bit.
  */
 
-/** The part of tfjs-node's backend that the kernels call. */
-interface NodeBackend {
+/** The part of tfjs-node's backend that streamgrad calls directly (these kernels, and `worker/denseGradients.ts`). */
+export interface NodeBackend {
   executeSingleOutput(name: string, attributes: readonly OpAttribute[], inputs: readonly tf.TensorInfo[]): tf.Tensor;
   applyActivation(x: tf.Tensor, activation: string, preluActivationWeights?: tf.Tensor, leakyreluAlpha?: number): tf.Tensor;
   incRef(dataId: tf.DataId): void;
-  readonly binding: { readonly TF_ATTR_BOOL: number };
+  readonly binding: { readonly TF_ATTR_BOOL: number; readonly TF_ATTR_TYPE: number; readonly TF_FLOAT: number };
 }
 
-interface OpAttribute {
+/** The tfjs-node backend, when it is the one running. */
+export function tensorflowBackend(): NodeBackend | undefined {
+  return tf.getBackend() === 'tensorflow' ? (tf.backend() as unknown as NodeBackend) : undefined;
+}
+
+/** An attribute of a TensorFlow op. */
+export interface OpAttribute {
   readonly name: string;
   readonly type: number;
   readonly value: unknown;

@@ -13,12 +13,10 @@ import { createOptimizer, type Optimizer, type OptimizerSpec } from '../common/o
 import { ForeignStaleness, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
 import { applyScaling, assertScalingFits, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
+import { DenseGradients } from './denseGradients.js';
 import { servedSnapshot } from '../common/averaging.js';
 import { isLaterSnapshot } from '../common/modelStore.js';
-import { buildModel, inputShapeOf, lossOf, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
-
-/** tfjs' own epsilon: probabilities are clipped to [ε, 1 − ε] before the log (in training and in `evaluate`). */
-export const probabilityEpsilon = 1e-7;
+import { buildModel, inputShapeOf, lossOf, probabilityEpsilon, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 /** Per-sample losses, shape [batch]: mean squared error over the outputs, or cross-entropy. */
 function perSampleLoss(loss: LossName, predicted: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
@@ -66,8 +64,14 @@ export class Replica implements GradientModel {
   private readonly local: LocalLearner | undefined;
   /** With `normalize`: the moments inputs are scaled by. */
   private scaling: InputScaling | undefined;
+  /** A dense model on tfjs-node: its gradients without tfjs' tape (see `denseGradients.ts`). */
+  private readonly dense: DenseGradients | undefined;
 
-  constructor(readonly spec: ModelSpec) {
+  /** `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the two). */
+  constructor(
+    readonly spec: ModelSpec,
+    options: { readonly tape?: boolean } = {},
+  ) {
     this.model = buildModel(spec);
     this.loss = lossOf(spec);
     this.variables = trainableVariables(this.model);
@@ -79,6 +83,7 @@ export class Replica implements GradientModel {
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
     this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum === 'lower', spec.asyncStepSize === 'scale') : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
+    this.dense = options.tape ? undefined : DenseGradients.for(spec, this.variables);
   }
 
   /**
@@ -280,6 +285,11 @@ export class Replica implements GradientModel {
   private computeGradients(batch: SampleBatch): StepGradients {
     const { x, y, w } = this.pack(batch);
     const n = batch.length;
+    if (this.dense) {
+      const step = this.dense.compute(x, y, w, n);
+      const gradients = this.variables.map(({ name, variable }, i) => ({ name, shape: [...variable.shape], values: step.gradients[i]! }));
+      return { gradients, lossSum: step.lossSum, sampleCount: n, scores: scoreSamples(step.predicted, y, step.losses, this.spec.outputs, this.loss !== 'mse') };
+    }
     // Test, then train: the forward pass of the step scores each sample before the step learns from it.
     let scores: SampleScores | undefined;
     const computed = tf.tidy(() => {
