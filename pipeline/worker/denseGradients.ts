@@ -5,7 +5,7 @@ import { lossOf, probabilityEpsilon, type LossName, type ModelSpec } from '../co
 /**
  * A dense model's gradients on tfjs-node without tfjs' gradient tape: the forward pass as TensorFlow ops, the loss and
  * its derivative at the outputs in JavaScript (the outputs are read back for the prequential scores anyway), and the
- * backward pass written out: per layer a MatMul for the kernel, BiasAddGrad for the bias, a MatMul back to the layer's
+ * backward pass written out: per layer a product for the kernel, BiasAddGrad for the bias, a product back to the layer's
  * input and the activation's own gradient op (ReluGrad, TanhGrad, SigmoidGrad, EluGrad).
  *
  * The tape records every op of the forward pass, then replays each op's gradient through tfjs' engine and layers; at
@@ -92,9 +92,14 @@ export class DenseGradients {
     return this.backend.executeSingleOutput(name, attributes, inputs);
   }
 
+  /**
+   * BatchMatMulV2, as the lean `_FusedMatMul` kernel runs it. Not MatMul: a worker whose steps ran MatMul with a
+   * transposed input crashed (SIGSEGV, or glibc's "corrupted size vs. prev_size") within seconds under
+   * `node --cpu-prof`, and never with BatchMatMulV2.
+   */
   private matMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
     const flag = (name: string, value: boolean) => ({ name, type: this.backend.binding.TF_ATTR_BOOL, value });
-    return this.op('MatMul', [a, b], [this.type, flag('transpose_a', transposeA), flag('transpose_b', transposeB)]);
+    return this.op('BatchMatMulV2', [a, b], [this.type, flag('adj_x', transposeA), flag('adj_y', transposeB)]);
   }
 
   /** The summed gradients of the batch: `x` n × inputs, `y` n × outputs, `w` the samples' weights. */
