@@ -188,10 +188,23 @@ function lossAndGradient(loss: LossName, activation: Activation, predicted: Floa
 function throughOutputActivation(activation: Activation, predicted: Float32Array, gradient: Float32Array, row: number, outputs: number, weight: number): void {
   let dot = 0;
   if (activation === 'softmax') for (let o = row; o < row + outputs; o++) dot += gradient[o]! * predicted[o]!;
-  for (let o = row; o < row + outputs; o++) {
-    const p = predicted[o]!;
-    const g = gradient[o]!;
-    const local = activation === 'linear' ? g : activation === 'sigmoid' ? g * p * (1 - p) : activation === 'softmax' ? p * (g - dot) : activation === 'tanh' ? g * (1 - p * p) : activation === 'relu' ? (p > 0 ? g : 0) : p > 0 ? g : g * (p + 1);
-    gradient[o] = local * weight;
+  for (let o = row; o < row + outputs; o++) gradient[o] = beforeActivation(activation, predicted[o]!, gradient[o]!, dot) * weight;
+}
+
+/** The gradient `g` at an output `p` of `activation`, taken back through it (`dot`: Σ g·p over the sample's outputs, for softmax). */
+function beforeActivation(activation: Activation, p: number, g: number, dot: number): number {
+  switch (activation) {
+    case 'linear':
+      return g;
+    case 'sigmoid':
+      return g * p * (1 - p);
+    case 'softmax':
+      return p * (g - dot);
+    case 'tanh':
+      return g * (1 - p * p);
+    case 'relu':
+      return p > 0 ? g : 0;
+    case 'elu':
+      return p > 0 ? g : g * (p + 1);
   }
 }
