@@ -66,6 +66,12 @@ export class Replica implements GradientModel {
   private scaling: InputScaling | undefined;
   /** A dense model on tfjs-node: its gradients without tfjs' tape (see `denseGradients.ts`). */
   private readonly dense: DenseGradients | undefined;
+  /**
+   * Per variable, the array its values were last written from: the replica owns it and never changes it while it is
+   * the variable's, so a step reads its weights here instead of copying them out of the backend (a backend may keep
+   * the array it was given until an op first uses the variable).
+   */
+  private readonly written = new Map<string, Float32Array>();
 
   /** `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the two). */
   constructor(
@@ -122,11 +128,29 @@ export class Replica implements GradientModel {
     return this.variables.map(({ name, variable }) => ({ name, shape: [...variable.shape], values: variable.dataSync() as Float32Array }));
   }
 
-  /** Overwrites one variable's values (from a snapshot, or an optimizer step in tests). */
+  /** Overwrites one variable's values with a copy of `values` (an optimizer step in tests). */
   assign(name: string, values: Float32Array): void {
+    this.write(name, values.slice());
+  }
+
+  /** Overwrites one variable's values with `values`, which the replica owns from now on. */
+  private write(name: string, values: Float32Array): void {
+    const variable = this.variableNamed(name);
+    tf.tidy(() => variable.assign(tf.tensor(values, variable.shape)));
+    this.written.set(name, values);
+  }
+
+  private variableNamed(name: string): tf.Variable {
     const entry = this.variables.find((v) => v.name === name);
     if (!entry) throw new RangeError(`no variable named ${name} in the ${this.spec.kind} model`);
-    tf.tidy(() => entry.variable.assign(tf.tensor(values, entry.variable.shape)));
+    return entry.variable;
+  }
+
+  /** A variable's current values, not to be changed: the array they were written from, or read once from the backend. */
+  private current(name: string): Float32Array {
+    let values = this.written.get(name);
+    if (!values) this.written.set(name, (values = this.variableNamed(name).dataSync() as Float32Array));
+    return values;
   }
 
   /**
@@ -157,7 +181,7 @@ export class Replica implements GradientModel {
       }
       const values = decodeTensor(tensor);
       this.local?.addUnreflected(tensor.name, values, reflected);
-      this.assign(tensor.name, values);
+      this.write(tensor.name, values);
     }
     this.bases[snapshot.shard] = { version: snapshot.version, updatesOffset: snapshot.updatesOffset };
     const offsets = this.appliedOffsets[snapshot.shard]!;
@@ -214,7 +238,7 @@ export class Replica implements GradientModel {
     const batch = this.columnsOf(samples);
     const featureMoments = this.observeMoments(batch);
     const computed = { ...this.computeGradients(batch), featureMoments };
-    return this.local ? this.local.step(computed, (name) => this.valuesOf(name), (name, values) => this.assign(name, values)) : computed;
+    return this.local ? this.local.step(computed, (name) => this.current(name), (name, values) => this.write(name, values)) : computed;
   }
 
   /** With `normalize`: the batch's raw feature moments, merged into the scaling before the batch is scaled. */
@@ -262,8 +286,8 @@ export class Replica implements GradientModel {
     const bias = this.variables.find(({ name }) => kernel && name === kernel.name.replace(/kernel$/, 'bias'));
     if (!kernel || !bias || kernel.variable.shape.length !== 2) throw new RangeError(`the ${this.spec.kind} model's first layer has no kernel and bias to fold the input scaling into`);
     const [rows, columns] = kernel.variable.shape as [number, number];
-    const weights = this.valuesOf(kernel.name);
-    const offsets = this.valuesOf(bias.name);
+    const weights = this.current(kernel.name).slice();
+    const offsets = this.current(bias.name).slice();
     for (let r = 0; r < rows; r++) {
       const f = r % shift.length;
       for (let c = 0; c < columns; c++) {
@@ -271,15 +295,9 @@ export class Replica implements GradientModel {
         offsets[c]! -= shift[f]! * weights[r * columns + c]!;
       }
     }
-    this.assign(kernel.name, weights);
-    this.assign(bias.name, offsets);
+    this.write(kernel.name, weights);
+    this.write(bias.name, offsets);
     this.scaling = undefined;
-  }
-
-  private valuesOf(name: string): Float32Array {
-    const entry = this.variables.find((v) => v.name === name);
-    if (!entry) throw new RangeError(`no variable named ${name} in the ${this.spec.kind} model`);
-    return (entry.variable.dataSync() as Float32Array).slice();
   }
 
   private computeGradients(batch: SampleBatch): StepGradients {
@@ -342,7 +360,10 @@ interface PendingDelta {
   /** `topic:partition` of the input. */
   readonly key: string;
   readonly lastOffset: number;
+  /** Per variable, the change in weights times the step's sample count, as sent. */
   readonly deltas: ReadonlyMap<string, Float32Array>;
+  /** 1 / the step's sample count: what turns {@link deltas} back into the change in weights. */
+  readonly perSample: number;
   /** The variables whose shard's snapshots do not hold this delta yet: it is in their {@link LocalLearner} sums. */
   readonly unreflected: Set<string>;
   /** Where the step stood, until shard 0's snapshots hold it (then undefined). */
@@ -363,7 +384,9 @@ class LocalLearner {
    * snapshot's values, so a snapshot costs one pass over the weights however many deltas are pending.
    */
   private readonly unreflectedSums = new Map<string, Float64Array>();
-  private last: Map<string, Float32Array> | undefined;
+  private last: { readonly deltas: Map<string, Float32Array>; readonly perSample: number } | undefined;
+  /** Per variable, the array the next step writes its weights into (the one before last, which nothing reads now). */
+  private readonly spare = new Map<string, Float32Array>();
   /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`; `asyncStepSize: scale` uses it too). */
   private readonly foreign = new ForeignStaleness();
   private shardZeroApplied = 0;
@@ -390,45 +413,51 @@ class LocalLearner {
     return this.optimizer.optimizer;
   }
 
-  /** Steps the optimizer on the mean gradient; returns the change in weights times the sample count. */
-  step(computed: StepGradients, valuesOf: (name: string) => Float32Array, assign: (name: string, values: Float32Array) => void): StepGradients {
+  /**
+   * Steps the optimizer on the mean gradient; returns the change in weights times the sample count. `current` gives a
+   * variable's weights (not to be changed), `write` hands the replica the array of its new weights. `computed`'s
+   * gradient arrays are the step's own: they become the means in place.
+   */
+  step(computed: StepGradients, current: (name: string) => Float32Array, write: (name: string, values: Float32Array) => void): StepGradients {
     const n = computed.sampleCount;
     this.steps += 1;
     const optimizer = this.optimizerNow();
     // With `asyncStepSize: scale`, the learning rate over 1 + τ (see the model spec).
     const rate = this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
-    this.last = new Map();
-    const gradients = computed.gradients.map(({ name, shape, values }) => {
-      const weights = valuesOf(name);
-      const before = weights.slice();
-      const mean = new Float32Array(values.length);
-      for (let i = 0; i < mean.length; i++) mean[i] = values[i]! / n;
+    const deltas = new Map<string, Float32Array>();
+    const gradients = computed.gradients.map(({ name, shape, values: mean }) => {
+      const before = current(name);
+      let weights = this.spare.get(name);
+      if (weights?.length !== before.length) weights = new Float32Array(before.length);
+      weights.set(before);
+      for (let i = 0; i < mean.length; i++) mean[i]! /= n;
       optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, rate);
-      const delta = new Float32Array(weights.length);
       const sent = new Float32Array(weights.length);
-      for (let i = 0; i < delta.length; i++) {
-        delta[i] = weights[i]! - before[i]!;
-        sent[i] = delta[i]! * n;
-      }
-      assign(name, weights);
-      this.last!.set(name, delta);
+      for (let i = 0; i < sent.length; i++) sent[i] = (weights[i]! - before[i]!) * n;
+      write(name, weights);
+      // The replica no longer holds `before`: the next step writes into it.
+      this.spare.set(name, before);
+      deltas.set(name, sent);
       return { name, shape, values: sent };
     });
+    this.last = { deltas, perSample: 1 / n };
     return { ...computed, gradients };
   }
 
   place(owner: object, key: string, lastOffset: number): void {
     if (this.last) {
-      this.pending.push({ owner, key, lastOffset, deltas: this.last, unreflected: new Set(this.last.keys()), mark: this.foreign.mark(this.shardZeroApplied) });
-      for (const [name, delta] of this.last) this.addToSum(name, delta, 1);
+      const { deltas, perSample } = this.last;
+      this.pending.push({ owner, key, lastOffset, deltas, perSample, unreflected: new Set(deltas.keys()), mark: this.foreign.mark(this.shardZeroApplied) });
+      for (const [name, delta] of deltas) this.addToSum(name, delta, perSample);
     }
     this.last = undefined;
   }
 
-  private addToSum(name: string, delta: Float32Array, sign: 1 | -1): void {
+  /** Adds `factor` times a pending delta (its {@link PendingDelta.perSample}, negated to take it out) to the variable's sum. */
+  private addToSum(name: string, delta: Float32Array, factor: number): void {
     let sum = this.unreflectedSums.get(name);
     if (!sum) this.unreflectedSums.set(name, (sum = new Float64Array(delta.length)));
-    for (let i = 0; i < delta.length; i++) sum[i]! += sign * delta[i]!;
+    for (let i = 0; i < delta.length; i++) sum[i]! += factor * delta[i]!;
   }
 
   /** Shard 0's snapshot, which has applied `applied` updates and holds the input up to `reflected` (per `topic:partition`). */
@@ -446,7 +475,7 @@ class LocalLearner {
   forget(owner: object): void {
     for (const entry of this.pending) {
       if (entry.owner !== owner) continue;
-      for (const name of entry.unreflected) this.addToSum(name, entry.deltas.get(name)!, -1);
+      for (const name of entry.unreflected) this.addToSum(name, entry.deltas.get(name)!, -entry.perSample);
     }
     this.pending = this.pending.filter((entry) => entry.owner !== owner);
     this.resetSumsWhenIdle();
@@ -460,7 +489,7 @@ class LocalLearner {
     for (const entry of this.pending) {
       if (!entry.unreflected.has(name) || entry.lastOffset > (reflected.get(entry.key) ?? -1)) continue;
       entry.unreflected.delete(name);
-      this.addToSum(name, entry.deltas.get(name)!, -1);
+      this.addToSum(name, entry.deltas.get(name)!, -entry.perSample);
     }
     const sum = this.unreflectedSums.get(name);
     if (sum) for (let i = 0; i < values.length; i++) values[i]! += sum[i]!;
