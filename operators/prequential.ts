@@ -42,6 +42,27 @@ export function scoreSamples(predicted: ArrayLike<number>, target: ArrayLike<num
   return { loss: losses, absError, squaredError, correct };
 }
 
+/** The scores of consecutive parts of a batch, as one batch's. */
+export function concatScores(parts: readonly SampleScores[]): SampleScores {
+  if (parts.length === 1) return parts[0]!;
+  const join = <T extends Float32Array | Uint8Array>(pick: (scores: SampleScores) => T, make: (length: number) => T): T => {
+    const out = make(parts.reduce((sum, scores) => sum + pick(scores).length, 0));
+    let at = 0;
+    for (const scores of parts) {
+      out.set(pick(scores), at);
+      at += pick(scores).length;
+    }
+    return out;
+  };
+  const floats = (length: number) => new Float32Array(length);
+  return {
+    loss: join((s) => s.loss, floats),
+    absError: join((s) => s.absError, floats),
+    squaredError: join((s) => s.squaredError, floats),
+    correct: join((s) => s.correct, (length) => new Uint8Array(length)),
+  };
+}
+
 /** The start of the tumbling window of `windowMs` that holds event time `t`. */
 export function windowStartOf(t: number, windowMs: number): number {
   return Math.floor(t / windowMs) * windowMs;

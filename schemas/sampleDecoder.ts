@@ -139,6 +139,21 @@ export class SampleColumns {
   }
 }
 
+/** Rows `start` (inclusive) to `end` of a batch, as views on its columns: the batch itself when that is all of it. */
+export function batchRows(batch: SampleBatch, start: number, end: number): SampleBatch {
+  if (start === 0 && end === batch.length) return batch;
+  const { featureCount, targetCount } = batch;
+  return {
+    length: end - start,
+    featureCount,
+    targetCount,
+    features: batch.features.subarray(start * featureCount, end * featureCount),
+    targets: batch.targets.subarray(start * targetCount, end * targetCount),
+    weights: batch.weights.subarray(start, end),
+    eventTimes: batch.eventTimes.subarray(start, end),
+  };
+}
+
 /** Checked samples in columns, for a model with `targetCount` outputs (tests, holdouts and other callers with objects). */
 export function sampleBatchOf(samples: readonly TrainingSample[], featureCount: number, targetCount: number): SampleBatch {
   const columns = new SampleColumns(samples.length, featureCount, targetCount);

@@ -86,6 +86,12 @@ export const experimentSchema = z.object({
   batchSize: z.number().int().positive().default(256),
   /** … flushed after this long at the latest. */
   batchMaxWaitMs: z.number().positive().default(50),
+  /**
+   * With `model.updates: 'deltas'`: a lane's batch holds up to this many micro-batches, the worker's optimizer takes
+   * one step per micro-batch, and the lane sends their summed change as one update. Fewer, larger updates cost the
+   * worker, the broker and the server less per sample (most for large models); the other workers see the steps later.
+   */
+  stepsPerUpdate: z.number().int().positive().default(1),
   /** How gradients travel to the parameter server. */
   encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
   /** Commit a checkpoint at least this often. */
@@ -209,6 +215,12 @@ export function parseExperiment(input: unknown): ExperimentConfig {
       'config.server.staleness.bound',
       `${bound} is too tight for policy 'retrain' with maxInFlightUpdates ${config.maxInFlightUpdates}: it needs maxInFlightUpdates ≥ 1 and a bound of at least ${minimumBoundFactor} times that (${minimumBoundFactor * Math.max(1, config.maxInFlightUpdates)}); lower maxInFlightUpdates, or pick the policy 'apply', 'scale' or 'drop'`,
     );
+  }
+  if (config.batchSize * config.stepsPerUpdate > config.maxInFlight) {
+    throw new ConfigError('config.maxInFlight', `${config.maxInFlight} records per lane cannot hold one batch of batchSize ${config.batchSize} × stepsPerUpdate ${config.stepsPerUpdate}: raise maxInFlight or lower the others`);
+  }
+  if (config.stepsPerUpdate > 1 && config.model.updates !== 'deltas') {
+    throw new ConfigError('config.stepsPerUpdate', `${config.stepsPerUpdate} needs model.updates 'deltas': with 'gradients' the server takes the steps, one per update`);
   }
   const brokers = process.env.KAFKA_BROKERS?.trim();
   return brokers ? { ...config, brokers: brokers.split(',') } : config;

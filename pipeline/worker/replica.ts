@@ -2,16 +2,16 @@ import * as tf from '@tensorflow/tfjs';
 import { Subject, type Observable } from 'rxjs';
 import type { GradientModel, StepGradients } from '../../operators/gradientStep.js';
 import type { ShardBase } from '../../operators/parameterUpdates.js';
-import { scoreSamples, type SampleScores } from '../../operators/prequential.js';
+import { concatScores, scoreSamples, type SampleScores } from '../../operators/prequential.js';
 import { SnapshotMismatchError } from '../common/errors.js';
 import { decodeTensor } from '../../schemas/tensorCodec.js';
-import { sampleBatchOf, type SampleBatch } from '../../schemas/sampleDecoder.js';
+import { batchRows, sampleBatchOf, type SampleBatch } from '../../schemas/sampleDecoder.js';
 import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from '../common/optimizers.js';
 import { ForeignStaleness, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
-import { applyScaling, assertScalingFits, momentsOf } from '../common/featureMoments.js';
+import { applyScaling, assertScalingFits, mergeMoments, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
 import { DenseGradients } from './denseGradients.js';
 import { servedSnapshot } from '../common/averaging.js';
@@ -72,12 +72,19 @@ export class Replica implements GradientModel {
    * the array it was given until an op first uses the variable).
    */
   private readonly written = new Map<string, Float32Array>();
+  /** With `updates: 'deltas'`: the samples of one local step; a larger batch takes several steps. */
+  private readonly stepSamples: number;
 
-  /** `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the two). */
+  /**
+   * `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the
+   * two). `options.stepSamples`: with `updates: 'deltas'`, the local optimizer steps on this many samples at a time
+   * (the experiment's `batchSize`; a worker's batches of `stepsPerUpdate` times that take as many steps).
+   */
   constructor(
     readonly spec: ModelSpec,
-    options: { readonly tape?: boolean } = {},
+    options: { readonly tape?: boolean; readonly stepSamples?: number } = {},
   ) {
+    this.stepSamples = options.stepSamples ?? Number.POSITIVE_INFINITY;
     this.model = buildModel(spec);
     this.loss = lossOf(spec);
     this.variables = trainableVariables(this.model);
@@ -230,21 +237,38 @@ export class Replica implements GradientModel {
   }
 
   /**
-   * The batch's gradients, summed over its samples. With `updates: 'deltas'` the replica also steps its own optimizer
-   * on their mean and returns the change in weights instead (times the sample count, so that the server's mean is
-   * the change); {@link placeLastStep} then files it under the input offsets it came from.
+   * The batch's gradients, summed over its samples. With `updates: 'deltas'` the replica instead steps its own
+   * optimizer on the mean gradient of each `stepSamples` of the batch in turn, and returns the summed change in
+   * weights (times the sample count, so that the server's mean is the change); {@link placeLastStep} then files it
+   * under the input offsets it came from.
    */
   gradients(samples: SampleInput): StepGradients {
     const batch = this.columnsOf(samples);
-    const featureMoments = this.observeMoments(batch);
-    const computed = { ...this.computeGradients(batch), featureMoments };
-    return this.local ? this.local.step(computed, (name) => this.current(name), (name, values) => this.write(name, values)) : computed;
+    if (!this.local) {
+      const featureMoments = this.observeMoments(batch);
+      return { ...this.computeGradients(batch), featureMoments };
+    }
+    // Each step as if it were an update of its own: its samples' moments join the scaling before it scales them.
+    const steps: StepGradients[] = [];
+    let featureMoments: FeatureMoments | undefined;
+    for (let start = 0; start < batch.length; start += this.stepSamples) {
+      const rows = batchRows(batch, start, Math.min(batch.length, start + this.stepSamples));
+      featureMoments = this.observeMoments(rows, featureMoments);
+      const step = this.computeGradients(rows);
+      this.local.step(step, (name) => this.current(name), (name, values) => this.write(name, values));
+      steps.push(step);
+    }
+    return { ...this.local.update(steps), featureMoments };
   }
 
-  /** With `normalize`: the batch's raw feature moments, merged into the scaling before the batch is scaled. */
-  private observeMoments(batch: SampleBatch): StepGradients['featureMoments'] {
+  /**
+   * With `normalize`: the batch's raw feature moments (merged onto `earlier`, those of the update's steps before it),
+   * merged into the scaling before the batch is scaled.
+   */
+  private observeMoments(batch: SampleBatch, earlier?: FeatureMoments): FeatureMoments | undefined {
     if (!this.scaling) return undefined;
-    const moments = momentsOf(batch.features, this.spec.features);
+    const own = momentsOf(batch.features, this.spec.features);
+    const moments = earlier ? mergeMoments(earlier, own) : own;
     this.scaling.observe(moments);
     return moments;
   }
@@ -385,6 +409,8 @@ class LocalLearner {
    */
   private readonly unreflectedSums = new Map<string, Float64Array>();
   private last: { readonly deltas: Map<string, Float32Array>; readonly perSample: number } | undefined;
+  /** Per variable, the summed change in weights of the steps since the last update. */
+  private change = new Map<string, Float32Array>();
   /** Per variable, the array the next step writes its weights into (the one before last, which nothing reads now). */
   private readonly spare = new Map<string, Float32Array>();
   /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`; `asyncStepSize: scale` uses it too). */
@@ -414,34 +440,46 @@ class LocalLearner {
   }
 
   /**
-   * Steps the optimizer on the mean gradient; returns the change in weights times the sample count. `current` gives a
-   * variable's weights (not to be changed), `write` hands the replica the array of its new weights. `computed`'s
-   * gradient arrays are the step's own: they become the means in place.
+   * Steps the optimizer on the mean gradient of `computed` (whose gradient arrays are the step's own: they become the
+   * means in place) and adds the change to the next update's. `current` gives a variable's weights (not to be
+   * changed), `write` hands the replica the array of its new weights.
    */
-  step(computed: StepGradients, current: (name: string) => Float32Array, write: (name: string, values: Float32Array) => void): StepGradients {
+  step(computed: StepGradients, current: (name: string) => Float32Array, write: (name: string, values: Float32Array) => void): void {
     const n = computed.sampleCount;
     this.steps += 1;
     const optimizer = this.optimizerNow();
     // With `asyncStepSize: scale`, the learning rate over 1 + τ (see the model spec).
     const rate = this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
-    const deltas = new Map<string, Float32Array>();
-    const gradients = computed.gradients.map(({ name, shape, values: mean }) => {
+    for (const { name, values: mean } of computed.gradients) {
       const before = current(name);
       let weights = this.spare.get(name);
       if (weights?.length !== before.length) weights = new Float32Array(before.length);
       weights.set(before);
       for (let i = 0; i < mean.length; i++) mean[i]! /= n;
       optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, rate);
-      const sent = new Float32Array(weights.length);
-      for (let i = 0; i < sent.length; i++) sent[i] = (weights[i]! - before[i]!) * n;
+      let change = this.change.get(name);
+      if (!change) this.change.set(name, (change = new Float32Array(weights.length)));
+      for (let i = 0; i < change.length; i++) change[i]! += weights[i]! - before[i]!;
       write(name, weights);
       // The replica no longer holds `before`: the next step writes into it.
       this.spare.set(name, before);
-      deltas.set(name, sent);
-      return { name, shape, values: sent };
-    });
-    this.last = { deltas, perSample: 1 / n };
-    return { ...computed, gradients };
+    }
+  }
+
+  /** The update of the steps since the last one (`steps`, in order): their summed change times their sample count. */
+  update(steps: readonly StepGradients[]): StepGradients {
+    const sampleCount = steps.reduce((sum, step) => sum + step.sampleCount, 0);
+    const deltas = this.change;
+    this.change = new Map();
+    for (const sent of deltas.values()) for (let i = 0; i < sent.length; i++) sent[i]! *= sampleCount;
+    this.last = { deltas, perSample: 1 / sampleCount };
+    const scores = steps.map((step) => step.scores);
+    return {
+      gradients: steps[0]!.gradients.map(({ name, shape }) => ({ name, shape, values: deltas.get(name)! })),
+      lossSum: steps.reduce((sum, step) => sum + step.lossSum, 0),
+      sampleCount,
+      scores: scores.every((s) => s !== undefined) ? concatScores(scores) : undefined,
+    };
   }
 
   place(owner: object, key: string, lastOffset: number): void {

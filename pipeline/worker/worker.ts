@@ -132,7 +132,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
-  const replica = new Replica(config.model);
+  const replica = new Replica(config.model, { stepSamples: config.batchSize });
   // A replay that reads one partition at a time gives it the job's whole budget of updates in flight.
   const range = options.range;
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
@@ -314,7 +314,7 @@ class Training {
     const pending: number[] = [];
     return lane.records.pipe(
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
-      config.sync ? bufferCount(config.batchSize) : countWindow(config.batchSize, config.batchMaxWaitMs),
+      config.sync ? bufferCount(config.batchSize * config.stepsPerUpdate) : countWindow(config.batchSize * config.stepsPerUpdate, config.batchMaxWaitMs),
       concatMap((window) => defer(() => this.waitForStaleness(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next

@@ -81,10 +81,10 @@ export async function measurePipelineRate(
   topic: string,
   total: number,
   workers: number,
-  options: { brokerPid?: number; holdout?: readonly TrainingSample[]; model?: object; backend?: BackendName } = {},
+  options: { brokerPid?: number; holdout?: readonly TrainingSample[]; model?: object; backend?: BackendName; settings?: object } = {},
 ): Promise<PipelineRate> {
-  const { brokerPid, holdout, model = benchModel, backend } = options;
-  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, model, ...pipelineSettings, ...(backend ? { backend } : {}) });
+  const { brokerPid, holdout, model = benchModel, backend, settings } = options;
+  const { config, file } = experiment(brokers, topic, { input: { framing: 'confluent', schemaId: 1 }, model, ...pipelineSettings, ...settings, ...(backend ? { backend } : {}) });
   const done = accountedFor(total, 2);
   const startedAt = Date.now();
   const benchCpu = process.cpuUsage();

@@ -20,6 +20,10 @@ describe('worker configuration', () => {
     expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, encoding: 'INT4' })).toThrow(/config\.encoding: .*FP32.*FP16.*INT8/);
     expect(() => parseExperiment({ namespace: 'has space', inputTopic: 't', model: { kind: 'linear', features: 4 } })).toThrow('config.namespace: letters, digits');
     expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'mlp', features: 4, layers: [] } })).toThrow('config.model.layers');
+    // Several local steps per update need a worker that steps its own optimizer, and a lane that holds their batch.
+    expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4, updates: 'gradients' }, stepsPerUpdate: 2 })).toThrow(/config\.stepsPerUpdate: 2 needs model\.updates 'deltas'/);
+    expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, batchSize: 256, stepsPerUpdate: 8, maxInFlight: 1_000 })).toThrow(/config\.maxInFlight: 1000 records per lane cannot hold one batch of batchSize 256 × stepsPerUpdate 8/);
+    expect(parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, stepsPerUpdate: 4 }).stepsPerUpdate).toBe(4);
   });
 
   it('keeps a hard staleness bound by default, four times the budget of updates in flight unless the file sets one', () => {

@@ -237,6 +237,36 @@ describe('Replica gradients', () => {
     reference.dispose();
   });
 
+  it.each([
+    ['mlp, normalized', { kind: 'mlp', features: 3, layers: [{ units: 5, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate: 0.05 } }],
+    ['logistic over 3 classes', { kind: 'logistic', features: 3, outputs: 3, normalize: false, optimizer: { kind: 'sgd', learningRate: 0.5 } }],
+  ] as const)('with updates: deltas and stepSamples, takes one step per part of a batch: %s, as separate batches would, in one update', (_, input) => {
+    const spec = parseModelSpec({ ...input, updates: 'deltas' } as ModelSpecInput);
+    const stepping = new Replica(spec, { stepSamples: 4 });
+    const separate = new Replica(spec);
+    const initial = separate.weights();
+    const samples = randomSamples(spec, 10, 7);
+    const update = stepping.gradients(samples);
+    // Parts of 4, 4 and 2 samples, one step each.
+    const parts = [samples.slice(0, 4), samples.slice(4, 8), samples.slice(8)].map((part, p) => {
+      const computed = separate.gradients(part);
+      separate.placeLastStep(separate, 't', 0, 4 * p + part.length - 1);
+      return computed;
+    });
+    // The same weights (to rounding: the moments of a batch's parts are merged in another order).
+    const [stepped, reference] = [stepping.weights(), separate.weights()];
+    stepped.forEach((w, i) => w.values.forEach((v, k) => expect(v, `${w.name}[${k}]`).toBeCloseTo(reference[i]!.values[k]!, 6)));
+    // The update: every sample, the losses and scores of the parts in order, and the summed change times the count.
+    expect(update.sampleCount).toBe(10);
+    expect(update.lossSum).toBeCloseTo(parts.reduce((sum, part) => sum + part.lossSum, 0), 6);
+    expect([...update.scores!.loss]).toEqual(parts.flatMap((part) => [...part.scores!.loss]));
+    expect([...update.scores!.correct]).toEqual(parts.flatMap((part) => [...part.scores!.correct]));
+    stepped.forEach((w, i) => w.values.forEach((v, k) => expect(update.gradients[i]!.values[k]! / 10).toBeCloseTo(v - initial[i]!.values[k]!, 6)));
+    if (spec.normalize) expect(update.featureMoments!.count).toBe(10);
+    stepping.dispose();
+    separate.dispose();
+  });
+
   it.each(kinds)('%s, normalized: scales each batch by the moments up to it, and folding the scaling into the first layer keeps its outputs on raw features', (_, input) => {
     const spec = parseModelSpec({ ...input, updates: 'gradients' });
     const replica = new Replica(spec);

@@ -13,7 +13,7 @@ const sample = (i: number): TrainingSample => {
 };
 
 describe('worker with updates: deltas', () => {
-  test('in sync mode, through Kafka and the parameter server, ends at the weights of a plain sequential loop over the same batches', async ({ kafka }) => {
+  for (const stepsPerUpdate of [1, 4]) test(`in sync mode, through Kafka and the parameter server, ends at the weights of a plain sequential loop over the same batches (stepsPerUpdate ${stepsPerUpdate})`, async ({ kafka }) => {
     const total = 3_000;
     const batchSize = 50;
     const input = await kafka.createTopic({ partitions: 1, prefix: 'telemetry' });
@@ -26,6 +26,7 @@ describe('worker with updates: deltas', () => {
       inputTopic: input,
       model: { kind: 'mlp', features: 3, shards: 2, seed: 5, updates: 'deltas', layers: [{ units: 8, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate: 0.01 } },
       batchSize,
+      stepsPerUpdate,
       sync: true,
       server: { snapshotEveryUpdates: 1 },
       // Event time = the sample's index in ms: six windows of 500.
@@ -55,6 +56,8 @@ describe('worker with updates: deltas', () => {
     // Every sample was scored before it was trained on, once: shard 0's windows hold them all, and their losses add
     // up to the loss the updates reported; the model learns, so the last window scores far better than the first.
     const shard0 = (await latestSnapshots(kafka, namespace)).get(0)!;
+    // One update per stepsPerUpdate batches: the lane cut its batches that much larger.
+    expect(shard0.updatesApplied).toBe(total / batchSize / stepsPerUpdate);
     expect(shard0.prequential.map((w) => [w.start, w.samples])).toEqual([0, 500, 1_000, 1_500, 2_000, 2_500].map((start) => [start, 500]));
     const windowLoss = shard0.prequential.reduce((sum, w) => sum + w.lossSum, 0);
     expect(Math.abs(windowLoss - shard0.lossSum) / shard0.lossSum).toBeLessThan(1e-4);
