@@ -238,7 +238,8 @@ export class Replica implements GradientModel {
 
   /**
    * The batch's gradients, summed over its samples. With `updates: 'deltas'` the replica instead steps its own
-   * optimizer on the mean gradient of each `stepSamples` of the batch in turn, and returns the summed change in
+   * optimizer on the mean gradient of each part of the batch in turn (as few parts as hold at most `stepSamples`
+   * samples each), and returns the summed change in
    * weights (times the sample count, so that the server's mean is the change); {@link placeLastStep} then files it
    * under the input offsets it came from.
    */
@@ -251,8 +252,10 @@ export class Replica implements GradientModel {
     // Each step as if it were an update of its own: its samples' moments join the scaling before it scales them.
     const steps: StepGradients[] = [];
     let featureMoments: FeatureMoments | undefined;
-    for (let start = 0; start < batch.length; start += this.stepSamples) {
-      const rows = batchRows(batch, start, Math.min(batch.length, start + this.stepSamples));
+    // Parts of nearly equal size: a batch cut short by its wait takes no small, noisy last step.
+    const parts = Math.max(1, Math.ceil(batch.length / this.stepSamples));
+    for (let part = 0; part < parts; part++) {
+      const rows = batchRows(batch, Math.round((part * batch.length) / parts), Math.round(((part + 1) * batch.length) / parts));
       featureMoments = this.observeMoments(rows, featureMoments);
       const step = this.computeGradients(rows);
       this.local.step(step, (name) => this.current(name), (name, values) => this.write(name, values));

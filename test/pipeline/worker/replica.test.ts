@@ -247,10 +247,10 @@ describe('Replica gradients', () => {
     const initial = separate.weights();
     const samples = randomSamples(spec, 10, 7);
     const update = stepping.gradients(samples);
-    // Parts of 4, 4 and 2 samples, one step each.
-    const parts = [samples.slice(0, 4), samples.slice(4, 8), samples.slice(8)].map((part, p) => {
-      const computed = separate.gradients(part);
-      separate.placeLastStep(separate, 't', 0, 4 * p + part.length - 1);
+    // As few parts as hold at most 4 samples each, of nearly equal size (3, 4 and 3), one step each.
+    const parts = [[0, 3], [3, 7], [7, 10]].map(([start, end]) => {
+      const computed = separate.gradients(samples.slice(start, end));
+      separate.placeLastStep(separate, 't', 0, end! - 1);
       return computed;
     });
     // The same weights (to rounding: the moments of a batch's parts are merged in another order).
