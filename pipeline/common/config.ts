@@ -20,6 +20,9 @@ const defaultMaxInFlightUpdates = 16;
 const defaultStalenessBound = defaultStalenessBoundFor(defaultMaxInFlightUpdates);
 
 /** Whether a raw configuration sets `server.staleness.bound` itself. */
+/** Micro-batches per update with `deltas`, unless the file says: measured in BENCHMARKS.md (*Several steps per update*). */
+export const defaultStepsPerUpdate = 4;
+
 function boundGiven(input: unknown): boolean {
   const server = typeof input === 'object' && input !== null ? (input as { server?: unknown }).server : undefined;
   const staleness = typeof server === 'object' && server !== null ? (server as { staleness?: unknown }).staleness : undefined;
@@ -90,8 +93,10 @@ export const experimentSchema = z.object({
    * With `model.updates: 'deltas'`: a lane's batch holds up to this many micro-batches, the worker's optimizer takes
    * one step per micro-batch, and the lane sends their summed change as one update. Fewer, larger updates cost the
    * worker, the broker and the server less per sample (most for large models); the other workers see the steps later.
+   * Unless given: {@link defaultStepsPerUpdate} with `deltas` (fewer if a lane's `maxInFlight` holds fewer), 1 with
+   * `gradients` and in sync mode (whose batches wait for their last record: a step at a time, as it says).
    */
-  stepsPerUpdate: z.number().int().positive().default(1),
+  stepsPerUpdate: z.number().int().positive().optional(),
   /** How gradients travel to the parameter server. */
   encoding: z.enum(['FP32', 'FP16', 'INT8']).default('FP32'),
   /** Commit a checkpoint at least this often. */
@@ -193,7 +198,7 @@ export const experimentSchema = z.object({
   sessionTimeoutMs: z.number().int().min(6_000).default(10_000),
 });
 
-export type ExperimentConfig = z.output<typeof experimentSchema>;
+export type ExperimentConfig = Omit<z.output<typeof experimentSchema>, 'stepsPerUpdate'> & { readonly stepsPerUpdate: number };
 
 /** Checks a namespace given outside the file (`--namespace`) by the file's own rule; `field` names the option in the error. */
 export function parseNamespace(value: string, field: string): string {
@@ -205,7 +210,9 @@ export function parseNamespace(value: string, field: string): string {
 /** Validates an experiment configuration object; the error names the bad field (e.g. `config.model.layers.0.units`). */
 export function parseExperiment(input: unknown): ExperimentConfig {
   const parsed = validateOptions('config', experimentSchema, input);
-  const config = boundGiven(input) ? parsed : { ...parsed, server: { ...parsed.server, staleness: { ...parsed.server.staleness, bound: defaultStalenessBoundFor(parsed.maxInFlightUpdates) } } };
+  const stepsPerUpdate = parsed.stepsPerUpdate ?? (parsed.model.updates === 'deltas' && !parsed.sync ? Math.max(1, Math.min(defaultStepsPerUpdate, Math.floor(parsed.maxInFlight / parsed.batchSize))) : 1);
+  const withSteps = { ...parsed, stepsPerUpdate };
+  const config = boundGiven(input) ? withSteps : { ...withSteps, server: { ...parsed.server, staleness: { ...parsed.server.staleness, bound: defaultStalenessBoundFor(parsed.maxInFlightUpdates) } } };
   const { policy, bound } = config.server.staleness;
   // The workers check the bound by offsets, which also count the transaction markers (up to one per update) and the
   // records of aborted checkpoints: the updates in flight alone reach twice the budget in offsets, and a bound below
