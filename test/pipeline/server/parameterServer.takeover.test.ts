@@ -11,10 +11,11 @@ import { committedSnapshots, latestSnapshots, waitForShards, writeExperimentFile
 
 describe('parameter servers', () => {
   test('two servers split the shards; when one is killed, the other takes its shards over with exact accounting', async ({ kafka }) => {
-    const total = 50_000;
     const input = await kafka.createTopic({ partitions: 2, prefix: 'telemetry' });
     const namespace = `takeover-${input}`;
-    await kafka.produce(input, total, sineRecord({ devices: 5, label: Math.sin }));
+    const record = sineRecord({ devices: 5, label: Math.sin });
+    let produced = 20_000;
+    await kafka.produce(input, produced, record);
     const experiment = {
       brokers: kafka.brokers,
       namespace,
@@ -32,6 +33,16 @@ describe('parameter servers', () => {
     const victim = spawnTs(cliPath, ['ps', '--config', configFile]);
     const worker = await startWorker(config, { log: () => {} });
     await waitFor('the first server to publish both shards', async () => (await latestSnapshots(kafka, namespace)).size === 2, 120_000, 200);
+    // From here on records keep coming (500 every 100 ms) until the survivor holds both shards: the servers have
+    // updates to publish while they share the shards and after the takeover, however soon the backlog is trained.
+    let feeding = true;
+    const feed = (async () => {
+      while (feeding) {
+        await kafka.produce(input, 500, (i) => record(produced + i));
+        produced += 500;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
     const survivor = await startParameterServer(config, { log: () => {} });
     survivor.done.catch((error: unknown) => console.error('[parameter server failed]', error));
     const shardsOfSurvivor = new Set<number>();
@@ -40,11 +51,16 @@ describe('parameter servers', () => {
       await waitFor('the second server to get one of the two shards', () => shardsOfSurvivor.size === 1, 120_000, 200);
       victim.process.kill('SIGKILL');
       expect(await victim.exited).toBe('SIGKILL');
-      await waitFor('the survivor to take over the other shard and account for every record', async () => {
+      await waitFor('the survivor to take over the other shard', () => shardsOfSurvivor.size === 2, 180_000, 200);
+      feeding = false;
+      await feed;
+      await waitFor(`the survivor to account for every record (${produced})`, async () => {
         const latest = await latestSnapshots(kafka, namespace);
-        return shardsOfSurvivor.size === 2 && [0, 1].every((shard) => latest.get(shard)?.samplesApplied === total);
+        return [0, 1].every((shard) => latest.get(shard)?.samplesApplied === produced);
       }, 180_000, 500);
     } finally {
+      feeding = false;
+      await feed;
       worker.stop();
       survivor.stop();
       await Promise.all([worker.done, survivor.done]);
@@ -53,7 +69,7 @@ describe('parameter servers', () => {
     const all = await committedSnapshots(kafka, namespace);
     for (const shard of [0, 1]) {
       const history = all.filter((s) => s.shard === shard);
-      expect(history.at(-1)!.samplesApplied).toBe(total);
+      expect(history.at(-1)!.samplesApplied).toBe(produced);
       history.slice(1).forEach((snapshot, i) => expect(snapshot.version).toBeGreaterThan(history[i]!.version));
     }
   }, 400_000);
