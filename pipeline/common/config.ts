@@ -19,10 +19,10 @@ function defaultStalenessBoundFor(maxInFlightUpdates: number): number {
 const defaultMaxInFlightUpdates = 16;
 const defaultStalenessBound = defaultStalenessBoundFor(defaultMaxInFlightUpdates);
 
-/** Whether a raw configuration sets `server.staleness.bound` itself. */
 /** Micro-batches per update with `deltas`, unless the file says: measured in BENCHMARKS.md (*Several steps per update*). */
 export const defaultStepsPerUpdate = 4;
 
+/** Whether a raw configuration sets `server.staleness.bound` itself. */
 function boundGiven(input: unknown): boolean {
   const server = typeof input === 'object' && input !== null ? (input as { server?: unknown }).server : undefined;
   const staleness = typeof server === 'object' && server !== null ? (server as { staleness?: unknown }).staleness : undefined;
