@@ -22,6 +22,14 @@ const defaultStalenessBound = defaultStalenessBoundFor(defaultMaxInFlightUpdates
 /** Micro-batches per update with `deltas`, unless the file says: measured in BENCHMARKS.md (*Several steps per update*). */
 export const defaultStepsPerUpdate = 4;
 
+/**
+ * The local optimizer steps a worker takes on a batch of `samples` (an update's sample count), `batchSize` at most
+ * each: as few as that allows, on parts of nearly equal size. The server counts an update's steps the same way.
+ */
+export function localStepsIn(samples: number, batchSize: number): number {
+  return Math.max(1, Math.ceil(samples / batchSize));
+}
+
 /** Whether a raw configuration sets `server.staleness.bound` itself. */
 function boundGiven(input: unknown): boolean {
   const server = typeof input === 'object' && input !== null ? (input as { server?: unknown }).server : undefined;

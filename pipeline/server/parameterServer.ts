@@ -168,10 +168,10 @@ class Serving {
     const latest = (await latestSnapshots(this.kafka, config.namespace, [lane.partition])).get(lane.partition);
     if (latest) {
       log(`shard ${lane.partition}: resuming from snapshot version ${latest.version} at ${this.topics.updates}[${lane.partition}]@${lane.startOffset}`, { shard: lane.partition });
-      return ShardState.fromSnapshot(latest, config.model);
+      return ShardState.fromSnapshot(latest, config.model, config.batchSize);
     }
     log(`shard ${lane.partition}: starting from the initial weights`, { shard: lane.partition });
-    return ShardState.initial(config.namespace, lane.partition, config.model, this.initialWeights.filter((w) => w.shard === lane.partition));
+    return ShardState.initial(config.namespace, lane.partition, config.model, this.initialWeights.filter((w) => w.shard === lane.partition), config.batchSize);
   }
 
   /**

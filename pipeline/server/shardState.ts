@@ -6,6 +6,7 @@ import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
 import { countStaleness } from '../common/staleness.js';
 import { averageDecayAt, averageSlot, updateAverage } from '../common/averaging.js';
+import { localStepsIn } from '../common/config.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
 export interface StalenessPolicy {
@@ -101,6 +102,8 @@ export class ShardState {
     readonly spec: ModelSpec,
     readonly variables: Map<string, { shape: number[]; values: Float32Array }>,
     readonly slots: Map<string, Record<string, Float32Array>>,
+    /** The experiment's `batchSize`: an update of more samples holds several of a worker's steps (`stepsPerUpdate`). */
+    private readonly stepSamples: number,
   ) {
     this.optimizer = serverOptimizer(spec);
     this.featureMoments = spec.normalize && shard === 0 ? emptyMoments(spec.features) : null;
@@ -111,13 +114,16 @@ export class ShardState {
     }
   }
 
-  /** A fresh shard from the model's seeded initial weights (those of this shard only). */
-  static initial(namespace: string, shard: number, spec: ModelSpec, weights: ReadonlyArray<{ name: string; shape: number[]; values: Float32Array }>): ShardState {
-    return new ShardState(namespace, shard, spec, new Map(weights.map((w) => [w.name, { shape: [...w.shape], values: new Float32Array(w.values) }])), new Map());
+  /**
+   * A fresh shard from the model's seeded initial weights (those of this shard only). `stepSamples`: the experiment's
+   * `batchSize` (without it, every update counts as one step).
+   */
+  static initial(namespace: string, shard: number, spec: ModelSpec, weights: ReadonlyArray<{ name: string; shape: number[]; values: Float32Array }>, stepSamples = Number.POSITIVE_INFINITY): ShardState {
+    return new ShardState(namespace, shard, spec, new Map(weights.map((w) => [w.name, { shape: [...w.shape], values: new Float32Array(w.values) }])), new Map(), stepSamples);
   }
 
   /** A shard restored from its latest committed snapshot: weights, optimizer slots, version and counters. */
-  static fromSnapshot(snapshot: ModelSnapshot, spec: ModelSpec): ShardState {
+  static fromSnapshot(snapshot: ModelSnapshot, spec: ModelSpec, stepSamples = Number.POSITIVE_INFINITY): ShardState {
     assertScalingFits(snapshot, spec.normalize);
     const variables = new Map(snapshot.tensors.map((t) => [t.name, { shape: [...t.shape], values: decodeTensor(t) }]));
     const slots = new Map<string, Record<string, Float32Array>>();
@@ -134,7 +140,7 @@ export class ShardState {
       entry[slot] = decodeTensor(tensor);
       slots.set(variable, entry);
     }
-    const state = new ShardState(snapshot.namespace, snapshot.shard, spec, variables, slots);
+    const state = new ShardState(snapshot.namespace, snapshot.shard, spec, variables, slots, stepSamples);
     state.steps = steps;
     state.version = snapshot.version;
     state.samplesApplied = snapshot.samplesApplied;
@@ -197,10 +203,15 @@ export class ShardState {
       const norm = Math.sqrt(squares);
       if (norm > clipNorm) for (const { values } of gradients) for (let i = 0; i < values.length; i++) values[i]! *= clipNorm / norm;
     }
-    this.steps += 1;
+    // The optimizer's steps (one per update with gradients; with deltas, a worker's steps, which the average counts).
+    const first = this.steps;
+    this.steps += localStepsIn(update.sampleCount, this.stepSamples);
     for (const { name, values } of gradients) this.optimizer.apply(this.variables.get(name)!.values, values, this.slots.get(name)!, this.steps, scale);
     if (this.spec.averageDecay > 0) {
-      const decay = averageDecayAt(this.spec.averageDecay, this.steps - 1);
+      // As if the average took in the update's weights after each of its steps: it lags the same number of samples
+      // however many steps an update holds.
+      let decay = 1;
+      for (let step = first; step < this.steps; step++) decay *= averageDecayAt(this.spec.averageDecay, step);
       for (const [name, { values }] of this.variables) updateAverage(this.slots.get(name)![averageSlot]!, values, decay);
     }
     if (this.featureMoments && update.featureMoments) this.featureMoments = mergeMoments(this.featureMoments, update.featureMoments);

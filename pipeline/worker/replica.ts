@@ -16,6 +16,7 @@ import { InputScaling } from './inputScaling.js';
 import { DenseGradients } from './denseGradients.js';
 import { servedSnapshot } from '../common/averaging.js';
 import { isLaterSnapshot } from '../common/modelStore.js';
+import { localStepsIn } from '../common/config.js';
 import { buildModel, inputShapeOf, lossOf, probabilityEpsilon, sampleLengthOf, trainableVariables, writeModelInput, type LossName, type ModelSpec } from '../common/model.js';
 
 /** Per-sample losses, shape [batch]: mean squared error over the outputs, or cross-entropy. */
@@ -253,7 +254,7 @@ export class Replica implements GradientModel {
     const steps: StepGradients[] = [];
     let featureMoments: FeatureMoments | undefined;
     // Parts of nearly equal size: a batch cut short by its wait takes no small, noisy last step.
-    const parts = Math.max(1, Math.ceil(batch.length / this.stepSamples));
+    const parts = localStepsIn(batch.length, this.stepSamples);
     for (let part = 0; part < parts; part++) {
       const rows = batchRows(batch, Math.round((part * batch.length) / parts), Math.round(((part + 1) * batch.length) / parts));
       featureMoments = this.observeMoments(rows, featureMoments);

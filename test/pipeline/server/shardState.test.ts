@@ -220,4 +220,28 @@ describe('ShardState', () => {
     expect(plainSnapshot.optimizerState.map(({ name }) => name)).not.toContain('w:average');
     expect(servedSnapshot(plainSnapshot)).toBe(plainSnapshot);
   });
+
+  it('averages an update of several steps (stepsPerUpdate) as that many steps: the served model lags the same samples', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 2, optimizer: { kind: 'sgd', learningRate: 0.5 }, averageDecay: 0.9 });
+    // Batches of 10: an update of 40 samples holds 4 steps, one of 25 holds 3, and the average decays by each.
+    const state = ShardState.initial('ns', 0, spec, weights, 10);
+    const expected = [1, -1];
+    let step = 0;
+    [40, 25].forEach((samples, k) => {
+      state.take(update([samples, 0], samples, k, k * 100), apply, undefined);
+      let decay = 1;
+      for (const last = step + Math.ceil(samples / 10); step < last; step++) decay *= Math.min(0.9, (1 + step) / (10 + step));
+      const now = valuesOf(state);
+      expected.forEach((a, i) => (expected[i] = decay * a + (1 - decay) * now[i]!));
+    });
+    // Deltas add up: (1, -1) + (1, 0) + (1, 0).
+    expect(valuesOf(state)).toEqual([3, -1]);
+    const average = state.snapshot(0, 1, [], 2).optimizerState.find(({ name }) => name === 'w:average')!;
+    [...decodeTensor(average)].forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 6));
+    // Counted as one step each, the average would sit elsewhere.
+    const perUpdate = ShardState.initial('ns', 0, spec, weights);
+    [40, 25].forEach((samples, k) => perUpdate.take(update([samples, 0], samples, k, k * 100), apply, undefined));
+    const lagging = perUpdate.snapshot(0, 1, [], 2).optimizerState.find(({ name }) => name === 'w:average')!;
+    expect(Math.abs(decodeTensor(lagging)[0]! - expected[0]!)).toBeGreaterThan(0.1);
+  });
 });
