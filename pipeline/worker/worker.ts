@@ -235,6 +235,12 @@ class Training {
   readonly checkpoints = new Subject<CheckpointReport>();
   readonly metrics: WorkerMetrics;
   private readonly lanes = new Set<Lane>();
+  /**
+   * A lane's checkpoint vetoed over the staleness bound: why, and the records it held then. Counted when the lane ends
+   * for that reason (a lane revoked meanwhile, by a rebalance or a stop, ended for that one instead), so that the
+   * metric and the log line of each retrain agree.
+   */
+  private readonly vetoes = new WeakMap<Lane, { readonly reason: string; readonly inFlight: number }>();
   /** With policy `retrain`: the staleness bound the worker's checkpoints keep. */
   private readonly stalenessBound: number | undefined;
   /** Per shard: the end of `<ns>.updates[shard]` as far as this worker's own writes tell. */
@@ -333,6 +339,11 @@ class Training {
         // Deltas it made that were not committed will never reach the server (the next owner trains those records).
         if (lane.revoked) this.replica.forgetPending(lane);
         if (lane.revokedBecause) log(`${lane.name} ended: ${lane.revokedBecause}`, { topic: lane.topic, partition: lane.partition });
+        const veto = this.vetoes.get(lane);
+        if (veto && lane.revokedBecause?.includes(veto.reason)) {
+          this.metrics.retrains.inc();
+          this.metrics.rereadRecords.inc(veto.inFlight);
+        }
       }),
     );
   }
@@ -407,10 +418,7 @@ class Training {
       if (offset < 0) veto = `the broker did not say where an update for shard ${partition} landed, so its staleness is unknown`;
       else if (atMost > bound) veto = `an update for shard ${partition} computed on version ${base.version} landed at ${topic}[${partition}] offset ${offset}, where it could be applied ${atMost} updates later (the newest snapshot is version ${known.version} at offset ${known.updatesOffset}), over the staleness bound ${bound}`;
     }
-    if (veto !== undefined) {
-      this.metrics.retrains.inc();
-      this.metrics.rereadRecords.inc(lane.inFlight);
-    }
+    if (veto !== undefined) this.vetoes.set(lane, { reason: veto, inFlight: lane.inFlight });
     return veto;
   }
 
