@@ -73,6 +73,8 @@ export class Replica implements GradientModel {
    * the array it was given until an op first uses the variable).
    */
   private readonly written = new Map<string, Float32Array>();
+  /** How the local optimizer reads and writes the weights: {@link current} and {@link write}. */
+  private readonly weightsAccess: WeightsAccess = { current: (name) => this.current(name), write: (name, values) => this.write(name, values) };
   /** With `updates: 'deltas'`: the samples of one local step; a larger batch takes several steps. */
   private readonly stepSamples: number;
 
@@ -240,9 +242,8 @@ export class Replica implements GradientModel {
   /**
    * The batch's gradients, summed over its samples. With `updates: 'deltas'` the replica instead steps its own
    * optimizer on the mean gradient of each part of the batch in turn (as few parts as hold at most `stepSamples`
-   * samples each), and returns the summed change in
-   * weights (times the sample count, so that the server's mean is the change); {@link placeLastStep} then files it
-   * under the input offsets it came from.
+   * samples each), and returns the summed change in weights (times the sample count, so that the server's mean is
+   * the change); {@link placeLastStep} then files it under the input offsets it came from.
    */
   gradients(samples: SampleInput): StepGradients {
     const batch = this.columnsOf(samples);
@@ -259,7 +260,7 @@ export class Replica implements GradientModel {
       const rows = batchRows(batch, Math.round((part * batch.length) / parts), Math.round(((part + 1) * batch.length) / parts));
       featureMoments = this.observeMoments(rows, featureMoments);
       const step = this.computeGradients(rows);
-      this.local.step(step, (name) => this.current(name), (name, values) => this.write(name, values));
+      this.local.step(step, this.weightsAccess);
       steps.push(step);
     }
     return { ...this.local.update(steps), featureMoments };
@@ -382,6 +383,12 @@ export class Replica implements GradientModel {
   }
 }
 
+/** A variable's current weights (not to be changed), and handing the replica the array of its new ones. */
+interface WeightsAccess {
+  current(name: string): Float32Array;
+  write(name: string, values: Float32Array): void;
+}
+
 /** A local step's change in weights, filed under the input offsets it came from. */
 interface PendingDelta {
   readonly owner: object;
@@ -445,10 +452,9 @@ class LocalLearner {
 
   /**
    * Steps the optimizer on the mean gradient of `computed` (whose gradient arrays are the step's own: they become the
-   * means in place) and adds the change to the next update's. `current` gives a variable's weights (not to be
-   * changed), `write` hands the replica the array of its new weights.
+   * means in place) and adds the change to the next update's.
    */
-  step(computed: StepGradients, current: (name: string) => Float32Array, write: (name: string, values: Float32Array) => void): void {
+  step(computed: StepGradients, { current, write }: WeightsAccess): void {
     const n = computed.sampleCount;
     this.steps += 1;
     const optimizer = this.optimizerNow();
