@@ -52,9 +52,10 @@ const common = {
   /**
    * With `deltas` and several workers: `lower` the momentum of each worker's optimizer (Adam's beta1, momentum's
    * momentum) by the momentum that the other workers' updates its steps miss add (see `worker/asyncMomentum.ts`);
-   * `keep` it as given. One worker keeps it either way.
+   * `keep` it as given; `auto` (the default): `lower` when each update holds one step (`stepsPerUpdate: 1`), `keep`
+   * when it holds several (measured both ways: README, *Momentum under asynchrony*). One worker keeps it either way.
    */
-  asyncMomentum: z.enum(['lower', 'keep']).default('lower'),
+  asyncMomentum: z.enum(['auto', 'lower', 'keep']).default('auto'),
   /**
    * With `deltas` and several workers: `scale` each worker's local learning rate by 1 / (1 + τ), τ being the other
    * workers' updates its steps miss (the estimate `asyncMomentum` uses). At a high learning rate two workers stepping

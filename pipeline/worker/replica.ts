@@ -10,7 +10,7 @@ import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schema
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from '../common/optimizers.js';
-import { ForeignStaleness, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
+import { ForeignStaleness, lowersMomentum, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
 import { applyScaling, assertScalingFits, mergeMoments, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
 import { DenseGradients } from './denseGradients.js';
@@ -81,11 +81,12 @@ export class Replica implements GradientModel {
   /**
    * `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the
    * two). `options.stepSamples`: with `updates: 'deltas'`, the local optimizer steps on this many samples at a time
-   * (the experiment's `batchSize`; a worker's batches of `stepsPerUpdate` times that take as many steps).
+   * (the experiment's `batchSize`; a worker's batches of `stepsPerUpdate` times that take as many steps), and
+   * `options.stepsPerUpdate` (1 if not given) picks what `asyncMomentum: auto` does.
    */
   constructor(
     readonly spec: ModelSpec,
-    options: { readonly tape?: boolean; readonly stepSamples?: number } = {},
+    options: { readonly tape?: boolean; readonly stepSamples?: number; readonly stepsPerUpdate?: number } = {},
   ) {
     this.stepSamples = options.stepSamples ?? Number.POSITIVE_INFINITY;
     this.model = buildModel(spec);
@@ -97,7 +98,7 @@ export class Replica implements GradientModel {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
-    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum === 'lower', spec.asyncStepSize === 'scale') : undefined;
+    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, lowersMomentum(spec.asyncMomentum, options.stepsPerUpdate ?? 1), spec.asyncStepSize === 'scale') : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
     this.dense = options.tape ? undefined : DenseGradients.for(spec, this.variables);
   }
@@ -424,7 +425,7 @@ class LocalLearner {
   private change = new Map<string, Float32Array>();
   /** Per variable, the array the next step writes its weights into (the one before last, which nothing reads now). */
   private readonly spare = new Map<string, Float32Array>();
-  /** The other workers' updates the steps miss, and the optimizer for that (with `asyncMomentum: lower`; `asyncStepSize: scale` uses it too). */
+  /** The other workers' updates the steps miss, and the optimizer for that (when the momentum is lowered; `asyncStepSize: scale` uses it too). */
   private readonly foreign = new ForeignStaleness();
   private shardZeroApplied = 0;
   private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
@@ -442,7 +443,7 @@ class LocalLearner {
     return this.foreign.value;
   }
 
-  /** The optimizer of the next step: the spec's, with `asyncMomentum: lower` its momentum lowered for the other workers' updates the step misses. */
+  /** The optimizer of the next step: the spec's, with `lowerMomentum` its momentum lowered for the other workers' updates the step misses. */
   private optimizerNow(): Optimizer {
     // Rounded, so that the optimizer is rebuilt only when the momentum moves visibly.
     const foreign = this.lowerMomentum ? Math.round(this.foreignStaleness * 10) / 10 : 0;

@@ -7,6 +7,7 @@ import type { ModelSnapshot, TrainingSample } from '../../schemas/types.js';
 /**
  * A job without Kafka: worker replicas and the server's shards in one process, the replicas sending deltas and
  * taking each update's snapshots `delay` updates after the shards applied it, so staleness is exact and repeatable.
+ * `replicaOptions` go to each worker's replica.
  */
 export class InProcessJob {
   readonly servers: ShardState[];
@@ -18,11 +19,12 @@ export class InProcessJob {
     readonly spec: ModelSpec,
     workers: number,
     private readonly delay: number,
+    replicaOptions: ConstructorParameters<typeof Replica>[1] = {},
   ) {
     const seed = new Replica(spec);
     this.servers = Array.from({ length: spec.shards }, (_, shard) => ShardState.initial('in-process', shard, spec, seed.weights().filter((w) => seed.shardOf(w.name) === shard)));
     seed.dispose();
-    this.replicas = Array.from({ length: workers }, () => new Replica(spec));
+    this.replicas = Array.from({ length: workers }, () => new Replica(spec, replicaOptions));
   }
 
   /** Worker `worker` trains on `batch`, offsets `firstOffset`… of input partition `partition`; every shard applies the update. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
-import { ForeignStaleness, momentumUnderStaleness } from '../../../pipeline/worker/asyncMomentum.js';
+import { ForeignStaleness, lowersMomentum, momentumUnderStaleness } from '../../../pipeline/worker/asyncMomentum.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../../schemas/index.js';
 import { InProcessJob } from '../../support/inProcessJob.js';
@@ -36,9 +36,20 @@ describe('ForeignStaleness', () => {
   });
 });
 
-/** Trains `workers` replicas of `spec` in turn, 60 batches of 16, their snapshots reaching them `delay` updates late. */
-function train(input: ModelSpecInput, workers: number, delay: number): { replicas: Replica[]; weights: Float32Array[] } {
-  const job = new InProcessJob(parseModelSpec(input), workers, delay);
+describe('lowersMomentum', () => {
+  it('lowers with lower, keeps with keep, and with auto lowers only when each update holds one step', () => {
+    expect([1, 4].map((steps) => lowersMomentum('lower', steps))).toEqual([true, true]);
+    expect([1, 4].map((steps) => lowersMomentum('keep', steps))).toEqual([false, false]);
+    expect([1, 2, 4].map((steps) => lowersMomentum('auto', steps))).toEqual([true, false, false]);
+  });
+});
+
+/**
+ * Trains `workers` replicas of `spec` in turn, 60 batches of 16, their snapshots reaching them `delay` updates late;
+ * the replicas told that each update holds `stepsPerUpdate` steps.
+ */
+function train(input: ModelSpecInput, workers: number, delay: number, stepsPerUpdate = 1): { replicas: Replica[]; weights: Float32Array[] } {
+  const job = new InProcessJob(parseModelSpec(input), workers, delay, { stepsPerUpdate });
   for (let step = 0; step < 60; step++) {
     const samples: TrainingSample[] = Array.from({ length: 16 }, (_, i) => {
       const x = [Math.sin(step * 16 + i), Math.cos(step * 7 + i)];
@@ -74,6 +85,17 @@ describe('a worker that sends deltas', () => {
     expect(kept.replicas[0]!.foreignStaleness()).toBeGreaterThan(2.5);
     expect(lowered.weights.some((values, i) => values.some((v, j) => v !== kept.weights[i]![j]))).toBe(true);
     [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
+  });
+
+  it('by default (auto) lowers its momentum beside others at one step per update, and keeps it at several', async () => {
+    await selectBackend();
+    const runs = [train(spec, 3, 6), train({ ...spec, asyncMomentum: 'lower' }, 3, 6), train(spec, 3, 6, 4), train({ ...spec, asyncMomentum: 'keep' }, 3, 6, 4)];
+    const [autoOne, lowered, autoSeveral, kept] = runs.map((run) => run.weights);
+    expect(autoOne!.some((values) => values.some((v) => v !== 0))).toBe(true);
+    expect(autoOne).toEqual(lowered);
+    expect(autoSeveral).toEqual(kept);
+    expect(autoSeveral).not.toEqual(autoOne);
+    runs.flatMap((run) => run.replicas).forEach((r) => r.dispose());
   });
 
   it('with asyncStepSize: scale, alone trains exactly as with keep, and beside others takes smaller steps, down to 1 / (1 + τ)', async () => {
