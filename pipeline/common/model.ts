@@ -52,8 +52,9 @@ const common = {
   /**
    * With `deltas` and several workers: `lower` the momentum of each worker's optimizer (Adam's beta1, momentum's
    * momentum) by the momentum that the other workers' updates its steps miss add (see `worker/asyncMomentum.ts`);
-   * `keep` it as given; `auto` (the default): `lower` when each update holds one step (`stepsPerUpdate: 1`), `keep`
-   * when it holds several (measured both ways: README, *Momentum under asynchrony*). One worker keeps it either way.
+   * `keep` it as given; `auto` (the default): `lower` while the worker's updates hold one local step each (at
+   * `stepsPerUpdate: 1`, or on a live stream whose batches `batchMaxWaitMs` cuts short), `keep` while they hold
+   * several (measured both ways: README, *Momentum under asynchrony*). One worker keeps it either way.
    */
   asyncMomentum: z.enum(['auto', 'lower', 'keep']).default('auto'),
   /**

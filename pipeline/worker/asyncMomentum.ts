@@ -25,13 +25,34 @@ export function momentumUnderStaleness(spec: OptimizerSpec, foreignStaleness: nu
 }
 
 /**
- * Whether a worker lowers its momentum under asynchrony (`model.asyncMomentum`; `auto` by the steps in each update).
- * With one step per update, lowering it brings two workers' holdout loss from about 1.9 to 1.2 times a sequential
- * learner's; with several, a worker's own steps between updates are sequential, and its momentum averages their noise:
- * keeping it brings two workers from about 1.8 to 1.0 times (README, *Momentum under asynchrony*).
+ * Whether a worker lowers its momentum under asynchrony (`model.asyncMomentum`), given the local steps its recent
+ * updates held (`auto` decides by them: a live stream's updates are often cut to one step by `batchMaxWaitMs`, a
+ * backlog's hold `stepsPerUpdate`). With one step per update, lowering it brings two workers' holdout loss from
+ * about 1.9 to 1.2 times a sequential learner's; with four, a worker's own steps between updates are sequential, and
+ * its momentum averages their noise: keeping it brings two workers from about 1.8 to 1.1 times (README, *Momentum
+ * under asynchrony*).
  */
 export function lowersMomentum(setting: ModelSpec['asyncMomentum'], stepsPerUpdate: number): boolean {
-  return setting === 'lower' || (setting === 'auto' && stepsPerUpdate <= 1);
+  return setting === 'lower' || (setting === 'auto' && stepsPerUpdate < 1.5);
+}
+
+/** How fast the estimate of the steps per update follows the newest updates. */
+const stepsDecay = 0.9;
+
+/**
+ * The local steps a worker's recent updates held: a moving average from the first update's count (1 before it; no
+ * step before the first update misses another worker's, so nothing depends on it then).
+ */
+export class StepsPerUpdate {
+  private estimate: number | undefined;
+
+  get value(): number {
+    return this.estimate ?? 1;
+  }
+
+  updated(steps: number): void {
+    this.estimate = this.estimate === undefined ? steps : stepsDecay * this.estimate + (1 - stepsDecay) * steps;
+  }
 }
 
 /** Where a local step stood when it was taken: shard 0's applied updates in the replica, and the worker's own updates among them. */

@@ -10,7 +10,7 @@ import type { FeatureMoments, ModelSnapshot, TrainingSample } from '../../schema
 import { laneKey } from '../../operators/kafkaOffsets.js';
 import { assignShards } from '../common/shards.js';
 import { createOptimizer, type Optimizer, type OptimizerSpec } from '../common/optimizers.js';
-import { ForeignStaleness, lowersMomentum, momentumUnderStaleness, type StepMark } from './asyncMomentum.js';
+import { ForeignStaleness, lowersMomentum, momentumUnderStaleness, StepsPerUpdate, type StepMark } from './asyncMomentum.js';
 import { applyScaling, assertScalingFits, mergeMoments, momentsOf } from '../common/featureMoments.js';
 import { InputScaling } from './inputScaling.js';
 import { DenseGradients } from './denseGradients.js';
@@ -81,12 +81,11 @@ export class Replica implements GradientModel {
   /**
    * `options.tape`: compute gradients through tfjs' tape even where the dense step would do (for tests that compare the
    * two). `options.stepSamples`: with `updates: 'deltas'`, the local optimizer steps on this many samples at a time
-   * (the experiment's `batchSize`; a worker's batches of `stepsPerUpdate` times that take as many steps), and
-   * `options.stepsPerUpdate` (1 if not given) picks what `asyncMomentum: auto` does.
+   * (the experiment's `batchSize`; a worker's batches of `stepsPerUpdate` times that take as many steps).
    */
   constructor(
     readonly spec: ModelSpec,
-    options: { readonly tape?: boolean; readonly stepSamples?: number; readonly stepsPerUpdate?: number } = {},
+    options: { readonly tape?: boolean; readonly stepSamples?: number } = {},
   ) {
     this.stepSamples = options.stepSamples ?? Number.POSITIVE_INFINITY;
     this.model = buildModel(spec);
@@ -98,7 +97,7 @@ export class Replica implements GradientModel {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
-    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, lowersMomentum(spec.asyncMomentum, options.stepsPerUpdate ?? 1), spec.asyncStepSize === 'scale') : undefined;
+    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum, spec.asyncStepSize === 'scale') : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
     this.dense = options.tape ? undefined : DenseGradients.for(spec, this.variables);
   }
@@ -427,12 +426,14 @@ class LocalLearner {
   private readonly spare = new Map<string, Float32Array>();
   /** The other workers' updates the steps miss, and the optimizer for that (when the momentum is lowered; `asyncStepSize: scale` uses it too). */
   private readonly foreign = new ForeignStaleness();
+  /** The steps the recent updates held (what `asyncMomentum: auto` decides by). */
+  private readonly stepsPerUpdate = new StepsPerUpdate();
   private shardZeroApplied = 0;
   private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
 
   constructor(
     private readonly spec: OptimizerSpec,
-    private readonly lowerMomentum: boolean,
+    private readonly momentum: ModelSpec['asyncMomentum'],
     private readonly scaleStep: boolean,
   ) {
     this.optimizer = { foreign: 0, optimizer: createOptimizer(spec) };
@@ -443,10 +444,10 @@ class LocalLearner {
     return this.foreign.value;
   }
 
-  /** The optimizer of the next step: the spec's, with `lowerMomentum` its momentum lowered for the other workers' updates the step misses. */
+  /** The optimizer of the next step: the spec's, its momentum lowered for the other workers' updates the step misses where {@link lowersMomentum} says. */
   private optimizerNow(): Optimizer {
     // Rounded, so that the optimizer is rebuilt only when the momentum moves visibly.
-    const foreign = this.lowerMomentum ? Math.round(this.foreignStaleness * 10) / 10 : 0;
+    const foreign = lowersMomentum(this.momentum, this.stepsPerUpdate.value) ? Math.round(this.foreignStaleness * 10) / 10 : 0;
     if (foreign !== this.optimizer.foreign) this.optimizer = { foreign, optimizer: createOptimizer(momentumUnderStaleness(this.spec, foreign)) };
     return this.optimizer.optimizer;
   }
@@ -479,6 +480,7 @@ class LocalLearner {
 
   /** The update of the steps since the last one (`steps`, in order): their summed change times their sample count. */
   update(steps: readonly StepGradients[]): StepGradients {
+    this.stepsPerUpdate.updated(steps.length);
     const sampleCount = steps.reduce((sum, step) => sum + step.sampleCount, 0);
     const deltas = this.change;
     this.change = new Map();

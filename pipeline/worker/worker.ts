@@ -132,7 +132,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   await admin.connect();
   const topics = await ensureNamespaceTopics(admin, config.namespace, config.model.shards).finally(() => admin.disconnect());
 
-  const replica = new Replica(config.model, { stepSamples: config.batchSize, stepsPerUpdate: config.stepsPerUpdate });
+  const replica = new Replica(config.model, { stepSamples: config.batchSize });
   // A replay that reads one partition at a time gives it the job's whole budget of updates in flight.
   const range = options.range;
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);

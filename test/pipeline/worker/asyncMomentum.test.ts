@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
-import { ForeignStaleness, lowersMomentum, momentumUnderStaleness } from '../../../pipeline/worker/asyncMomentum.js';
+import { ForeignStaleness, lowersMomentum, momentumUnderStaleness, StepsPerUpdate } from '../../../pipeline/worker/asyncMomentum.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../../schemas/index.js';
 import { InProcessJob } from '../../support/inProcessJob.js';
@@ -37,19 +37,30 @@ describe('ForeignStaleness', () => {
 });
 
 describe('lowersMomentum', () => {
-  it('lowers with lower, keeps with keep, and with auto lowers only when each update holds one step', () => {
+  it('lowers with lower, keeps with keep, and with auto lowers only while updates hold one step', () => {
     expect([1, 4].map((steps) => lowersMomentum('lower', steps))).toEqual([true, true]);
     expect([1, 4].map((steps) => lowersMomentum('keep', steps))).toEqual([false, false]);
-    expect([1, 2, 4].map((steps) => lowersMomentum('auto', steps))).toEqual([true, false, false]);
+    expect([1, 1.3, 2, 4].map((steps) => lowersMomentum('auto', steps))).toEqual([true, true, false, false]);
+  });
+});
+
+describe('StepsPerUpdate', () => {
+  it('is 1 before any update, starts at the first update\'s steps, and follows the newest', () => {
+    const steps = new StepsPerUpdate();
+    expect(steps.value).toBe(1);
+    steps.updated(4);
+    expect(steps.value).toBe(4);
+    for (let i = 0; i < 30; i++) steps.updated(1);
+    expect(steps.value).toBeLessThan(1.2);
   });
 });
 
 /**
  * Trains `workers` replicas of `spec` in turn, 60 batches of 16, their snapshots reaching them `delay` updates late;
- * the replicas told that each update holds `stepsPerUpdate` steps.
+ * each batch one local step, or with `stepSamples` as many steps as hold that many samples.
  */
-function train(input: ModelSpecInput, workers: number, delay: number, stepsPerUpdate = 1): { replicas: Replica[]; weights: Float32Array[] } {
-  const job = new InProcessJob(parseModelSpec(input), workers, delay, { stepsPerUpdate });
+function train(input: ModelSpecInput, workers: number, delay: number, stepSamples?: number): { replicas: Replica[]; weights: Float32Array[] } {
+  const job = new InProcessJob(parseModelSpec(input), workers, delay, { stepSamples });
   for (let step = 0; step < 60; step++) {
     const samples: TrainingSample[] = Array.from({ length: 16 }, (_, i) => {
       const x = [Math.sin(step * 16 + i), Math.cos(step * 7 + i)];
@@ -87,7 +98,7 @@ describe('a worker that sends deltas', () => {
     [...lowered.replicas, ...kept.replicas].forEach((r) => r.dispose());
   });
 
-  it('by default (auto) lowers its momentum beside others at one step per update, and keeps it at several', async () => {
+  it('by default (auto) lowers its momentum beside others while its updates hold one step, and keeps it while they hold several', async () => {
     await selectBackend();
     const runs = [train(spec, 3, 6), train({ ...spec, asyncMomentum: 'lower' }, 3, 6), train(spec, 3, 6, 4), train({ ...spec, asyncMomentum: 'keep' }, 3, 6, 4)];
     const [autoOne, lowered, autoSeveral, kept] = runs.map((run) => run.weights);
