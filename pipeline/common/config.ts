@@ -20,7 +20,7 @@ const defaultMaxInFlightUpdates = 16;
 const defaultStalenessBound = defaultStalenessBoundFor(defaultMaxInFlightUpdates);
 
 /** Micro-batches per update with `deltas`, unless the file says: measured in BENCHMARKS.md (*Several steps per update*). */
-export const defaultStepsPerUpdate = 4;
+export const defaultStepsPerUpdate = 8;
 
 /**
  * The local optimizer steps a worker takes on a batch of `samples` (an update's sample count), `batchSize` at most

@@ -88,7 +88,8 @@ describe('streamgrad replay', () => {
 
   kafkaTest('--interleave reads the partitions at once, as live training does: every record once, and the updates of the partitions interleaved; without it one after another', async ({ kafka }) => {
     const inputTopic = `replay-interleave-${randomUUID().slice(0, 8)}`;
-    const file = writeExperimentFile({ ...experiment(inputTopic), batchSize: 128 });
+    // One step per update: several updates per partition, whatever the default number of steps in an update.
+    const file = writeExperimentFile({ ...experiment(inputTopic), batchSize: 128, stepsPerUpdate: 1 });
     await cli(['simulate', '--config', file, '--count', '2000']);
     const interleaved = await replay(file, '--sync', '--interleave');
     const serial = await replay(file, '--sync');

@@ -23,9 +23,9 @@ describe('worker configuration', () => {
     // Several local steps per update need a worker that steps its own optimizer, and a lane that holds their batch.
     expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4, updates: 'gradients' }, stepsPerUpdate: 2 })).toThrow(/config\.stepsPerUpdate: 2 needs model\.updates 'deltas'/);
     expect(() => parseExperiment({ namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 }, batchSize: 256, stepsPerUpdate: 8, maxInFlight: 1_000 })).toThrow(/config\.maxInFlight: 1000 records per lane cannot hold one batch of batchSize 256 × stepsPerUpdate 8/);
-    // Unless given: 4 micro-batches per update with deltas (as many as a lane holds, if fewer), 1 with gradients or sync.
+    // Unless given: 8 micro-batches per update with deltas (as many as a lane holds, if fewer), 1 with gradients or sync.
     const linear = { namespace: 'n', inputTopic: 't', model: { kind: 'linear', features: 4 } };
-    expect(parseExperiment(linear).stepsPerUpdate).toBe(4);
+    expect(parseExperiment(linear).stepsPerUpdate).toBe(8);
     expect(parseExperiment({ ...linear, stepsPerUpdate: 1 }).stepsPerUpdate).toBe(1);
     expect(parseExperiment({ ...linear, maxInFlight: 600 }).stepsPerUpdate).toBe(2);
     expect(parseExperiment({ ...linear, batchSize: 500, maxInFlight: 600 }).stepsPerUpdate).toBe(1);
