@@ -24,7 +24,7 @@ async function counted(workers: readonly Worker[], name: string): Promise<number
 
 // Policy `retrain`: every update the server applies is within the bound, however many lanes and workers write, and
 // nothing is lost or trained twice on the way. A tight bound, a backlog on 6 partitions and three workers make the
-// workers veto their own checkpoints often (3 to 25 times a run at 4 steps per update, about 90 at 1).
+// workers veto their own checkpoints often (3 to 26 times a run at 8 steps per update, 3 to 25 at 4, about 90 at 1).
 describe('the job-wide staleness bound (policy retrain)', () => {
   test('three workers on a backlog: every applied update within the bound, every record accounted for once, retrains counted', async ({ kafka }) => {
     const total = 15_000;
