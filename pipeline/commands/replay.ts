@@ -40,7 +40,7 @@ export interface ReplaySummary {
   readonly namespace: string;
   readonly samples: number;
   readonly deadLettered: number;
-  /** The mean loss over the last tenth of the samples (before each step). */
+  /** The mean loss (each sample's before its step) over the last updates that hold at least a tenth of the samples. */
   readonly finalLoss: number | undefined;
   /** The final snapshot version of each shard. */
   readonly versions: readonly number[];
@@ -161,8 +161,10 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
   const latest = await latestSnapshots(kafka, namespace);
   const { samples, deadLettered } = worker.trained();
   const last = history.at(-1);
-  const tenth = last ? history.find((h) => h.samples >= last.samples * 0.9) : undefined;
-  const finalLoss = last && tenth && last.samples > tenth.samples ? (last.lossSum - tenth.lossSum) / (last.samples - tenth.samples) : last && last.samples > 0 ? last.lossSum / last.samples : undefined;
+  // From the newest snapshot at or before the last tenth: whole updates, at least a tenth of the samples (one large
+  // update may hold more), never the whole run because an update is large.
+  const from = last ? history.findLast((h) => h.samples <= last.samples * 0.9) : undefined;
+  const finalLoss = last && last.samples > 0 ? (last.lossSum - (from?.lossSum ?? 0)) / (last.samples - (from?.samples ?? 0)) : undefined;
   return {
     namespace,
     samples,

@@ -44,7 +44,9 @@ describe('streamgrad replay', () => {
     // An MLP and 256-sample batches, as in examples/iot.yaml: slow enough steps that a lane which did not wait for
     // its last update would hand the next partition weights without it.
     const mlp = (learningRate: number) => ({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 32, activation: 'tanh' }], optimizer: { kind: 'adam', learningRate } });
-    const live = { ...experiment(inputTopic, mlp(0.01)), batchSize: 256 };
+    // One step per update: the final loss is measured over whole updates, and at the default 8 steps a partition's
+    // 1,500 records are one update, a quarter of this replay.
+    const live = { ...experiment(inputTopic, mlp(0.01)), batchSize: 256, stepsPerUpdate: 1 };
     const file = writeExperimentFile(live);
     await cli(['simulate', '--config', file, '--count', '3000']);
     await new Promise((resolve) => setTimeout(resolve, 50));
