@@ -91,6 +91,18 @@ async function positionsOf(kafka: Kafka, topic: string, range: ReplayRange): Pro
 }
 
 /**
+ * The mean loss (each sample's before its step) over the last updates that hold at least a tenth of the samples, from
+ * shard 0's snapshots in order (cumulative samples and loss sums): from the newest snapshot at or before 90% of the
+ * samples, so whole updates, and one large update never widens it to the whole run.
+ */
+export function finalLossOf(history: readonly { samples: number; lossSum: number }[]): number | undefined {
+  const last = history.at(-1);
+  if (!last || last.samples === 0) return undefined;
+  const from = history.findLast((h) => h.samples <= last.samples * 0.9);
+  return (last.lossSum - (from?.lossSum ?? 0)) / (last.samples - (from?.samples ?? 0));
+}
+
+/**
  * `streamgrad replay`: trains a new experiment namespace on a range of the
  * input topic's history, in this process (one parameter server and one
  * worker, the partitions read one after another), and ends by itself once the
@@ -160,11 +172,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
   }
   const latest = await latestSnapshots(kafka, namespace);
   const { samples, deadLettered } = worker.trained();
-  const last = history.at(-1);
-  // From the newest snapshot at or before the last tenth: whole updates, at least a tenth of the samples (one large
-  // update may hold more), never the whole run because an update is large.
-  const from = last ? history.findLast((h) => h.samples <= last.samples * 0.9) : undefined;
-  const finalLoss = last && last.samples > 0 ? (last.lossSum - (from?.lossSum ?? 0)) / (last.samples - (from?.samples ?? 0)) : undefined;
+  const finalLoss = finalLossOf(history);
   return {
     namespace,
     samples,
