@@ -90,12 +90,18 @@ async function positionsOf(kafka: Kafka, topic: string, range: ReplayRange): Pro
   }
 }
 
+/** Shard 0's cumulative samples and loss sum at one of its snapshots. */
+export interface LossPoint {
+  readonly samples: number;
+  readonly lossSum: number;
+}
+
 /**
  * The mean loss (each sample's before its step) over the last updates that hold at least a tenth of the samples, from
  * shard 0's snapshots in order (cumulative samples and loss sums): from the newest snapshot at or before 90% of the
  * samples, so whole updates, and one large update never widens it to the whole run.
  */
-export function finalLossOf(history: readonly { samples: number; lossSum: number }[]): number | undefined {
+export function finalLossOf(history: readonly LossPoint[]): number | undefined {
   const last = history.at(-1);
   if (!last || last.samples === 0) return undefined;
   const from = history.findLast((h) => h.samples <= last.samples * 0.9);
@@ -134,7 +140,7 @@ export async function runReplay(options: ReplayOptions): Promise<ReplaySummary> 
   const quiet = () => {};
   const server = await startParameterServer(config, { log: quiet });
   const reports = new Map<number, SnapshotReport>();
-  const history: Array<{ samples: number; lossSum: number }> = [];
+  const history: LossPoint[] = [];
   server.snapshots.subscribe((report) => {
     reports.set(report.shard, report);
     if (report.shard === 0) history.push({ samples: report.samplesApplied, lossSum: report.lossSum });
