@@ -6,7 +6,7 @@ import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
 import { benchPartitions, benchSample, fillTopic, measureConsumeRates, softmaxBenchSample } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureIngestRate } from './ingestRate.js';
-import { measureQuality, type Quality } from './quality.js';
+import { measureQualityOnRealisticBroker, type Quality } from './quality.js';
 import { deleteTopics, measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings, softmaxBenchModel } from './pipelineRate.js';
 import { measurePeerRate } from './peerRate.js';
 import { measurePsApplyRate } from './serverRates.js';
@@ -128,7 +128,7 @@ try {
   const half = Math.round(median(one) / 2);
   log(`freshness at half of pipelineRate1 (${half} samples/s), simulator + 1 server + 1 worker process …`);
   Object.assign(results, await measureFreshness(kafka, brokers, half, quick ? 20 : 45));
-  quality = await measureQuality(kafka, brokers, { quick, log });
+  quality = await measureQualityOnRealisticBroker({ quick, log });
   log('MQTT ingest: a backlog of QoS 1 messages in Mosquitto through streamgrad ingest mqtt into Kafka, and drained by a no-op subscriber …');
   Object.assign(results, await measureIngestRate(kafka, brokers, { quick, log }));
 } finally {

@@ -45,6 +45,8 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     expect(started.code, started.stderr).toBe(0);
     expect(started.stderr).toMatch(/Kafka is ready at 127\.0\.0\.1:19492/);
     expect(started.stdout.split('\n').at(-1)).toBe('127.0.0.1:19492');
+    // Tests get their partitions at once: no wait for more members of a new group (Kafka's default is 3 s).
+    expect(readFileSync(join(dataDir, 'node1', 'server.properties'), 'utf8')).toMatch(/^group\.initial\.rebalance\.delay\.ms=0$/m);
 
     const again = await runInfraScript('start', ['--port', String(port), '--data-dir', dataDir]);
     expect(again.code, again.stderr).toBe(0);
@@ -183,5 +185,8 @@ describe.runIf(hasJava)('infra/kafka scripts', () => {
     expect(nodes.stderr).toContain("--nodes must be 1 or 3, got '2'");
     const port = await runInfraScript('start', ['--port', 'http']);
     expect(port.stderr).toContain("--port must be a number from 1024 to 64533, got 'http'");
+    const delay = await runInfraScript('start', ['--group-delay-ms', '3s']);
+    expect(delay.code).not.toBe(0);
+    expect(delay.stderr).toContain("--group-delay-ms must be a number of milliseconds (0 or more), got '3s'");
   });
 });

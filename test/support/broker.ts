@@ -25,7 +25,26 @@ export const infraTestInstance = {
  * The first ports of the brokers that tests start for themselves (broker i on port + i, its controller 1,000 above),
  * apart from one another and from test/infra/scripts.test.ts (19492, 19592–19594, 19792, 19892) and the run's broker.
  */
-export const ownBrokerPorts = { zombie: 19582, outage: 19482, outageCluster: 19682, chaosOutage: 19472, chaosOutageCluster: 19652, chaosIngest: 19442, secure: 19172, secureCluster: 19992 } as const;
+export const ownBrokerPorts = { qualityBench: 19362, zombie: 19582, outage: 19482, outageCluster: 19682, chaosOutage: 19472, chaosOutageCluster: 19652, chaosIngest: 19442, secure: 19172, secureCluster: 19992 } as const;
+
+/**
+ * A broker with Kafka's default `group.initial.rebalance.delay.ms` (3 s), where workers started together join their
+ * group together, as on a production broker (the harness's own instance sets 0 for fast tests: there the first worker
+ * to join takes every partition until the next one's rebalance). `KAFKA_BROKERS`, when set, is used as it is.
+ */
+export async function acquireRealisticBroker(): Promise<TestBroker> {
+  const fromEnv = process.env.KAFKA_BROKERS?.trim();
+  if (fromEnv) return { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} };
+  const dataDir = `${infraDir}.data/realistic`;
+  const brokers = await startOwnKafka(['--port', String(ownBrokerPorts.qualityBench), '--data-dir', dataDir, '--group-delay-ms', '3000', '--timeout', '180']);
+  return {
+    brokers: brokers.join(','),
+    source: 'infra',
+    stop: async () => {
+      await runInfraScript('stop', ['--clean', '--data-dir', dataDir]);
+    },
+  };
+}
 
 /** What an infra/kafka script printed, and how it exited. */
 export interface InfraScriptResult {
