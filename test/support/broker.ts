@@ -36,12 +36,14 @@ export async function acquireRealisticBroker(): Promise<TestBroker> {
   const fromEnv = process.env.KAFKA_BROKERS?.trim();
   if (fromEnv) return { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} };
   const dataDir = `${infraDir}.data/realistic`;
-  const brokers = await startOwnKafka(['--port', String(ownBrokerPorts.qualityBench), '--data-dir', dataDir, '--group-delay-ms', '3000', '--timeout', '180']);
+  const started = await runInfraScriptOrThrow('start', ['--port', String(ownBrokerPorts.qualityBench), '--data-dir', dataDir, '--group-delay-ms', '3000', '--timeout', '180']);
+  // As for the harness's instance: one found running belongs to another run, which stops it.
+  const ours = !/reusing it/.test(started.stderr);
   return {
-    brokers: brokers.join(','),
+    brokers: started.stdout.split('\n').at(-1) ?? '',
     source: 'infra',
     stop: async () => {
-      await runInfraScript('stop', ['--clean', '--data-dir', dataDir]);
+      if (ours) await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
     },
   };
 }
