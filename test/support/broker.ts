@@ -33,11 +33,19 @@ export const ownBrokerPorts = { qualityBench: 19362, zombie: 19582, outage: 1948
  * to join takes every partition until the next one's rebalance). `KAFKA_BROKERS`, when set, is used as it is.
  */
 export async function acquireRealisticBroker(): Promise<TestBroker> {
+  return brokerFromEnv() ?? startInfraInstance(ownBrokerPorts.qualityBench, `${infraDir}.data/realistic`, ['--group-delay-ms', '3000', '--timeout', '180']);
+}
+
+/** `KAFKA_BROKERS`, when set: a broker the caller neither starts nor stops. */
+function brokerFromEnv(): TestBroker | undefined {
   const fromEnv = process.env.KAFKA_BROKERS?.trim();
-  if (fromEnv) return { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} };
-  const dataDir = `${infraDir}.data/realistic`;
-  const started = await runInfraScriptOrThrow('start', ['--port', String(ownBrokerPorts.qualityBench), '--data-dir', dataDir, '--group-delay-ms', '3000', '--timeout', '180']);
-  // As for the harness's instance: one found running belongs to another run, which stops it.
+  return fromEnv ? { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} } : undefined;
+}
+
+/** An infra/ instance on `port` in `dataDir`, started for the run and stopped (and cleaned) after it. */
+async function startInfraInstance(port: number, dataDir: string, args: readonly string[] = []): Promise<TestBroker> {
+  const started = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir, ...args]);
+  // A broker this run found running belongs to another run (two test runs at once in one checkout): that run stops it.
   const ours = !/reusing it/.test(started.stderr);
   return {
     brokers: started.stdout.split('\n').at(-1) ?? '',
@@ -96,10 +104,8 @@ async function dockerEngineAnswers(): Promise<boolean> {
  * infra/ KRaft broker, started for the run and stopped (and cleaned) after it.
  */
 export async function acquireTestBroker(): Promise<TestBroker> {
-  const fromEnv = process.env.KAFKA_BROKERS?.trim();
-  if (fromEnv) {
-    return { brokers: fromEnv, source: 'KAFKA_BROKERS', stop: async () => {} };
-  }
+  const fromEnv = brokerFromEnv();
+  if (fromEnv) return fromEnv;
   if (await dockerEngineAnswers()) {
     const { KafkaContainer } = await import('@testcontainers/kafka');
     const container = await new KafkaContainer('confluentinc/cp-kafka:7.9.0')
@@ -117,16 +123,5 @@ export async function acquireTestBroker(): Promise<TestBroker> {
       },
     };
   }
-  const { port, dataDir } = infraTestInstance;
-  const started = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir]);
-  const brokers = started.stdout.split('\n').at(-1) ?? '';
-  // A broker this run found running belongs to another run (two test runs at once in one checkout): that run stops it.
-  const ours = !/reusing it/.test(started.stderr);
-  return {
-    brokers,
-    source: 'infra',
-    stop: async () => {
-      if (ours) await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
-    },
-  };
+  return startInfraInstance(infraTestInstance.port, infraTestInstance.dataDir);
 }
