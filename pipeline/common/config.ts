@@ -117,6 +117,12 @@ export const experimentSchema = z.object({
    */
   maxInFlightUpdates: z.number().int().nonnegative().default(defaultMaxInFlightUpdates),
   /**
+   * The job's first `warmupSteps` micro-batches (times `batchSize` samples) are trained by one lane alone, that of the
+   * input's partition 0; every other lane waits until shard 0's snapshots hold them (see `pipeline/worker/warmUp.ts`).
+   * 0: every lane trains from the start. Not in replays of a range.
+   */
+  warmupSteps: z.number().int().nonnegative().default(64),
+  /**
    * One update at a time per lane, each waiting until a snapshot reflects it, and batches cut by
    * count alone (a partial batch waits for more records or the end of a bounded input). With one
    * worker and one input partition, runs over the same records give bit-identical models.

@@ -21,6 +21,7 @@ import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
 import { SnapshotDecodeError } from '../common/errors.js';
 import { Replica } from './replica.js';
+import { WarmUp } from './warmUp.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
 
 /** A running worker. */
@@ -136,7 +137,9 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   // A replay that reads one partition at a time gives it the job's whole budget of updates in flight.
   const range = options.range;
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
-  const training = new Training(config, topics, workerId, replica, backend, log, partitions, keys && ((value) => keys.sign(value)));
+  // A replay of a range reads what it is given, in its own order: no lane leads it.
+  const warmUp = new WarmUp(range ? 0 : config.warmupSteps * config.batchSize, replica.snapshots, log);
+  const training = new Training(config, topics, workerId, replica, backend, log, partitions, warmUp, keys && ((value) => keys.sign(value)));
   // The tail outlives the input: while a stopping worker commits its last checkpoints, their staleness is checked
   // against fresh snapshots (a tail stopped with the input froze them, and had every last checkpoint vetoed).
   const inputClosed = new Subject<void>();
@@ -262,6 +265,8 @@ class Training {
     backend: BackendName,
     private readonly log: LogFn,
     private readonly countPartitions: () => Promise<number>,
+    /** The job's warm-up, which lanes other than the leading one wait for before they train. */
+    private readonly warmUp: WarmUp,
     /** With `updateSigning`: signs every update record with the namespace's first key. */
     private readonly sign: UpdateSigner | undefined,
   ) {
@@ -321,7 +326,7 @@ class Training {
     return lane.records.pipe(
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
       config.sync ? bufferCount(config.batchSize * config.stepsPerUpdate) : countWindow(config.batchSize * config.stepsPerUpdate, config.batchMaxWaitMs),
-      concatMap((window) => defer(() => this.waitForStaleness(lane, pending, allowed)).pipe(map(() => window))),
+      concatMap((window) => defer(() => this.waitToTrain(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
@@ -372,6 +377,12 @@ class Training {
       this.log(`${this.partitionCount} partitions keep ${inFlight} updates in flight (at least one each), more than 1/${minimumBoundFactor} of the staleness bound ${this.stalenessBound}: expect many checkpoints trained again; raise server.staleness.bound to ${minimumBoundFactor * inFlight} or more`);
     }
     return share;
+  }
+
+  /** Waits for the warm-up (until it is over), then for the lane's share of updates in flight and the staleness bound. */
+  private async waitToTrain(lane: Lane, pending: number[], allowed: number): Promise<void> {
+    if (!this.warmUp.done) await this.warmUp.wait(lane, this.stop$, () => this.stopping);
+    await this.waitForStaleness(lane, pending, allowed);
   }
 
   /**
