@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { ExperimentConfig } from '../../pipeline/common/config.js';
 import { latestSnapshots as latestOf, readSnapshots } from '../../pipeline/common/modelStore.js';
 import { startParameterServer } from '../../pipeline/server/parameterServer.js';
-import { startWorker } from '../../pipeline/worker/worker.js';
+import { startWorker, type Worker } from '../../pipeline/worker/worker.js';
 import { decodeTensor, type ModelSnapshot } from '../../schemas/index.js';
 import { waitFor } from './childProcess.js';
 import type { KafkaFixture } from './kafka.js';
@@ -32,19 +32,26 @@ export async function waitForShards(kafka: KafkaFixture, namespace: string, shar
 }
 
 /**
- * Trains `config` with a parameter server and a worker in this process until every shard has applied `total`
- * samples, stops both, and returns the newest weights by variable name.
+ * Trains `config` with a parameter server and one worker per id in `workerIds`, all in this process, until every
+ * shard has applied `total` samples, then stops them all. Returns the stopped workers (their metrics stay readable);
+ * `log` gets each worker's lines.
  */
-export async function trainInProcess(kafka: KafkaFixture, config: ExperimentConfig, total: number): Promise<Map<string, Float32Array>> {
+export async function trainWithWorkers(kafka: KafkaFixture, config: ExperimentConfig, workerIds: readonly string[], total: number, options: { readonly log?: (workerId: string, line: string) => void; readonly timeoutMs?: number } = {}): Promise<Worker[]> {
   const server = await startParameterServer(config, { log: () => {} });
-  const worker = await startWorker(config, { log: () => {} });
+  const workers = await Promise.all(workerIds.map((workerId) => startWorker({ ...config, workerId }, { log: (line) => options.log?.(workerId, line) })));
   try {
-    await waitForShards(kafka, config.namespace, config.model.shards, `every record applied in all ${config.model.shards} shards`, (s) => s.samplesApplied === total, 120_000);
+    await waitForShards(kafka, config.namespace, config.model.shards, `every record applied in all ${config.model.shards} shards`, (s) => s.samplesApplied === total, options.timeoutMs ?? 120_000);
   } finally {
-    worker.stop();
+    for (const worker of workers) worker.stop();
     server.stop();
-    await Promise.all([worker.done, server.done]);
+    await Promise.all([...workers.map((w) => w.done), server.done]);
   }
+  return workers;
+}
+
+/** {@link trainWithWorkers} with one worker; returns the newest weights by variable name. */
+export async function trainInProcess(kafka: KafkaFixture, config: ExperimentConfig, total: number): Promise<Map<string, Float32Array>> {
+  await trainWithWorkers(kafka, config, [config.workerId ?? `in-process-${process.pid}`], total);
   return new Map([...(await latestSnapshots(kafka, config.namespace)).values()].flatMap((snapshot) => snapshot.tensors.map((t) => [t.name, decodeTensor(t)] as const)));
 }
 

@@ -1,16 +1,11 @@
 import { describe, expect } from 'vitest';
 import { auditNamespace, formatAudit } from '../../../pipeline/commands/audit.js';
 import { parseExperiment } from '../../../pipeline/common/config.js';
-import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
-import { startWorker, type Worker } from '../../../pipeline/worker/worker.js';
-import { codecFor, type TrainingSample } from '../../../schemas/index.js';
+import type { Worker } from '../../../pipeline/worker/worker.js';
+import { codecFor } from '../../../schemas/index.js';
 import { kafkaTest as test } from '../../support/kafka.js';
-import { latestSnapshots, waitForShards } from '../../support/snapshots.js';
-
-const sample = (i: number): TrainingSample => {
-  const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
-  return { deviceId: `d${i % 50}`, eventTime: i, features, label: Math.fround(features[0]! - 2 * features[1]! + 0.3), labels: [], weight: 1, attributes: {} };
-};
+import { latestSnapshots, trainWithWorkers } from '../../support/snapshots.js';
+import { linearSample } from '../../support/samples.js';
 
 /** The sum of a counter of the workers' registries. */
 async function counted(workers: readonly Worker[], name: string): Promise<number> {
@@ -30,7 +25,7 @@ describe('the job-wide staleness bound (policy retrain)', () => {
     const total = 15_000;
     const input = await kafka.createTopic({ partitions: 6, prefix: 'telemetry' });
     const samples = codecFor('TrainingSample');
-    await kafka.produce(input, total, (i) => ({ key: `d${i % 50}`, value: samples.encode(sample(i)) }));
+    await kafka.produce(input, total, (i) => ({ key: `d${i % 50}`, value: samples.encode(linearSample(i, `d${i % 50}`)) }));
     const namespace = `bound-${input}`;
     // The tightest bound the config allows for a budget of 4; with 6 partitions the lanes keep 6 updates in flight
     // (at least one each), and with the policy `apply` the same job applies updates up to about 18 stale.
@@ -45,16 +40,8 @@ describe('the job-wide staleness bound (policy retrain)', () => {
       checkpointIntervalMs: 100,
       server: { staleness: { policy: 'retrain', bound } },
     });
-    const server = await startParameterServer(config, { log: () => {} });
     const lines: string[] = [];
-    const workers = await Promise.all([1, 2, 3].map((n) => startWorker({ ...config, workerId: `bound-w${n}` }, { log: (line) => lines.push(line) })));
-    try {
-      await waitForShards(kafka, namespace, 2, 'every record applied in both shards', (s) => s.samplesApplied === total, 240_000);
-    } finally {
-      for (const worker of workers) worker.stop();
-      server.stop();
-      await Promise.all([...workers.map((w) => w.done), server.done]);
-    }
+    const workers = await trainWithWorkers(kafka, config, ['bound-w1', 'bound-w2', 'bound-w3'], total, { log: (_, line) => lines.push(line), timeoutMs: 240_000 });
     const retrains = await counted(workers, 'streamgrad_staleness_retrains_total');
     const reread = await counted(workers, 'streamgrad_staleness_reread_records_total');
     const latest = await latestSnapshots(kafka, namespace);

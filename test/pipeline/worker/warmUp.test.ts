@@ -3,13 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { auditNamespace, formatAudit } from '../../../pipeline/commands/audit.js';
 import { parseExperiment } from '../../../pipeline/common/config.js';
 import { topicsOf } from '../../../pipeline/common/topics.js';
-import { startParameterServer } from '../../../pipeline/server/parameterServer.js';
 import { WarmUp } from '../../../pipeline/worker/warmUp.js';
-import { startWorker } from '../../../pipeline/worker/worker.js';
-import { codecFor, type ModelSnapshot, type TrainingSample } from '../../../schemas/index.js';
+import { codecFor, type ModelSnapshot } from '../../../schemas/index.js';
 import type { KafkaRecord } from '../../../operators/lane.js';
 import { kafkaTest as test } from '../../support/kafka.js';
-import { waitForShards } from '../../support/snapshots.js';
+import { trainWithWorkers } from '../../support/snapshots.js';
+import { linearSample } from '../../support/samples.js';
 
 /** Only what the warm-up reads of a snapshot. */
 const snapshot = (shard: number, samplesApplied: number) => ({ shard, samplesApplied }) as ModelSnapshot;
@@ -86,18 +85,13 @@ describe('WarmUp', () => {
   });
 });
 
-const sample = (i: number): TrainingSample => {
-  const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
-  return { deviceId: `d${i % 40}`, eventTime: i, features, label: Math.fround(features[0]! - 2 * features[1]! + 0.3), labels: [], weight: 1, attributes: {} };
-};
-
 describe('the joint warm-up on a real broker', () => {
   test('two workers on a backlog: only partition 0 trains until shard 0 holds the warm-up, then every lane, nothing lost', async ({ kafka }) => {
     const total = 8_000;
     const partitions = 4;
     const input = await kafka.createTopic({ partitions, prefix: 'telemetry' });
     const samples = codecFor('TrainingSample');
-    await kafka.produce(input, total, (i) => ({ key: `d${i % 40}`, partition: i % partitions, value: samples.encode(sample(i)) }));
+    await kafka.produce(input, total, (i) => ({ key: `d${i % 40}`, partition: i % partitions, value: samples.encode(linearSample(i, `d${i % 40}`)) }));
     const namespace = `warmup-${input}`;
     const batchSize = 32;
     const warmupSteps = 16;
@@ -111,16 +105,8 @@ describe('the joint warm-up on a real broker', () => {
       warmupSteps,
       checkpointIntervalMs: 100,
     });
-    const server = await startParameterServer(config, { log: () => {} });
     const lines: string[] = [];
-    const workers = await Promise.all([1, 2].map((n) => startWorker({ ...config, workerId: `warmup-w${n}` }, { log: (line) => lines.push(`w${n}: ${line}`) })));
-    try {
-      await waitForShards(kafka, namespace, 2, 'every record applied in both shards', (s) => s.samplesApplied === total, 180_000);
-    } finally {
-      for (const worker of workers) worker.stop();
-      server.stop();
-      await Promise.all([...workers.map((w) => w.done), server.done]);
-    }
+    await trainWithWorkers(kafka, config, ['warmup-w1', 'warmup-w2'], total, { log: (worker, line) => lines.push(`${worker}: ${line}`), timeoutMs: 180_000 });
     // Shard 0's updates in the order it applied them: each raised its version by one.
     const codec = codecFor('ParameterUpdate');
     const updates = (await kafka.readCommittedRecords(topicsOf(namespace).updates))

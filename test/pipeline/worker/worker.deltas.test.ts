@@ -2,15 +2,11 @@ import { describe, expect } from 'vitest';
 import { parseExperiment } from '../../../pipeline/common/config.js';
 import { selectBackend } from '../../../pipeline/common/backend.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
-import { codecFor, type TrainingSample } from '../../../schemas/index.js';
+import { codecFor } from '../../../schemas/index.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { latestSnapshots, trainInProcess } from '../../support/snapshots.js';
+import { linearSample as sample } from '../../support/samples.js';
 import { windowScores } from '../../../operators/prequential.js';
-
-const sample = (i: number): TrainingSample => {
-  const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
-  return { deviceId: 'd', eventTime: i, features, label: Math.fround(features[0]! - 2 * features[1]! + 0.3), labels: [], weight: 1, attributes: {} };
-};
 
 describe('worker with updates: deltas', () => {
   for (const stepsPerUpdate of [1, 4]) test(`in sync mode, through Kafka and the parameter server, ends at the weights of a plain sequential loop over the same batches (stepsPerUpdate ${stepsPerUpdate})`, async ({ kafka }) => {

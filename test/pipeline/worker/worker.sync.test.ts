@@ -3,6 +3,7 @@ import { parseExperiment } from '../../../pipeline/common/config.js';
 import { topicsOf } from '../../../pipeline/common/topics.js';
 import { codecFor } from '../../../schemas/index.js';
 import { trainInProcess } from '../../support/snapshots.js';
+import { linearSample } from '../../support/samples.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 
 describe('worker in sync mode', () => {
@@ -10,10 +11,7 @@ describe('worker in sync mode', () => {
     const total = 4_000;
     const input = await kafka.createTopic({ partitions: 1, prefix: 'telemetry' });
     const samples = codecFor('TrainingSample');
-    await kafka.produce(input, total, (i) => {
-      const features = [Math.sin(i), Math.cos(i * 0.7), Math.sin(i * 0.3)].map(Math.fround);
-      return { value: samples.encode({ deviceId: 'd', eventTime: i, features, label: Math.fround(features[0]! - 2 * features[1]! + 0.3), labels: [], weight: 1, attributes: {} }) };
-    });
+    await kafka.produce(input, total, (i) => ({ value: samples.encode(linearSample(i)) }));
 
     const run = async (namespace: string) => {
       const config = parseExperiment({
