@@ -60,6 +60,8 @@ export class WarmUp {
     if (this.over || lane.partition === leadingPartition) return;
     const { name } = lane;
     const released = () => lane.revoked || stopping();
+    // A revoked lane still passes its buffered windows through here: each ends at once, and says nothing.
+    if (released()) return;
     const release = race(stop, lane.records.pipe(ignoreElements()));
     const started = Date.now();
     this.log(`${name} waits for the warm-up: the lane of partition ${leadingPartition} trains the first ${this.samples} samples alone (${this.applied} in the snapshots so far)`);

@@ -69,12 +69,16 @@ describe('WarmUp', () => {
 
   it('lets a lane go when it ends (revoked) or the worker stops, without ending the warm-up', async () => {
     const snapshots = new Subject<ModelSnapshot>();
-    const warmUp = new WarmUp(1_000, snapshots, () => {}, 10_000);
+    const lines: string[] = [];
+    const warmUp = new WarmUp(1_000, snapshots, (line) => lines.push(line), 10_000);
     const lane = fakeLane(1);
     const revoked = warmUp.wait(lane, new Subject<void>(), () => false);
     lane.revoked = true;
     lane.records.complete();
     expect(await settledWithin(revoked, 20)).toBe(true);
+    // Its buffered windows come by again: they pass at once, without a line each.
+    await warmUp.wait(lane, new Subject<void>(), () => false);
+    expect(lines).toHaveLength(1);
     const stop = new Subject<void>();
     let stopping = false;
     const stopped = warmUp.wait(fakeLane(2), stop, () => stopping);
