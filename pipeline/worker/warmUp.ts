@@ -19,9 +19,9 @@ export const leadingPartition = 0;
  *
  * Why: workers that start together from the initial weights train apart until each sees the other's updates in a
  * snapshot, and early in training two such trajectories lead to different solutions, whose summed deltas are neither
- * (on a broker with Kafka's default group delay, two workers' holdout loss was 3 times a sequential learner's; with a
- * warm-up of 16,000 samples 0.90–1.04). Once the model has been trained jointly for a while, the workers' deltas add
- * up. The wait also keeps a lane that joins a running job, or restarts one, from training on the initial weights
+ * (on a broker with Kafka's default group delay, two workers' holdout loss was 3 times a sequential learner's; with
+ * this warm-up, median 1.43 over 19 runs: BENCHMARKS.md, *A joint warm-up*). Once the model has been trained jointly
+ * for a while, the workers' deltas mostly add up. The wait also keeps a lane that joins a running job, or restarts one, from training on the initial weights
  * before its tail has read a snapshot.
  */
 export class WarmUp {
@@ -68,6 +68,7 @@ export class WarmUp {
     while (!this.over && !released()) {
       const before = this.applied;
       const progress = this.snapshots.pipe(filter((snapshot) => snapshot.shard === 0 && this.applied > before));
+      // The patience ends the race by completing without a value, as a release does.
       const moved = await firstValueFrom(race(progress, release, timer(this.patienceMs).pipe(filter(() => false))), { defaultValue: undefined });
       if (moved === undefined && !released() && this.applied === before && !this.over) {
         this.over = true;
