@@ -234,6 +234,7 @@ export class KafkaSource {
       },
       recover: (): Promise<number | undefined> => this.recoverLane(lane),
       revoked: () => this.reopenIfStillOwned(lane),
+      heldPartitions: () => [...this.assigned].filter((held) => parseLaneKey(held).topic === topic).length,
       producer: () => this.producers.get(lane),
     });
     this.lanes.set(key, lane);

@@ -36,6 +36,8 @@ export interface LaneControl {
   recover(): Promise<number | undefined>;
   /** Told after the lane was revoked (by its source on a rebalance, or by its checkpoint on finding it fenced). */
   revoked?(): void;
+  /** How many partitions of the lane's topic its consumer holds now. */
+  heldPartitions?(): number;
   /**
    * The partition's transactional producer (one transactionalId per input partition, registered before the lane
    * started, so any earlier owner is fenced), when the source reads for exactly-once; {@link recover} replaces it.
@@ -104,6 +106,11 @@ export class Lane {
   /** How often the lane paused and resumed its partition because it was full: backpressure at work. */
   get backpressure(): { readonly pauses: number; readonly resumes: number } {
     return { pauses: this.pauseCount, resumes: this.resumeCount };
+  }
+
+  /** How many partitions of its topic the lane's consumer holds now (with this one; 1 when its source does not say). */
+  get partitionsHeld(): number {
+    return this.control.heldPartitions?.() ?? 1;
   }
 
   /** Records emitted and not yet released. */

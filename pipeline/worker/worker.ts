@@ -139,7 +139,7 @@ export async function startWorker(config: ExperimentConfig, options: WorkerOptio
   const partitions = range ? () => Promise.resolve(range.interleave ? range.partitions.length : 1) : () => inputPartitionCount(kafka, config.inputTopic);
   // A replay of a range reads what it is given, in its own order: no lane leads it.
   const warmUp = new WarmUp(range ? 0 : config.warmupSteps * config.batchSize, replica.snapshots, log);
-  const training = new Training(config, topics, workerId, replica, backend, log, partitions, warmUp, keys && ((value) => keys.sign(value)));
+  const training = new Training(config, topics, workerId, replica, backend, log, partitions, warmUp, !range, keys && ((value) => keys.sign(value)));
   // The tail outlives the input: while a stopping worker commits its last checkpoints, their staleness is checked
   // against fresh snapshots (a tail stopped with the input froze them, and had every last checkpoint vetoed).
   const inputClosed = new Subject<void>();
@@ -267,6 +267,8 @@ class Training {
     private readonly countPartitions: () => Promise<number>,
     /** The job's warm-up, which lanes other than the leading one wait for before they train. */
     private readonly warmUp: WarmUp,
+    /** Whether the worker reads the input as a member of the workers' group, which may share it with others. */
+    private readonly inGroup: boolean,
     /** With `updateSigning`: signs every update record with the namespace's first key. */
     private readonly sign: UpdateSigner | undefined,
   ) {
@@ -316,11 +318,23 @@ class Training {
   private lanePipeline(lane: Lane): Observable<CheckpointReport> {
     this.lanes.add(lane);
     const share = this.config.sync || this.maxInFlightUpdates === 0 ? Promise.resolve(0) : this.laneShare(lane);
-    return from(share).pipe(concatMap((allowed) => this.trainLane(lane, allowed)));
+    return from(share).pipe(concatMap((share) => this.trainLane(lane, () => this.heldShare(lane, share))));
   }
 
-  /** A lane's pipeline, with `allowed` of its updates not yet in a snapshot at most. */
-  private trainLane(lane: Lane, allowed: number): Observable<CheckpointReport> {
+  /**
+   * A lane's share of the budget, scaled by the fraction of the input's partitions its worker holds now (at least one
+   * update): a worker's own updates are in its replica at once, the other workers' only once a snapshot holds them,
+   * so where several workers share the input each keeps fewer in flight (the others' updates it lacks are what makes
+   * asynchronous training worse than sequential; see BENCHMARKS.md, *A joint warm-up*). A worker alone keeps the
+   * whole budget.
+   */
+  private heldShare(lane: Lane, share: number): number {
+    if (!this.inGroup || share === 0 || this.partitionCount === 0) return share;
+    return Math.max(1, Math.floor((share * Math.min(lane.partitionsHeld, this.partitionCount)) / this.partitionCount));
+  }
+
+  /** A lane's pipeline, with `allowed()` of its updates not yet in a snapshot at most. */
+  private trainLane(lane: Lane, allowed: () => number): Observable<CheckpointReport> {
     const { config, log } = this;
     const pending: number[] = [];
     return lane.records.pipe(
@@ -335,7 +349,7 @@ class Training {
       checkpoint({
         lane,
         intervalMs: config.checkpointIntervalMs,
-        maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.ceil(allowed / 2))),
+        maxPendingOutputs: Math.max(1, Math.min(maxOutputsPerCheckpoint, Math.ceil(allowed() / 2))),
         beforeCommit: this.stalenessBound === undefined ? undefined : (written) => this.vetoTooStale(lane, written, this.stalenessBound!),
       }),
       // After the lane's last commit (or its end without one): a drain that waits on it names it till then.
@@ -380,9 +394,9 @@ class Training {
   }
 
   /** Waits for the warm-up (until it is over), then for the lane's share of updates in flight and the staleness bound. */
-  private async waitToTrain(lane: Lane, pending: number[], allowed: number): Promise<void> {
+  private async waitToTrain(lane: Lane, pending: number[], allowed: () => number): Promise<void> {
     if (!this.warmUp.done) await this.warmUp.wait(lane, this.stop$, () => this.stopping);
-    await this.waitForStaleness(lane, pending, allowed);
+    await this.waitForStaleness(lane, pending, allowed());
   }
 
   /**

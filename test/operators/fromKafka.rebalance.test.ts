@@ -51,6 +51,12 @@ describe('fromKafka rebalances', () => {
     await waitFor('30,000 records committed', async () => (await committed()) >= 30_000, 120_000);
     join('second');
     await waitFor('the second consumer to get lanes', () => lanesOf.get('second')!.length > 0, 60_000);
+    // Every member's lanes know how many partitions their member holds (a worker's budget of updates in flight scales by it).
+    const heldAsOpen = () => {
+      const open = [...lanesOf.values()].map((lanes) => lanes.filter((lane) => !lane.revoked));
+      return open.flat().length === 6 && open.every((lanes) => lanes.every((lane) => lane.partitionsHeld === lanes.length));
+    };
+    await waitFor("each member's lanes to report the partitions it holds", heldAsOpen, 60_000);
     await waitFor('80,000 records committed', async () => (await committed()) >= 80_000, 120_000);
     const atLeave = await committed();
     members.get('third')!.unsubscribe();
