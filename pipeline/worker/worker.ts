@@ -318,7 +318,7 @@ class Training {
   private lanePipeline(lane: Lane): Observable<CheckpointReport> {
     this.lanes.add(lane);
     const share = this.config.sync || this.maxInFlightUpdates === 0 ? Promise.resolve(0) : this.laneShare(lane);
-    return from(share).pipe(concatMap((share) => this.trainLane(lane, () => this.heldShare(lane, share))));
+    return from(share).pipe(concatMap((budgetShare) => this.trainLane(lane, () => this.heldShare(lane, budgetShare))));
   }
 
   /**
