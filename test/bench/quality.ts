@@ -134,6 +134,8 @@ export interface Quality {
   /** Skewed scales: the sequential learner's holdout loss without `normalize` over its loss with it, what the scaling buys. */
   readonly skewedUnnormalizedRatio: number;
   readonly skewedHoldoutLoss: { readonly sequential: number; readonly sequentialUnnormalized: number; readonly workers1: number };
+  /** Every run's holdout loss, behind the medians: how often a single run misses shows only here. */
+  readonly holdoutLossRuns: { readonly workers1: readonly number[]; readonly workers2: readonly number[]; readonly skewedWorkers1: readonly number[] };
 }
 
 interface StalenessSummary {
@@ -177,7 +179,7 @@ async function sequentialLoss(kafka: Kafka, brokers: string[], stream: Stream, m
 }
 
 /** `runs` runs with `workers` workers: the median loss and rate, and the staleness over all of them. */
-async function measureRuns(kafka: Kafka, brokers: string[], stream: Stream, workers: number, runs: number, sequential: number, log: (line: string) => void): Promise<{ loss: number; rate: number; staleness: StalenessSummary }> {
+async function measureRuns(kafka: Kafka, brokers: string[], stream: Stream, workers: number, runs: number, sequential: number, log: (line: string) => void): Promise<{ loss: number; losses: number[]; rate: number; staleness: StalenessSummary }> {
   const measured = { loss: [] as number[], rate: [] as number[], staleness: [] as number[] };
   for (let attempt = 0; attempt < runs; attempt++) {
     const run = await measureRun(kafka, brokers, stream.topic, workers, stream.total, stream.holdout);
@@ -187,7 +189,7 @@ async function measureRuns(kafka: Kafka, brokers: string[], stream: Stream, work
     log(`  run --workers ${workers}: holdout loss ${run.loss.toExponential(3)} (sequential ${sequential.toExponential(3)}); staleness p50 ${percentile(run.staleness, 50)}, p99 ${percentile(run.staleness, 99)}; ${Math.round(run.rate)} samples/s from launch`);
   }
   const staleness = { p50: percentile(measured.staleness, 50), p99: percentile(measured.staleness, 99), max: Math.max(...measured.staleness) };
-  return { loss: median(measured.loss), rate: median(measured.rate), staleness };
+  return { loss: median(measured.loss), losses: measured.loss, rate: median(measured.rate), staleness };
 }
 
 export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
@@ -222,6 +224,7 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
     skewedQualityRatio1: skewedOne.loss / skewedSequential,
     skewedUnnormalizedRatio: skewedUnnormalized / skewedSequential,
     skewedHoldoutLoss: { sequential: skewedSequential, sequentialUnnormalized: skewedUnnormalized, workers1: skewedOne.loss },
+    holdoutLossRuns: { workers1: one.losses, workers2: two.losses, skewedWorkers1: skewedOne.losses },
   };
 }
 
