@@ -21,8 +21,8 @@ export const leadingPartition = 0;
  * snapshot, and early in training two such trajectories lead to different solutions, whose summed deltas are neither
  * (on a broker with Kafka's default group delay, two workers' holdout loss was 3 times a sequential learner's; with
  * this warm-up, median 1.43 over 19 runs: BENCHMARKS.md, *A joint warm-up*). Once the model has been trained jointly
- * for a while, the workers' deltas mostly add up. The wait also keeps a lane that joins a running job, or restarts one, from training on the initial weights
- * before its tail has read a snapshot.
+ * for a while, the workers' deltas mostly add up. The wait also keeps a lane that joins a running job, or restarts
+ * one, from training on the initial weights before its tail has read a snapshot.
  */
 export class WarmUp {
   /** Shard 0's samples applied in the newest snapshot seen. */

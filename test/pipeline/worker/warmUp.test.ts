@@ -26,6 +26,13 @@ async function settledWithin(promise: Promise<void>, ms: number): Promise<boolea
   return settled;
 }
 
+/** A warm-up of 1,000 samples over a snapshot stream the test drives, with the lines it logs. */
+function warmUpOf(patienceMs: number) {
+  const snapshots = new Subject<ModelSnapshot>();
+  const lines: string[] = [];
+  return { snapshots, lines, warmUp: new WarmUp(1_000, snapshots, (line) => lines.push(line), patienceMs) };
+}
+
 describe('WarmUp', () => {
   it('lets the leading lane (partition 0) train at once, and every lane with a warm-up of 0', async () => {
     const snapshots = new Subject<ModelSnapshot>();
@@ -37,9 +44,7 @@ describe('WarmUp', () => {
   });
 
   it('holds the other lanes until shard 0 holds the warm-up samples; other shards do not count', async () => {
-    const snapshots = new Subject<ModelSnapshot>();
-    const lines: string[] = [];
-    const warmUp = new WarmUp(1_000, snapshots, (line) => lines.push(line), 10_000);
+    const { snapshots, lines, warmUp } = warmUpOf(10_000);
     const waiting = warmUp.wait(fakeLane(2), new Subject<void>(), () => false);
     expect(await settledWithin(waiting, 20)).toBe(false);
     snapshots.next(snapshot(1, 5_000));
@@ -54,9 +59,7 @@ describe('WarmUp', () => {
   });
 
   it('gives up once shard 0 has not moved for the patience, which each step of the warm-up restarts', async () => {
-    const snapshots = new Subject<ModelSnapshot>();
-    const lines: string[] = [];
-    const warmUp = new WarmUp(1_000, snapshots, (line) => lines.push(line), 150);
+    const { snapshots, lines, warmUp } = warmUpOf(150);
     const waiting = warmUp.wait(fakeLane(1), new Subject<void>(), () => false);
     expect(await settledWithin(waiting, 100)).toBe(false);
     snapshots.next(snapshot(0, 10));
@@ -68,9 +71,7 @@ describe('WarmUp', () => {
   });
 
   it('lets a lane go when it ends (revoked) or the worker stops, without ending the warm-up', async () => {
-    const snapshots = new Subject<ModelSnapshot>();
-    const lines: string[] = [];
-    const warmUp = new WarmUp(1_000, snapshots, (line) => lines.push(line), 10_000);
+    const { lines, warmUp } = warmUpOf(10_000);
     const lane = fakeLane(1);
     const revoked = warmUp.wait(lane, new Subject<void>(), () => false);
     lane.revoked = true;
