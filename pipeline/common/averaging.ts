@@ -19,9 +19,101 @@ export function averageDecayAt(decay: number, step: number): number {
   return Math.min(decay, (1 + step) / (10 + step));
 }
 
-/** Moves `average` toward `weights` by one update of decay `decay`, in place. */
-export function updateAverage(average: Float32Array, weights: Float32Array, decay: number): void {
-  for (let i = 0; i < average.length; i++) average[i] = decay * average[i]! + (1 - decay) * weights[i]!;
+/** One update's change to a shard's weights, kept while an update made before it may still arrive. */
+interface RecentChange {
+  /** Where the update lies on the path the workers trained: when it was made. */
+  readonly position: number;
+  /** Its decay (that of its steps). */
+  readonly decay: number;
+  /** What the update's change still weighs in {@link PathAverage}'s lag: the decays of it and of every update after it. */
+  weight: number;
+  /** Per variable, the change. */
+  readonly changes: ReadonlyMap<string, Float32Array>;
+}
+
+/** Floats of changes a {@link PathAverage} keeps at most (32 MB): a larger shard keeps fewer updates. */
+const keptChangeFloats = 8_000_000;
+
+/**
+ * A shard's served average along the path the workers trained, whatever the order the shard applies their updates in.
+ *
+ * A lane commits its updates in bunches (a checkpoint's transaction holds up to 8), so a shard applies a few of one
+ * lane, then a few of the next, though the worker made them one lane after the other. Each weight vector between is
+ * a sum of updates that no worker ever held, off the path by up to dozens of other updates: an average of those,
+ * taken in the order applied, was 10–40 times worse than the same average along the path on the bench's MLP
+ * (BENCHMARKS.md, *The served average along the workers' path*).
+ *
+ * The average of the weights W_k after updates k = 1…n along the path, each of decay D_k (the initial weights
+ * weighing what decays to them), is A = W_n − Σ_j (Π_{l ≥ j} D_l) Δ_j, with Δ_j the change of update j: an update
+ * is missing from every vector before it. So the shard keeps that lag, R = A's distance from the weights: each
+ * update takes its place in it by when it was made (`position`), and only the updates made before it decay by it.
+ * The newest changes are kept one by one (as many as {@link keptChangeFloats} allows, at most 256), for an update
+ * made before them; older ones are summed. An update made before every kept one takes the place after the sum.
+ */
+export class PathAverage {
+  /** The summed part of the lag, in float64, times {@link sumScale}. */
+  private readonly sum = new Map<string, Float64Array>();
+  private sumScale = 1;
+  /** The kept changes, in path order. */
+  private readonly recent: RecentChange[] = [];
+  private readonly keep: number;
+
+  /** `weights` and their `averages` (per variable; without one, the average starts at the weights). */
+  constructor(weights: ReadonlyMap<string, { readonly values: Float32Array }>, averages: ReadonlyMap<string, Float32Array | undefined>) {
+    let floats = 0;
+    for (const [name, { values }] of weights) {
+      const average = averages.get(name);
+      const lag = new Float64Array(values.length);
+      if (average) for (let i = 0; i < lag.length; i++) lag[i] = values[i]! - average[i]!;
+      this.sum.set(name, lag);
+      floats += values.length;
+    }
+    this.keep = Math.max(1, Math.min(256, Math.floor(keptChangeFloats / Math.max(1, floats))));
+  }
+
+  /** An update made at `position` changed the weights by `changes` (per variable, now owned here), with decay `decay`. */
+  take(position: number, changes: ReadonlyMap<string, Float32Array>, decay: number): void {
+    let at = this.recent.length;
+    while (at > 0 && this.recent[at - 1]!.position > position) at--;
+    let weight = decay;
+    for (let j = at; j < this.recent.length; j++) weight *= this.recent[j]!.decay;
+    for (let j = 0; j < at; j++) this.recent[j]!.weight *= decay;
+    this.sumScale *= decay;
+    this.recent.splice(at, 0, { position, decay, weight, changes });
+    while (this.recent.length > this.keep) this.fold(this.recent.shift()!);
+    if (this.sumScale < 1e-30) this.rescaleSum();
+  }
+
+  /** The average: the weights less the lag. */
+  averages(weights: ReadonlyMap<string, { readonly values: Float32Array }>): Map<string, Float32Array> {
+    const result = new Map<string, Float32Array>();
+    for (const [name, { values }] of weights) {
+      const sum = this.sum.get(name)!;
+      const lag = new Float64Array(values.length);
+      for (let i = 0; i < lag.length; i++) lag[i] = this.sumScale * sum[i]!;
+      for (const { weight, changes } of this.recent) {
+        const change = changes.get(name);
+        if (change) for (let i = 0; i < lag.length; i++) lag[i]! += weight * change[i]!;
+      }
+      const average = new Float32Array(values.length);
+      for (let i = 0; i < average.length; i++) average[i] = values[i]! - lag[i]!;
+      result.set(name, average);
+    }
+    return result;
+  }
+
+  private fold({ weight, changes }: RecentChange): void {
+    const factor = weight / this.sumScale;
+    for (const [name, change] of changes) {
+      const sum = this.sum.get(name)!;
+      for (let i = 0; i < sum.length; i++) sum[i]! += factor * change[i]!;
+    }
+  }
+
+  private rescaleSum(): void {
+    for (const sum of this.sum.values()) for (let i = 0; i < sum.length; i++) sum[i]! *= this.sumScale;
+    this.sumScale = 1;
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import type { ModelSpec } from '../common/model.js';
 import { serverOptimizer, type Optimizer } from '../common/optimizers.js';
 import { assertScalingFits, emptyMoments, mergeMoments } from '../common/featureMoments.js';
 import { countStaleness } from '../common/staleness.js';
-import { averageDecayAt, averageSlot, updateAverage } from '../common/averaging.js';
+import { averageDecayAt, averageSlot, PathAverage } from '../common/averaging.js';
 import { localStepsIn } from '../common/config.js';
 
 /** What a shard does with an update whose staleness (server version − baseVersion) is beyond the bound. */
@@ -95,6 +95,8 @@ export class ShardState {
   private readonly appliedAt = new AppliedAt();
   /** Appended-at times (the oldest sample of each) of the updates taken in since the last snapshot, for freshness. */
   private pendingAppendTimes: number[] = [];
+  /** With `model.averageDecay`: the served average, along the path the workers trained. */
+  private readonly average: PathAverage | undefined;
 
   private constructor(
     readonly namespace: string,
@@ -109,9 +111,9 @@ export class ShardState {
     this.featureMoments = spec.normalize && shard === 0 ? emptyMoments(spec.features) : null;
     for (const [name, { values }] of variables) {
       if (!slots.has(name)) slots.set(name, Object.fromEntries(this.optimizer.slots.map((slot) => [slot, new Float32Array(values.length)])));
-      // The served average starts at the weights (a snapshot from before averaging has none).
-      if (spec.averageDecay > 0) slots.get(name)![averageSlot] ??= values.slice();
     }
+    // The served average starts at the weights (a snapshot from before averaging has none).
+    this.average = spec.averageDecay > 0 ? new PathAverage(variables, new Map([...variables.keys()].map((name) => [name, slots.get(name)![averageSlot]]))) : undefined;
   }
 
   /**
@@ -206,13 +208,19 @@ export class ShardState {
     // The optimizer's steps (one per update with gradients; with deltas, a worker's steps, which the average counts).
     const first = this.steps;
     this.steps += localStepsIn(update.sampleCount, this.stepSamples);
+    const before = this.average && new Map(gradients.map(({ name }) => [name, this.variables.get(name)!.values.slice()]));
     for (const { name, values } of gradients) this.optimizer.apply(this.variables.get(name)!.values, values, this.slots.get(name)!, this.steps, scale);
-    if (this.spec.averageDecay > 0) {
+    if (this.average && before) {
       // As if the average took in the update's weights after each of its steps: it lags the same number of samples
       // however many steps an update holds.
       let decay = 1;
       for (let step = first; step < this.steps; step++) decay *= averageDecayAt(this.spec.averageDecay, step);
-      for (const [name, { values }] of this.variables) updateAverage(this.slots.get(name)![averageSlot]!, values, decay);
+      for (const [name, change] of before) {
+        const after = this.variables.get(name)!.values;
+        for (let i = 0; i < change.length; i++) change[i] = after[i]! - change[i]!;
+      }
+      // A worker's deltas lie on its path by when it made them; a gradient is taken on the shard's own weights.
+      this.average.take(this.spec.updates === 'deltas' ? update.createdAt : this.updatesApplied, before, decay);
     }
     if (this.featureMoments && update.featureMoments) this.featureMoments = mergeMoments(this.featureMoments, update.featureMoments);
     this.updatesApplied += 1;
@@ -323,6 +331,7 @@ export class ShardState {
   snapshot(now: number, shardCount: number, appendTimes: readonly number[], updatesOffset: number, prequential: PrequentialSettings = defaultPrequential): ModelSnapshot {
     const oldest = appendTimes.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
     const freshnessMs = Number.isFinite(oldest) ? Math.max(0, now - oldest) : 0;
+    for (const [name, average] of this.average?.averages(this.variables) ?? []) this.slots.get(name)![averageSlot] = average;
     const optimizerState = [...this.slots].flatMap(([name, slots]) => Object.entries(slots).map(([slot, values]) => encodeTensor(`${name}:${slot}`, this.variables.get(name)!.shape, values, 'FP32')));
     optimizerState.push(encodeTensor(':steps', [], Float32Array.of(this.steps), 'FP32'));
     return {

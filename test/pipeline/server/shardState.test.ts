@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/model.js';
 import { ShardState } from '../../../pipeline/server/shardState.js';
@@ -243,5 +244,71 @@ describe('ShardState', () => {
     [40, 25].forEach((samples, k) => perUpdate.take(update([samples, 0], samples, k, k * 100), apply, undefined));
     const lagging = perUpdate.snapshot(0, 1, [], 2).optimizerState.find(({ name }) => name === 'w:average')!;
     expect(Math.abs(decodeTensor(lagging)[0]! - expected[0]!)).toBeGreaterThan(0.1);
+  });
+  describe('the served average along the workers\' path', () => {
+    const spec = parseModelSpec({ kind: 'linear', features: 2, averageDecay: 0.9 });
+    /** A worker's delta update: lane `lane`'s `index`-th, made at `createdAt`. */
+    function delta(change: readonly number[], lane: number, index: number, createdAt: number): ParameterUpdate {
+      return { ...update([...change], 1, 0, index), offsets: [{ topic: 'in', partition: lane, firstOffset: index, lastOffset: index }], createdAt };
+    }
+    const averageOf = (state: ShardState) => [...decodeTensor(state.snapshot(0, 1, [], 0).optimizerState.find(({ name }) => name === 'w:average')!)];
+    /** The decay the shard gives the update it applies `applied`-th (warmed up as (1 + k) / (10 + k)). */
+    const decayAt = (applied: number) => Math.min(0.9, (1 + applied) / (10 + applied));
+    /** The average along the path by its definition: each update's weights, in the order made, with its own decay. */
+    function pathAverage(changes: ReadonlyArray<readonly number[]>, decays: readonly number[] = changes.map((_, k) => decayAt(k))): number[] {
+      const w = [1, -1];
+      const average = [...w];
+      changes.forEach((change, k) => {
+        change.forEach((c, i) => (w[i]! += c));
+        average.forEach((a, i) => (average[i] = decays[k]! * a + (1 - decays[k]!) * w[i]!));
+      });
+      return average;
+    }
+
+    it('is the same whatever order the updates are applied in: by when each was made', () => {
+      // Updates made one lane after the other, as a worker steps its lanes; applied in any order, e.g. a lane's
+      // checkpoint at a time.
+      const updates = fc.array(fc.tuple(fc.float({ min: -1, max: 1, noNaN: true }), fc.float({ min: -1, max: 1, noNaN: true })), { minLength: 1, maxLength: 60 });
+      fc.assert(
+        fc.property(updates, fc.integer({ min: 1, max: 6 }), fc.integer(), (changes, lanes, seed) => {
+          const made = changes.map((change, k) => delta(change, k % lanes, Math.floor(k / lanes), 1_000 + k));
+          const shuffled = fc.sample(fc.shuffledSubarray(made, { minLength: made.length, maxLength: made.length }), { numRuns: 1, seed })[0]!;
+          // Each lane's updates in the order made (as the shard refuses repeats of input offsets), lanes in any order.
+          const applied = shuffled.sort((a, b) => a.offsets[0]!.partition - b.offsets[0]!.partition || a.offsets[0]!.firstOffset - b.offsets[0]!.firstOffset);
+          const state = ShardState.initial('ns', 0, spec, weights);
+          for (const one of applied) expect(state.take(one, apply, undefined)).toMatchObject({ outcome: 'applied' });
+          // An update decays the average by the decay of when it is applied, and takes its place by when it was made.
+          const decays = made.map((one) => decayAt(applied.indexOf(one)));
+          const expected = pathAverage(changes, decays);
+          averageOf(state).forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+        }),
+        { numRuns: 200 },
+      );
+    });
+
+    it('differs from the average in the order applied, which passes through weights no worker held', () => {
+      // Lane 0 made +1, +1, +1 and lane 1 −1, −1, −1, one after the other: the path wavers around the start; applied
+      // a lane at a time, the weights go to +3 and back.
+      const changes = [[1, 0], [-1, 0], [1, 0], [-1, 0], [1, 0], [-1, 0]];
+      const made = changes.map((change, k) => delta(change, k % 2, Math.floor(k / 2), 1_000 + k));
+      const state = ShardState.initial('ns', 0, spec, weights);
+      for (const one of [...made.filter((_, k) => k % 2 === 0), ...made.filter((_, k) => k % 2 === 1)]) state.take(one, apply, undefined);
+      const along = pathAverage(changes, [0, 3, 1, 4, 2, 5].map(decayAt));
+      const asApplied = pathAverage([[1, 0], [1, 0], [1, 0], [-1, 0], [-1, 0], [-1, 0]]);
+      expect(averageOf(state)[0]).toBeCloseTo(along[0]!, 5);
+      expect(Math.abs(asApplied[0]! - along[0]!)).toBeGreaterThan(0.2);
+    });
+
+    it('restores from a snapshot and goes on as if never stopped', () => {
+      const made = [[0.5, 0], [0, 0.25], [-0.5, 1]].map((change, k) => delta(change, 0, k, 1_000 + k));
+      const state = ShardState.initial('ns', 0, spec, weights);
+      state.take(made[0]!, apply, undefined);
+      const restored = ShardState.fromSnapshot(state.snapshot(0, 1, [], 1), spec);
+      for (const one of made.slice(1)) {
+        state.take(one, apply, undefined);
+        restored.take(one, apply, undefined);
+      }
+      averageOf(restored).forEach((v, i) => expect(v).toBeCloseTo(averageOf(state)[i]!, 6));
+    });
   });
 });
