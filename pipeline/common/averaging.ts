@@ -25,7 +25,7 @@ interface RecentChange {
   readonly position: number;
   /** Its decay (that of its steps). */
   readonly decay: number;
-  /** What the update's change still weighs in {@link PathAverage}'s lag: the decays of it and of every update after it. */
+  /** What its change weighs in the lag: the decays of it and of every update made after it. */
   weight: number;
   /** Per variable, the change. */
   readonly changes: ReadonlyMap<string, Float32Array>;
@@ -45,16 +45,16 @@ const keptChangeFloats = 8_000_000;
  *
  * The average of the weights W_k after updates k = 1…n along the path, each of decay D_k (the initial weights
  * weighing what decays to them), is A = W_n − Σ_j (Π_{l ≥ j} D_l) Δ_j, with Δ_j the change of update j: an update
- * is missing from every vector before it. So the shard keeps that lag, R = A's distance from the weights: each
- * update takes its place in it by when it was made (`position`), and only the updates made before it decay by it.
- * The newest changes are kept one by one (as many as {@link keptChangeFloats} allows, at most 256), for an update
- * made before them; older ones are summed. An update made before every kept one takes the place after the sum.
+ * is missing from every vector before it. So the shard keeps that lag, in float64, and places each update in it by
+ * when it was made (`position`): only the updates made before it decay by it. In the order made, that is one pass
+ * over the weights per update, as the plain moving average; an update made before others already applied also sums
+ * their changes, which the newest updates keep for (as many as {@link keptChangeFloats} allows, at most 256). An
+ * update made before all of those takes the place after them.
  */
 export class PathAverage {
-  /** The summed part of the lag, in float64, times {@link sumScale}. */
-  private readonly sum = new Map<string, Float64Array>();
-  private sumScale = 1;
-  /** The kept changes, in path order. */
+  /** Per variable, the lag: the weights less their average. */
+  private readonly lag = new Map<string, Float64Array>();
+  /** The newest updates, in path order. */
   private readonly recent: RecentChange[] = [];
   private readonly keep: number;
 
@@ -65,54 +65,44 @@ export class PathAverage {
       const average = averages.get(name);
       const lag = new Float64Array(values.length);
       if (average) for (let i = 0; i < lag.length; i++) lag[i] = values[i]! - average[i]!;
-      this.sum.set(name, lag);
+      this.lag.set(name, lag);
       floats += values.length;
     }
     this.keep = Math.max(1, Math.min(256, Math.floor(keptChangeFloats / Math.max(1, floats))));
   }
 
-  /** An update made at `position` changed the weights by `changes` (per variable, now owned here), with decay `decay`. */
+  /** An update made at `position` changed the weights by `changes` (per variable; kept, not to be changed), with decay `decay`. */
   take(position: number, changes: ReadonlyMap<string, Float32Array>, decay: number): void {
     let at = this.recent.length;
     while (at > 0 && this.recent[at - 1]!.position > position) at--;
+    const later = this.recent.slice(at);
     let weight = decay;
-    for (let j = at; j < this.recent.length; j++) weight *= this.recent[j]!.decay;
+    for (const { decay: after } of later) weight *= after;
+    for (const [name, lag] of this.lag) {
+      // Everything decays by this update but the updates made after it, whose share is given back.
+      const change = changes.get(name);
+      if (change) for (let i = 0; i < lag.length; i++) lag[i] = decay * lag[i]! + weight * change[i]!;
+      else for (let i = 0; i < lag.length; i++) lag[i]! *= decay;
+      for (const { weight: w, changes: theirs } of later) {
+        const their = theirs.get(name);
+        if (their) for (let i = 0; i < lag.length; i++) lag[i]! += (1 - decay) * w * their[i]!;
+      }
+    }
     for (let j = 0; j < at; j++) this.recent[j]!.weight *= decay;
-    this.sumScale *= decay;
     this.recent.splice(at, 0, { position, decay, weight, changes });
-    while (this.recent.length > this.keep) this.fold(this.recent.shift()!);
-    if (this.sumScale < 1e-30) this.rescaleSum();
+    if (this.recent.length > this.keep) this.recent.shift();
   }
 
   /** The average: the weights less the lag. */
   averages(weights: ReadonlyMap<string, { readonly values: Float32Array }>): Map<string, Float32Array> {
     const result = new Map<string, Float32Array>();
     for (const [name, { values }] of weights) {
-      const sum = this.sum.get(name)!;
-      const lag = new Float64Array(values.length);
-      for (let i = 0; i < lag.length; i++) lag[i] = this.sumScale * sum[i]!;
-      for (const { weight, changes } of this.recent) {
-        const change = changes.get(name);
-        if (change) for (let i = 0; i < lag.length; i++) lag[i]! += weight * change[i]!;
-      }
+      const lag = this.lag.get(name)!;
       const average = new Float32Array(values.length);
       for (let i = 0; i < average.length; i++) average[i] = values[i]! - lag[i]!;
       result.set(name, average);
     }
     return result;
-  }
-
-  private fold({ weight, changes }: RecentChange): void {
-    const factor = weight / this.sumScale;
-    for (const [name, change] of changes) {
-      const sum = this.sum.get(name)!;
-      for (let i = 0; i < sum.length; i++) sum[i]! += factor * change[i]!;
-    }
-  }
-
-  private rescaleSum(): void {
-    for (const sum of this.sum.values()) for (let i = 0; i < sum.length; i++) sum[i]! *= this.sumScale;
-    this.sumScale = 1;
   }
 }
 

@@ -208,19 +208,26 @@ export class ShardState {
     // The optimizer's steps (one per update with gradients; with deltas, a worker's steps, which the average counts).
     const first = this.steps;
     this.steps += localStepsIn(update.sampleCount, this.stepSamples);
-    const before = this.average && new Map(gradients.map(({ name }) => [name, this.variables.get(name)!.values.slice()]));
+    const deltas = this.spec.updates === 'deltas';
+    // With gradients the optimizer decides the change: the weights before it are kept to tell.
+    const before = this.average && !deltas ? new Map(gradients.map(({ name }) => [name, this.variables.get(name)!.values.slice()])) : undefined;
     for (const { name, values } of gradients) this.optimizer.apply(this.variables.get(name)!.values, values, this.slots.get(name)!, this.steps, scale);
-    if (this.average && before) {
+    if (this.average) {
       // As if the average took in the update's weights after each of its steps: it lags the same number of samples
       // however many steps an update holds.
       let decay = 1;
       for (let step = first; step < this.steps; step++) decay *= averageDecayAt(this.spec.averageDecay, step);
-      for (const [name, change] of before) {
+      const changes = new Map<string, Float32Array>();
+      for (const { name, values } of gradients) {
+        const was = before?.get(name);
         const after = this.variables.get(name)!.values;
-        for (let i = 0; i < change.length; i++) change[i] = after[i]! - change[i]!;
+        // A delta is the change, to the float32 rounding of the sum (which the lag forgets as it decays).
+        if (was) for (let i = 0; i < was.length; i++) was[i] = after[i]! - was[i]!;
+        else if (scale !== 1) for (let i = 0; i < values.length; i++) values[i]! *= scale;
+        changes.set(name, was ?? values);
       }
-      // A worker's deltas lie on its path by when it made them; a gradient is taken on the shard's own weights.
-      this.average.take(this.spec.updates === 'deltas' ? update.createdAt : this.updatesApplied, before, decay);
+      // A worker's deltas lie on its path by when it made them; gradients are stepped on the shard's own weights.
+      this.average.take(deltas ? update.createdAt : this.updatesApplied, changes, decay);
     }
     if (this.featureMoments && update.featureMoments) this.featureMoments = mergeMoments(this.featureMoments, update.featureMoments);
     this.updatesApplied += 1;

@@ -4,6 +4,7 @@ import { mergeMap, tap } from 'rxjs';
 import { decode, fromKafka, type Rejected } from '../../operators/index.js';
 import { codecFor, SampleDecoder, type TrainingSample } from '../../schemas/index.js';
 import { median } from './stats.js';
+import { createTopics } from '../../pipeline/common/topics.js';
 
 /** Result of {@link measureConsumeRates}: records/s, medians over `runs`. */
 export interface ConsumeRates {
@@ -43,8 +44,9 @@ function phaseSample(i: number, features: number, label: number): TrainingSample
 export async function fillTopic(kafka: Kafka, topic: string, total: number, sampleAt: (i: number) => TrainingSample = benchSample): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: benchPartitions }] });
-  await admin.disconnect();
+  // The project's own topic creation: right after a broker starts, kafkajs' wait for leaders can give up with
+  // UNKNOWN_TOPIC_OR_PARTITION ("This server does not host this topic-partition"), which it waits out.
+  await createTopics(admin, [{ topic, numPartitions: benchPartitions }]).finally(() => admin.disconnect());
   const codec = codecFor('TrainingSample', { framing: 'confluent', schemaId: 1 });
   const producer = kafka.producer({ idempotent: true });
   await producer.connect();
