@@ -29,7 +29,7 @@ describe('PathAverage', () => {
     expect(average.averages(weightsAt(w)).get('w')![0]).toBeCloseTo(expected, 6);
   });
 
-  it('keeps at most 256 changes one by one: an update made before all of them takes the place right after the summed ones', () => {
+  it('keeps the 256 newest changes for late updates: one made before all of them takes the place right after those it no longer keeps', () => {
     const average = new PathAverage(weightsAt(0), new Map());
     const changes = Array.from({ length: 300 }, (_, k) => ((k * 37) % 11) / 10 - 0.5);
     let w = 0;
@@ -37,7 +37,7 @@ describe('PathAverage', () => {
       w += change;
       average.take(100 + k, new Map([['w', Float32Array.of(change)]]), decay);
     });
-    // Made before every one of them, it arrives last: the 44 oldest are summed by then, so it goes after those.
+    // Made before every one of them, it arrives last: the 44 oldest are no longer kept by then, so it goes after those.
     average.take(0, new Map([['w', Float32Array.of(3)]]), decay);
     const path = [...changes.slice(0, 44), 3, ...changes.slice(44)];
     expect(average.averages(weightsAt(w + 3)).get('w')![0]).toBeCloseTo(definition(0, path, decay), 5);

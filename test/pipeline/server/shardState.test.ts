@@ -245,6 +245,7 @@ describe('ShardState', () => {
     const lagging = perUpdate.snapshot(0, 1, [], 2).optimizerState.find(({ name }) => name === 'w:average')!;
     expect(Math.abs(decodeTensor(lagging)[0]! - expected[0]!)).toBeGreaterThan(0.1);
   });
+
   describe('the served average along the workers\' path', () => {
     const spec = parseModelSpec({ kind: 'linear', features: 2, averageDecay: 0.9 });
     /** A worker's delta update: lane `lane`'s `index`-th, made at `createdAt`. */
