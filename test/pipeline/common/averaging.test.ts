@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { PathAverage } from '../../../pipeline/common/averaging.js';
+import { averageAlong } from '../../support/averages.js';
 
-/** The average along a path by its definition: the weights after each change, each decayed by `decay`. */
+/** The average along a path by its definition, every change with decay `decay`. */
 function definition(start: number, changes: readonly number[], decay: number): number {
-  let w = start;
-  let average = start;
-  for (const change of changes) {
-    w += change;
-    average = decay * average + (1 - decay) * w;
-  }
-  return average;
+  return averageAlong([start], changes.map((change) => ({ change: [change], decay })))[0]!;
 }
 
 describe('PathAverage', () => {

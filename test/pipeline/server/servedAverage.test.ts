@@ -5,22 +5,10 @@ import { selectBackend } from '../../../pipeline/common/backend.js';
 import { topicsOf } from '../../../pipeline/common/topics.js';
 import { Replica } from '../../../pipeline/worker/replica.js';
 import { codecFor, decodeTensor, type ParameterUpdate } from '../../../schemas/index.js';
+import { averageAlong } from '../../support/averages.js';
 import { kafkaTest as test } from '../../support/kafka.js';
 import { latestSnapshots, trainWithWorkers } from '../../support/snapshots.js';
 import { linearSample as sample } from '../../support/samples.js';
-
-/** The average of the weights after each update, in the order given, each update with its own decay. */
-function averageAlong(initial: Float32Array, updates: ReadonlyArray<{ readonly change: Float64Array; readonly decay: number }>): Float64Array {
-  const weights = Float64Array.from(initial);
-  const average = Float64Array.from(initial);
-  for (const { change, decay } of updates) {
-    for (let i = 0; i < weights.length; i++) {
-      weights[i]! += change[i]!;
-      average[i] = decay * average[i]! + (1 - decay) * weights[i]!;
-    }
-  }
-  return average;
-}
 
 const largestDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
 

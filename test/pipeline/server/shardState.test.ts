@@ -4,6 +4,7 @@ import { parseModelSpec, type ModelSpecInput } from '../../../pipeline/common/mo
 import { ShardState } from '../../../pipeline/server/shardState.js';
 import { momentsOf } from '../../../pipeline/common/featureMoments.js';
 import { servedSnapshot } from '../../../pipeline/common/averaging.js';
+import { averageAlong } from '../../support/averages.js';
 import { codecFor, decodeTensor, encodeTensor, type ParameterUpdate } from '../../../schemas/index.js';
 
 const weights = [{ name: 'w', shape: [2], values: Float32Array.of(1, -1) }];
@@ -257,13 +258,7 @@ describe('ShardState', () => {
     const decayAt = (applied: number) => Math.min(0.9, (1 + applied) / (10 + applied));
     /** The average along the path by its definition: each update's weights, in the order made, with its own decay. */
     function pathAverage(changes: ReadonlyArray<readonly number[]>, decays: readonly number[] = changes.map((_, k) => decayAt(k))): number[] {
-      const w = [1, -1];
-      const average = [...w];
-      changes.forEach((change, k) => {
-        change.forEach((c, i) => (w[i]! += c));
-        average.forEach((a, i) => (average[i] = decays[k]! * a + (1 - decays[k]!) * w[i]!));
-      });
-      return average;
+      return [...averageAlong([1, -1], changes.map((change, k) => ({ change, decay: decays[k]! })))];
     }
 
     it('is the same whatever order the updates are applied in: by when each was made', () => {
