@@ -87,7 +87,8 @@ function experiment(brokers: string[], inputTopic: string, model: object = {}): 
     brokers,
     namespace: `quality-${randomUUID().slice(0, 8)}`,
     inputTopic,
-    model: { ...benchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object), ...model },
+    // The defaults a user gets, feature scaling included (the rate bench's model leaves it off to match the peer's).
+    model: { ...benchModel, normalize: true, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object), ...model },
     batchSize: 256,
     ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object),
   };
