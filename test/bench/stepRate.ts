@@ -11,10 +11,10 @@ export interface StepRate {
   readonly backend: BackendName;
 }
 
-/** The models of the step rates: the bench model, and a 64-256-256-10 softmax classifier. */
+/** The models of the step rates: the bench model, and a 64-256-256-10 softmax classifier (on raw features, as the end-to-end runs train them). */
 export const stepModels = {
-  mlp16: { kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }] },
-  softmax64: { kind: 'mlp', features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }] },
+  mlp16: { kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }], normalize: false },
+  softmax64: { kind: 'mlp', features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }], normalize: false },
 } as const;
 
 function batchOf(features: number, outputs: number): TrainingSample[] {
