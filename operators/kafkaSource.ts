@@ -9,7 +9,11 @@ import { Lane, type KafkaRecord } from './lane.js';
 import { LaneProducers } from './laneProducers.js';
 import { untilHealed, withRetry, type RetryOptions } from './retry.js';
 
-/** kafkajs sleeps this long when every assigned partition is paused; a lane resumed meanwhile waits for it. */
+/**
+ * The longest a fetch waits on the broker for records, and the longest kafkajs sleeps when every assigned partition is
+ * paused: as patched (`patches/kafkajs+2.2.4.patch`), resuming a partition wakes it, so a lane resumed meanwhile does
+ * not wait out the rest.
+ */
 const pausedPollMs = 100;
 
 function toRecord(topic: string, partition: number, message: KafkaMessage): KafkaRecord {
