@@ -29,6 +29,12 @@ import { holdoutLoss } from './holdout.js';
  */
 export const benchModel = { kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 }, normalize: false };
 
+/**
+ * The bench model with a user's defaults, feature scaling included: the benches on the simulator's readings (quality,
+ * staleness), whose features come on different scales.
+ */
+export const simulatorBenchModel = { ...benchModel, normalize: true };
+
 /** The larger bench model: a 64-256-256-10 softmax classifier, otherwise as the bench model. */
 export const softmaxBenchModel = { ...benchModel, features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }] };
 

@@ -23,7 +23,7 @@ import { seededRandom, simulatedReading, type SimulatorOptions } from '../../pip
 import { runExperiment } from '../../pipeline/commands/supervisor.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 import { holdoutLoss } from './holdout.js';
-import { benchModel } from './pipelineRate.js';
+import { simulatorBenchModel } from './pipelineRate.js';
 import { median } from './stats.js';
 
 /** The simulated fleet: readings 10 ms apart in event time, so the topic spans many simulated days. */
@@ -87,8 +87,7 @@ function experiment(brokers: string[], inputTopic: string, model: object = {}): 
     brokers,
     namespace: `quality-${randomUUID().slice(0, 8)}`,
     inputTopic,
-    // The defaults a user gets, feature scaling included (the rate bench's model leaves it off to match the peer's).
-    model: { ...benchModel, normalize: true, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object), ...model },
+    model: { ...simulatorBenchModel, ...(JSON.parse(process.env.QUALITY_MODEL ?? '{}') as object), ...model },
     batchSize: 256,
     ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object),
   };

@@ -14,7 +14,7 @@ import { seededRandom, simulatedReading } from '../../pipeline/commands/simulato
 import { Replica } from '../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../schemas/types.js';
 import { InProcessJob } from '../support/inProcessJob.js';
-import { benchModel } from './pipelineRate.js';
+import { simulatorBenchModel } from './pipelineRate.js';
 
 interface Variant {
   readonly name: string;
@@ -58,7 +58,7 @@ function meanLoss(replica: Replica, samples: readonly TrainingSample[]): number 
 
 /** Trains one variant; returns the holdout loss of the served model and of the weights, and each worker's foreign staleness. */
 function train(variant: Variant, input: readonly TrainingSample[][], holdout: readonly TrainingSample[]): { served: number; weights: number; foreign: number[] } {
-  const job = new InProcessJob(parseModelSpec({ ...benchModel, normalize: true, ...variant.model }), variant.workers, variant.delay);
+  const job = new InProcessJob(parseModelSpec({ ...simulatorBenchModel, ...variant.model }), variant.workers, variant.delay);
   const workers = job.replicas.map((_, k) => ({
     lanes: input.map((samples, partition) => ({ partition, samples, next: 0 })).filter(({ partition }) => partition % variant.workers === k),
     turn: 0,
