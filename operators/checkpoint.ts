@@ -234,7 +234,9 @@ class LaneSink {
   add(output: Outputs): void {
     this.lane.markProcessed(output.covers);
     this.pending.push(output);
-    if (this.pending.length >= this.config.maxPendingOutputs || this.lane.isFull) this.trigger();
+    // A lane that reads nothing until records are released makes no more outputs: waiting for more (or for the
+    // interval) would stall it.
+    if (this.pending.length >= this.config.maxPendingOutputs || this.lane.waitsForRelease) this.trigger();
   }
 
   /** The source completed: commit what is left, then complete. */

@@ -122,6 +122,14 @@ export class Lane {
     return this.inFlight >= this.maxInFlight;
   }
 
+  /**
+   * True while the lane reads nothing more until some of its records are released: it is full, or it was and stays
+   * paused until half of them are. Outputs that wait then can only wait for a commit.
+   */
+  get waitsForRelease(): boolean {
+    return this.paused || this.isFull;
+  }
+
   /** True once the partition has been taken away: nothing of it may be committed any more. */
   get revoked(): boolean {
     return this.revokedFlag;

@@ -106,6 +106,29 @@ describe('checkpoint', () => {
     outputs.complete();
   });
 
+  it('commits at once while its lane stays paused after a commit, instead of waiting for the interval', async () => {
+    // A lane paused at maxInFlight resumes only once half is released: a commit that releases less leaves it paused
+    // and below full, reading nothing, so its next outputs can only wait for a commit. A worker stalled that way for
+    // up to the interval (BENCHMARKS.md, *A paused lane's commit*).
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
+    const { producer, log } = recordingProducer();
+    const theLane = new Lane('in', 0, 'group', 6, { producer: () => undefined, pause: () => log.push('pause'), resume: () => log.push('resume'), commitOffset: async (offset) => void log.push(`commit ${offset}`), recover: async () => undefined });
+    theLane.startAt(0);
+    for (let o = 0; o < 6; o++) theLane.offer(record(o));
+    theLane.pause();
+    const outputs = new Subject<Outputs>();
+    outputs.pipe(checkpoint({ lane: theLane, mode: 'at-least-once', producer, intervalMs: 10_000, maxPendingOutputs: 8 })).subscribe();
+    outputs.next(output(0, 1));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(log).toEqual(['pause', 'send outx1', 'commit 2']);
+    expect(theLane.isFull).toBe(false);
+    outputs.next(output(2, 3));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(log).toEqual(['pause', 'send outx1', 'commit 2', 'send outx1', 'commit 4', 'resume']);
+    outputs.complete();
+  });
+
   it('never commits an offset past the first record of an output it holds back', async () => {
     vi.useFakeTimers();
     onTestFinished(() => void vi.useRealTimers());

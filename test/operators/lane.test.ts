@@ -49,8 +49,12 @@ describe('Lane', () => {
     lane.pause();
     lane.ack(0);
     expect(calls).toEqual(['pause']);
+    // No longer full, but still paused: it reads nothing until half is released.
+    expect(lane.isFull).toBe(false);
+    expect(lane.waitsForRelease).toBe(true);
     lane.ack(1);
     expect(calls).toEqual(['pause', 'resume']);
+    expect(lane.waitsForRelease).toBe(false);
     expect(lane.inFlight).toBe(2);
     expect(lane.backpressure).toEqual({ pauses: 1, resumes: 1 });
   });
