@@ -4,15 +4,19 @@ import type { ModelSpec } from './model.js';
 export type OptimizerSpec = ModelSpec['optimizer'];
 
 /**
- * One optimizer, applied by a parameter-server shard to one variable at a
- * time, in place, with per-variable slots (Adam's moments, FTRL's z and n, …).
- * `gradient` is the mean over the update's samples; `scale` multiplies the
- * learning rate (the staleness policy's `scale`).
+ * One optimizer, applied by a parameter-server shard (or a worker's local learner) to one variable at a time, with
+ * per-variable slots (Adam's moments, FTRL's z and n, …). `scale` multiplies the learning rate (the staleness
+ * policy's `scale`).
  */
 export interface Optimizer {
   /** The slots kept per variable, saved in snapshots as `<variable>:<slot>`. */
   readonly slots: readonly string[];
-  apply(weights: Float32Array, gradient: Float32Array, slots: Record<string, Float32Array>, step: number, scale: number): void;
+  /**
+   * One step, in one pass over the weights: writes into `weights` the weights `from` (by default `weights` itself, in
+   * place) moved by the gradient `gradient` × `gradientScale` (the mean over the update's samples: a worker passes
+   * the sum and 1 / the sample count, and saves a pass).
+   */
+  apply(weights: Float32Array, gradient: Float32Array, slots: Record<string, Float32Array>, step: number, scale: number, from?: Float32Array, gradientScale?: number): void;
 }
 
 /** SGD, momentum, Adam and FTRL-Proximal (McMahan et al., 2013), in float32 like the workers. */
@@ -21,47 +25,47 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
     case 'sgd':
       return {
         slots: [],
-        apply(weights, gradient, _slots, _step, scale) {
-          const rate = spec.learningRate * scale;
-          for (let i = 0; i < weights.length; i++) weights[i]! -= rate * gradient[i]!;
+        apply(weights, gradient, _slots, _step, scale, from = weights, gradientScale = 1) {
+          const rate = spec.learningRate * scale * gradientScale;
+          for (let i = 0; i < weights.length; i++) weights[i] = from[i]! - rate * gradient[i]!;
         },
       };
     case 'momentum':
       return {
         slots: ['velocity'],
-        apply(weights, gradient, { velocity }, _step, scale) {
+        apply(weights, gradient, { velocity }, _step, scale, from = weights, gradientScale = 1) {
           const rate = spec.learningRate * scale;
           for (let i = 0; i < weights.length; i++) {
-            velocity![i] = spec.momentum * velocity![i]! + gradient[i]!;
-            weights[i]! -= rate * velocity![i]!;
+            velocity![i] = spec.momentum * velocity![i]! + gradient[i]! * gradientScale;
+            weights[i] = from[i]! - rate * velocity![i]!;
           }
         },
       };
     case 'adam':
       return {
         slots: ['m', 'v'],
-        apply(weights, gradient, { m, v }, step, scale) {
+        apply(weights, gradient, { m, v }, step, scale, from = weights, gradientScale = 1) {
           const { beta1, beta2, epsilon } = spec;
           const rate = (spec.learningRate * scale * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
           for (let i = 0; i < weights.length; i++) {
-            const g = gradient[i]!;
+            const g = gradient[i]! * gradientScale;
             m![i] = beta1 * m![i]! + (1 - beta1) * g;
             v![i] = beta2 * v![i]! + (1 - beta2) * g * g;
-            weights[i]! -= (rate * m![i]!) / (Math.sqrt(v![i]!) + epsilon);
+            weights[i] = from[i]! - (rate * m![i]!) / (Math.sqrt(v![i]!) + epsilon);
           }
         },
       };
     case 'ftrl':
       return {
         slots: ['z', 'n'],
-        apply(weights, gradient, { z, n }, _step, scale) {
+        apply(weights, gradient, { z, n }, _step, scale, from = weights, gradientScale = 1) {
           const alpha = spec.learningRate * scale;
           const power = -spec.learningRatePower;
           for (let i = 0; i < weights.length; i++) {
-            const g = gradient[i]!;
+            const g = gradient[i]! * gradientScale;
             const nNew = n![i]! + g * g;
             const sigma = (nNew ** power - n![i]! ** power) / alpha;
-            z![i]! += g - sigma * weights[i]!;
+            z![i]! += g - sigma * from[i]!;
             n![i] = nNew;
             const zi = z![i]!;
             weights[i] = Math.abs(zi) <= spec.l1 ? 0 : -(zi - Math.sign(zi) * spec.l1) / (nNew ** power / alpha + 2 * spec.l2);
@@ -74,8 +78,9 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
 /** With `updates: 'deltas'` the server adds each update (a worker's change in weights, scaled by the staleness policy). */
 const addDeltas: Optimizer = {
   slots: [],
-  apply(weights, delta, _slots, _step, scale) {
-    for (let i = 0; i < weights.length; i++) weights[i]! += scale * delta[i]!;
+  apply(weights, delta, _slots, _step, scale, from = weights, gradientScale = 1) {
+    const rate = scale * gradientScale;
+    for (let i = 0; i < weights.length; i++) weights[i] = from[i]! + rate * delta[i]!;
   },
 };
 

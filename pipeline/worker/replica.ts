@@ -453,8 +453,8 @@ class LocalLearner {
   }
 
   /**
-   * Steps the optimizer on the mean gradient of `computed` (whose gradient arrays are the step's own: they become the
-   * means in place) and adds the change to the next update's.
+   * Steps the optimizer on the mean gradient of `computed` (its gradients are sums over its samples) and adds the
+   * change to the next update's.
    */
   step(computed: StepGradients, { current, write }: WeightsAccess): void {
     const n = computed.sampleCount;
@@ -462,13 +462,12 @@ class LocalLearner {
     const optimizer = this.optimizerNow();
     // With `asyncStepSize: scale`, the learning rate over 1 + τ (see the model spec).
     const rate = this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
-    for (const { name, values: mean } of computed.gradients) {
+    for (const { name, values: sum } of computed.gradients) {
       const before = current(name);
       let weights = this.spare.get(name);
       if (weights?.length !== before.length) weights = new Float32Array(before.length);
-      weights.set(before);
-      for (let i = 0; i < mean.length; i++) mean[i]! /= n;
-      optimizer.apply(weights, mean, this.slotsOf(name, weights.length), this.steps, rate);
+      // Every weight is written from `before`, and the sums become the mean inside the optimizer's one pass.
+      optimizer.apply(weights, sum, this.slotsOf(name, weights.length), this.steps, rate, before, 1 / n);
       let change = this.change.get(name);
       if (!change) this.change.set(name, (change = new Float32Array(weights.length)));
       for (let i = 0; i < change.length; i++) change[i]! += weights[i]! - before[i]!;

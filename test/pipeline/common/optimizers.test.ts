@@ -32,4 +32,29 @@ describe('optimizers', () => {
     if (adam.kind !== 'adam') throw new Error('not adam');
     compare(adam, tf.train.adam(0.01, adam.beta1, adam.beta2, adam.epsilon));
   });
+
+  it('steps from other weights on a scaled gradient (a worker\'s local step) exactly as in place on the mean', () => {
+    const kinds = [
+      { kind: 'sgd', learningRate: 0.05 },
+      { kind: 'momentum', learningRate: 0.05, momentum: 0.9 },
+      { kind: 'adam', learningRate: 0.01 },
+      { kind: 'ftrl', learningRate: 0.1, l1: 0.01, l2: 0.001 },
+    ];
+    for (const kind of kinds) {
+      const optimizer = createOptimizer(spec(kind));
+      const size = 7;
+      const slotsOf = () => Object.fromEntries(optimizer.slots.map((slot) => [slot, new Float32Array(size)]));
+      const [inPlace, outOfPlace] = [slotsOf(), slotsOf()];
+      let weights = Float32Array.from({ length: size }, (_, i) => i / 10 - 0.3);
+      const reference = Float32Array.from(weights);
+      for (let step = 1; step <= 5; step++) {
+        const sum = Float32Array.from({ length: size }, (_, i) => Math.sin(step * 3 + i) * 40);
+        optimizer.apply(reference, Float32Array.from(sum, (g) => g / 32), inPlace, step, 0.5);
+        const next = new Float32Array(size).fill(Number.NaN);
+        optimizer.apply(next, sum, outOfPlace, step, 0.5, weights, 1 / 32);
+        weights = next;
+      }
+      weights.forEach((w, i) => expect(w, `${kind.kind} weight ${i}`).toBeCloseTo(reference[i]!, 6));
+    }
+  });
 });
