@@ -338,8 +338,12 @@ class Training {
     const { config, log } = this;
     const pending: number[] = [];
     return lane.records.pipe(
-      // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way.
-      config.sync ? bufferCount(config.batchSize * config.stepsPerUpdate) : countWindow(config.batchSize * config.stepsPerUpdate, config.batchMaxWaitMs),
+      // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way. Otherwise a
+      // window behind its partition's end waits on for the next fetch (while the lane reads), instead of going out
+      // part-full: every update costs the same to send, commit and apply, whatever it holds.
+      config.sync
+        ? bufferCount(config.batchSize * config.stepsPerUpdate)
+        : countWindow(config.batchSize * config.stepsPerUpdate, config.batchMaxWaitMs, { moreComing: () => !lane.waitsForRelease && lane.position < lane.highWatermark }),
       concatMap((window) => defer(() => this.waitToTrain(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next

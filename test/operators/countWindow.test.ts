@@ -6,8 +6,28 @@ describe('countWindow', () => {
   it('emits full batches at once and partial ones after maxWaitMs', () => {
     scheduler().run(({ cold, expectObservable }) => {
       const source = cold('a-b-c-d-e---------|');
-      // Full at c (frame 4); the next batch starts there and is flushed 10 ms later, at frame 14.
-      expectObservable(source.pipe(countWindow(3, 10))).toBe('----x---------y---|', { x: ['a', 'b', 'c'], y: ['d', 'e'] });
+      // Full at c (frame 4); the next batch starts with d (frame 6) and is flushed 10 ms later, at frame 16.
+      expectObservable(source.pipe(countWindow(3, 10))).toBe('----x-----------y-|', { x: ['a', 'b', 'c'], y: ['d', 'e'] });
+    });
+  });
+
+  it('times the wait from the first record of a batch, not from the last flush', () => {
+    scheduler().run(({ cold, expectObservable }) => {
+      // Nothing for 20 frames, then a: a batch flushed on a fixed beat would go out at frame 30, 10 after a.
+      expectObservable(cold('--------------------a----------------|').pipe(countWindow(3, 15))).toBe('-----------------------------------x-|', { x: ['a'] });
+    });
+  });
+
+  it('waits on while more is coming, for at most maxHoldMs', () => {
+    scheduler().run(({ cold, expectObservable }) => {
+      const source = cold('a-b---------------|');
+      // Always more coming: checked at 4 and 8, flushed at 12 (maxHoldMs).
+      expectObservable(source.pipe(countWindow(3, 4, { moreComing: () => true, maxHoldMs: 12 }))).toBe('------------y-----|', { y: ['a', 'b'] });
+      // More coming at the first check only: flushed at the second, frame 8.
+      let asked = 0;
+      expectObservable(source.pipe(countWindow(3, 4, { moreComing: () => asked++ === 0, maxHoldMs: 12 }))).toBe('--------y---------|', { y: ['a', 'b'] });
+      // What comes while it waits fills the batch, which then goes at once.
+      expectObservable(cold('a-b-------c----|').pipe(countWindow(3, 4, { moreComing: () => true }))).toBe('----------x----|', { x: ['a', 'b', 'c'] });
     });
   });
 
@@ -35,5 +55,6 @@ describe('countWindow', () => {
   it('rejects a size or wait that is not positive, by name', () => {
     expect(() => countWindow(0, 10)).toThrow('countWindow.size');
     expect(() => countWindow(3, 0)).toThrow('countWindow.maxWaitMs');
+    expect(() => countWindow(3, 10, { maxHoldMs: -1 })).toThrow('countWindow.maxHoldMs');
   });
 });
