@@ -47,11 +47,16 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
         apply(weights, gradient, { m, v }, step, scale, from = weights, gradientScale = 1) {
           const { beta1, beta2, epsilon } = spec;
           const rate = (spec.learningRate * scale * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
+          // The moments in locals: a worker's local step runs this over every weight, and reading them back from the
+          // float32 slots cost about a fifth of its time.
+          const [moments, squares] = [m!, v!];
           for (let i = 0; i < weights.length; i++) {
             const g = gradient[i]! * gradientScale;
-            m![i] = beta1 * m![i]! + (1 - beta1) * g;
-            v![i] = beta2 * v![i]! + (1 - beta2) * g * g;
-            weights[i] = from[i]! - (rate * m![i]!) / (Math.sqrt(v![i]!) + epsilon);
+            const mi = beta1 * moments[i]! + (1 - beta1) * g;
+            const vi = beta2 * squares[i]! + (1 - beta2) * g * g;
+            moments[i] = mi;
+            squares[i] = vi;
+            weights[i] = from[i]! - (rate * mi) / (Math.sqrt(vi) + epsilon);
           }
         },
       };
