@@ -49,7 +49,8 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
           const rate = (spec.learningRate * scale * Math.sqrt(1 - beta2 ** step)) / (1 - beta1 ** step);
           // The moments in locals: a worker's local step runs this over every weight, and reading them back from the
           // float32 slots cost about a fifth of its time.
-          const [moments, squares] = [m!, v!];
+          const moments = m!;
+          const squares = v!;
           for (let i = 0; i < weights.length; i++) {
             const g = gradient[i]! * gradientScale;
             const mi = beta1 * moments[i]! + (1 - beta1) * g;
