@@ -2,6 +2,7 @@ import { selectBackend, type BackendName } from '../../pipeline/common/backend.j
 import { parseModelSpec } from '../../pipeline/common/model.js';
 import { Replica } from '../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../schemas/index.js';
+import { benchModel, softmaxBenchModel } from './pipelineRate.js';
 import { median, rates } from './stats.js';
 
 /** Result of {@link measureStepRate}: samples/s of isolated gradient steps. */
@@ -11,11 +12,8 @@ export interface StepRate {
   readonly backend: BackendName;
 }
 
-/** The models of the step rates: the bench model, and a 64-256-256-10 softmax classifier (on raw features, as the end-to-end runs train them). */
-export const stepModels = {
-  mlp16: { kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }], normalize: false },
-  softmax64: { kind: 'mlp', features: 64, outputs: 10, outputActivation: 'softmax', layers: [{ units: 256 }, { units: 256 }], normalize: false },
-} as const;
+/** The models of the step rates: the end-to-end runs' own (the bench model and the 64-256-256-10 softmax classifier, Adam). */
+export const stepModels = { mlp16: benchModel, softmax64: softmaxBenchModel } as const;
 
 function batchOf(features: number, outputs: number): TrainingSample[] {
   return Array.from({ length: 256 }, (_, i) => ({
