@@ -16,30 +16,53 @@ export interface CountWindowOptions {
 }
 
 /**
+ * How a window gathers its values as they come, instead of into an array. A worker lane decodes each record into
+ * its window's columns on arrival: no record object then lives until the window trains (they stayed alive for up to
+ * `maxInFlight` records per lane, and the garbage collector copied and promoted them).
+ */
+export interface WindowCollector<T, W> {
+  /** A new, empty window, for at most `size` values. */
+  open(size: number): W;
+  add(window: W, value: T): void;
+}
+
+const intoArray: WindowCollector<unknown, unknown[]> = {
+  open: () => [],
+  add: (window, value) => window.push(value),
+};
+
+/**
  * The micro-batch: batches of at most `size` records (count), flushed once the
  * first record of a batch has waited `maxWaitMs` (ms), so a quiet lane still
- * trains (longer only while `moreComing` says more records are on their way).
- * Empty batches are not emitted; what is left is flushed when the source completes.
+ * trains (longer only while `moreComing` says more records are on their way);
+ * with `maxWaitMs` `Infinity`, by count alone. Empty batches are not emitted;
+ * what is left is flushed when the source completes. A batch is an array, or
+ * what `collect` gathers the values into.
  *
  * @example
  * lane.records.pipe(decode(samples, rejected), countWindow(256, 50), concatMap(gradientStep))
  */
-export function countWindow<T>(size: number, maxWaitMs: number, options: CountWindowOptions = {}): OperatorFunction<T, T[]> {
+export function countWindow<T>(size: number, maxWaitMs: number, options?: CountWindowOptions): OperatorFunction<T, T[]>;
+export function countWindow<T, W>(size: number, maxWaitMs: number, options: CountWindowOptions & { readonly collect: WindowCollector<T, W> }): OperatorFunction<T, W>;
+export function countWindow<T, W>(size: number, maxWaitMs: number, options: CountWindowOptions & { readonly collect?: WindowCollector<T, W> } = {}): OperatorFunction<T, W> {
   if (!Number.isInteger(size) || size <= 0) throw new ConfigError('countWindow.size', `must be a positive whole number of records, got ${size}`);
-  if (!(maxWaitMs > 0)) throw new ConfigError('countWindow.maxWaitMs', `must be a positive number of ms, got ${maxWaitMs}`);
+  if (!(maxWaitMs > 0)) throw new ConfigError('countWindow.maxWaitMs', `must be a positive number of ms (or Infinity), got ${maxWaitMs}`);
   const { scheduler = asyncScheduler, moreComing, maxHoldMs = 10 * maxWaitMs } = options;
+  const collect = options.collect ?? (intoArray as WindowCollector<T, W>);
   if (!(maxHoldMs >= 0)) throw new ConfigError('countWindow.maxHoldMs', `must be a number of ms, 0 or more, got ${maxHoldMs}`);
   return (source) =>
-    new Observable<T[]>((subscriber) => {
-      let batch: T[] = [];
+    new Observable<W>((subscriber) => {
+      let batch: W | undefined;
+      let count = 0;
       let openedAt = 0;
       let timer: Subscription | undefined;
       const flush = () => {
         timer?.unsubscribe();
         timer = undefined;
-        if (batch.length === 0) return;
+        if (batch === undefined) return;
         const full = batch;
-        batch = [];
+        batch = undefined;
+        count = 0;
         subscriber.next(full);
       };
       const waited = () => {
@@ -47,14 +70,17 @@ export function countWindow<T>(size: number, maxWaitMs: number, options: CountWi
         if (moreComing?.() && scheduler.now() - openedAt + maxWaitMs <= maxHoldMs) timer = scheduler.schedule(waited, maxWaitMs);
         else flush();
       };
+      const open = (): W => {
+        openedAt = scheduler.now();
+        if (Number.isFinite(maxWaitMs)) timer = scheduler.schedule(waited, maxWaitMs);
+        return collect.open(size);
+      };
       const subscription = source.subscribe({
         next: (value) => {
-          if (batch.length === 0) {
-            openedAt = scheduler.now();
-            timer = scheduler.schedule(waited, maxWaitMs);
-          }
-          batch.push(value);
-          if (batch.length >= size) flush();
+          batch ??= open();
+          collect.add(batch, value);
+          count += 1;
+          if (count >= size) flush();
         },
         error: (error: unknown) => subscriber.error(error),
         complete: () => {

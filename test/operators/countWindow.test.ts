@@ -52,6 +52,37 @@ describe('countWindow', () => {
     });
   });
 
+  it('with maxWaitMs Infinity, cuts by count alone: no timer, the rest at completion', () => {
+    scheduler().run(({ cold, expectObservable }) => {
+      const source = cold('a-b-c-d----------------------------------------|');
+      expectObservable(source.pipe(countWindow(3, Number.POSITIVE_INFINITY))).toBe('----x------------------------------------------(y|)', { x: ['a', 'b', 'c'], y: ['d'] });
+    });
+  });
+
+  it('gathers each value into what collect opens, as it comes, one window per batch', () => {
+    const test = scheduler();
+    const opened: number[] = [];
+    const addedAt: Array<[string, number]> = [];
+    const collect = {
+      open: (size: number) => {
+        opened.push(size);
+        return { values: '' };
+      },
+      add: (window: { values: string }, value: string) => {
+        addedAt.push([value, test.now()]);
+        window.values += value;
+      },
+    };
+    test.run(({ cold, expectObservable, flush }) => {
+      const source = cold('a-b-c-d-e---------|');
+      expectObservable(source.pipe(countWindow(3, 10, { collect }))).toBe('----x-----------y-|', { x: { values: 'abc' }, y: { values: 'de' } });
+      flush();
+    });
+    // Each value was handed over at the frame it came, not when its window closed.
+    expect(addedAt).toEqual([['a', 0], ['b', 2], ['c', 4], ['d', 6], ['e', 8]]);
+    expect(opened).toEqual([3, 3]);
+  });
+
   it('rejects a size or wait that is not positive, by name', () => {
     expect(() => countWindow(0, 10)).toThrow('countWindow.size');
     expect(() => countWindow(3, 0)).toThrow('countWindow.maxWaitMs');
