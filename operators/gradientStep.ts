@@ -89,10 +89,32 @@ class ErrorFeedbackEncoder {
   }
 }
 
-/** A micro-batch of one lane: its samples in columns, and the record each row came from (its offset and times). */
+/**
+ * Where a batch's rows come from: one partition, and row `i`'s offset (`offsets[i]`) and append time in ms
+ * (`appendTimes[i]`). Columns, not records: a worker lane decodes each record as it arrives and keeps no record
+ * object until its window trains.
+ */
+export interface RecordColumns {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offsets: Float64Array;
+  readonly appendTimes: Float64Array;
+}
+
+/** A micro-batch of one lane: its samples in columns, and the record each row came from. */
 export interface TrainingBatch {
   readonly samples: SampleBatch;
-  readonly records: readonly KafkaRecord[];
+  readonly records: RecordColumns;
+}
+
+/** The columns of `records`, one partition's, in order. */
+function recordColumnsOf(records: readonly KafkaRecord[]): RecordColumns {
+  return {
+    topic: records[0]?.topic ?? '',
+    partition: records[0]?.partition ?? 0,
+    offsets: Float64Array.from(records, (record) => Number(record.offset)),
+    appendTimes: Float64Array.from(records, (record) => Number(record.timestamp)),
+  };
 }
 
 /**
@@ -100,17 +122,16 @@ export interface TrainingBatch {
  * lane skips the objects and decodes its records straight into columns (`SampleDecoder.decodeInto`).
  */
 export function trainingBatchOf(decoded: readonly Decoded<TrainingSample>[], featureCount: number, targetCount: number): TrainingBatch {
-  return { samples: sampleBatchOf(decoded.map((d) => d.value), featureCount, targetCount), records: decoded.map((d) => d.record) };
+  return { samples: sampleBatchOf(decoded.map((d) => d.value), featureCount, targetCount), records: recordColumnsOf(decoded.map((d) => d.record)) };
 }
 
 /**
- * The batch's records as runs of consecutive offsets. Not one span from first to last: a rejected record inside
+ * The batch's offsets as runs of consecutive ones. Not one span from first to last: a rejected record inside
  * it is accounted for by its own dead-letter output, and must not count as processed before that is made.
  */
-function recordSpans(records: readonly KafkaRecord[]): Array<{ first: number; last: number }> {
+function recordSpans(offsets: Float64Array): Array<{ first: number; last: number }> {
   const spans: Array<{ first: number; last: number }> = [];
-  for (const record of records) {
-    const offset = Number(record.offset);
+  for (const offset of offsets) {
     const last = spans[spans.length - 1];
     if (last && offset === last.last + 1) last.last = offset;
     else spans.push({ first: offset, last: offset });
@@ -119,8 +140,7 @@ function recordSpans(records: readonly KafkaRecord[]): Array<{ first: number; la
 }
 
 /** The update's input offsets: the same runs, so they hold exactly the batch's samples (an audit counts on it). */
-function offsetRanges(records: readonly KafkaRecord[], spans: ReadonlyArray<{ first: number; last: number }>): OffsetRange[] {
-  const { topic, partition } = records[0]!;
+function offsetRanges({ topic, partition }: RecordColumns, spans: ReadonlyArray<{ first: number; last: number }>): OffsetRange[] {
   return spans.map(({ first, last }) => ({ topic, partition, firstOffset: first, lastOffset: last }));
 }
 
@@ -144,12 +164,12 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<Tra
       const encoder = new ErrorFeedbackEncoder(encoding);
 
       const step = ({ samples, records }: TrainingBatch): Outputs => {
-        if (samples.length !== records.length) throw new RangeError(`a batch of ${samples.length} samples from ${records.length} records`);
+        if (samples.length !== records.offsets.length) throw new RangeError(`a batch of ${samples.length} samples from ${records.offsets.length} records`);
         const { gradients, lossSum, sampleCount, featureMoments, scores } = model.gradients(samples);
         const perShard = Array.from({ length: model.shardCount }, () => [] as Tensor[]);
         for (const gradient of gradients) perShard[model.shardOf(gradient.name)]!.push(encoder.encode(gradient));
-        const covers = recordSpans(records);
-        const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(records, covers), ...appendTimes(records), createdAt: now() };
+        const covers = recordSpans(records.offsets);
+        const body = { namespace, workerId, sampleCount, lossSum, deadLettered: 0, offsets: offsetRanges(records, covers), ...appendTimes(records.appendTimes), createdAt: now() };
         const messages = updateMessages(body, model.shardCount, (shard) => model.base(shard), (shard) => perShard[shard]!, codec, {
           featureMoments: featureMoments ?? null,
           prequential: scores ? windowsOf(samples.eventTimes, scores, prequentialWindowMs) : [],
@@ -159,7 +179,7 @@ export function gradientStep(options: GradientStepOptions): OperatorFunction<Tra
 
       return source.subscribe({
         next: (batch) => {
-          if (batch.records.length === 0) return;
+          if (batch.records.offsets.length === 0) return;
           let outputs: Outputs;
           try {
             outputs = step(batch);

@@ -7,10 +7,10 @@ export { Lane, spanOf, type KafkaRecord, type LaneControl, type OffsetSpan } fro
 export { backoffDelay, isRetriable, isTransient, withRetry, type RetryOptions } from './retry.js';
 export { toKafka, type ToKafkaOptions } from './toKafka.js';
 export { validateOptions } from './validateOptions.js';
-export { countWindow } from './countWindow.js';
+export { countWindow, type CountWindowOptions, type WindowCollector } from './countWindow.js';
 export { keyBy, type KeyByOptions } from './keyBy.js';
 export { slidingWindow, type SlidingWindowOptions, type Window, type WindowStats } from './slidingWindow.js';
 export { tumblingWindow, type TumblingWindowOptions } from './tumblingWindow.js';
 export { withWatermarks, type StreamElement, type WatermarkOptions } from './withWatermarks.js';
-export { gradientStep, trainingBatchOf, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient, type TrainingBatch } from './gradientStep.js';
+export { gradientStep, trainingBatchOf, type RecordColumns, type GradientModel, type GradientStepOptions, type StepGradients, type TensorGradient, type TrainingBatch } from './gradientStep.js';
 export { appendTimes, baseHeaders, baseOf, shardMessage, updateMessages, type ShardBase, type UpdateBody } from './parameterUpdates.js';

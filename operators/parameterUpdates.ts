@@ -7,12 +7,11 @@ export function shardMessage(shard: number, value: Buffer): Message {
   return { key: String(shard), partition: shard, value };
 }
 
-/** The earliest and latest append time (ms) of some Kafka records. */
-export function appendTimes(records: Iterable<{ readonly timestamp: string }>): { readonly firstAppendTime: number; readonly lastAppendTime: number } {
+/** The earliest and latest of some Kafka records' append times (ms). */
+export function appendTimes(times: Iterable<number>): { readonly firstAppendTime: number; readonly lastAppendTime: number } {
   let firstAppendTime = Number.POSITIVE_INFINITY;
   let lastAppendTime = 0;
-  for (const { timestamp } of records) {
-    const appended = Number(timestamp);
+  for (const appended of times) {
     if (appended < firstAppendTime) firstAppendTime = appended;
     if (appended > lastAppendTime) lastAppendTime = appended;
   }

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { bufferCount, concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, timer, type OperatorFunction } from 'rxjs';
+import { concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, timer, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs, type WrittenMessage } from '../../operators/checkpoint.js';
 import { countWindow } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
@@ -10,7 +10,7 @@ import { appendTimes, baseOf, updateMessages, type UpdateSigner } from '../../op
 import { UpdateKeys } from '../common/updateSigning.js';
 import type { KafkaRecord, Lane } from '../../operators/lane.js';
 import { codecFor } from '../../schemas/codec.js';
-import { SampleColumns, SampleDecoder } from '../../schemas/sampleDecoder.js';
+import { SampleDecoder } from '../../schemas/sampleDecoder.js';
 import type { OffsetRange } from '../../schemas/types.js';
 import { selectBackend, type BackendName } from '../common/backend.js';
 import { minimumBoundFactor, type ExperimentConfig } from '../common/config.js';
@@ -20,6 +20,7 @@ import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafka
 import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
 import { SnapshotDecodeError } from '../common/errors.js';
+import { LaneWindow } from './laneWindow.js';
 import { Replica } from './replica.js';
 import { WarmUp } from './warmUp.js';
 import { ensureNamespaceTopics, type NamespaceTopics } from '../common/topics.js';
@@ -83,7 +84,7 @@ function deadLetterOutputs(rejected: readonly Rejected[], config: ExperimentConf
     const range = byPartition.get(key);
     byPartition.set(key, range ? { ...range, firstOffset: Math.min(range.firstOffset, offset), lastOffset: Math.max(range.lastOffset, offset) } : { topic: record.topic, partition: record.partition, firstOffset: offset, lastOffset: offset });
   }
-  const body = { namespace: config.namespace, workerId, sampleCount: 0, lossSum: 0, deadLettered: rejected.length, offsets: [...byPartition.values()], ...appendTimes(rejected.map((r) => r.record)), createdAt: now };
+  const body = { namespace: config.namespace, workerId, sampleCount: 0, lossSum: 0, deadLettered: rejected.length, offsets: [...byPartition.values()], ...appendTimes(rejected.map((r) => Number(r.record.timestamp))), createdAt: now };
   const counts = updateMessages(body, replica.shardCount, (shard) => replica.base(shard), () => [], updateCodec, undefined, sign);
   return {
     messages: [
@@ -341,9 +342,10 @@ class Training {
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way. Otherwise a
       // window behind its partition's end waits on for the next fetch (while the lane reads), instead of going out
       // part-full: every update costs the same to send, commit and apply, whatever it holds.
-      config.sync
-        ? bufferCount(config.batchSize * config.stepsPerUpdate)
-        : countWindow(config.batchSize * config.stepsPerUpdate, config.batchMaxWaitMs, { moreComing: () => !lane.waitsForRelease && lane.position < lane.highWatermark }),
+      countWindow(config.batchSize * config.stepsPerUpdate, config.sync ? Number.POSITIVE_INFINITY : config.batchMaxWaitMs, {
+        moreComing: () => !lane.waitsForRelease && lane.position < lane.highWatermark,
+        collect: LaneWindow.collector(lane, this.samples),
+      }),
       concatMap((window) => defer(() => this.waitToTrain(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
@@ -458,7 +460,7 @@ class Training {
    * letters gathered across gradient batches) would hold back every update after it, while the lane waits for
    * those very updates to show in a snapshot.
    */
-  private trainWindows(lane: Lane, pending: number[]): OperatorFunction<readonly KafkaRecord[], Outputs> {
+  private trainWindows(lane: Lane, pending: number[]): OperatorFunction<LaneWindow, Outputs> {
     const { config, topics, workerId } = this;
     return (windows) =>
       new Observable<Outputs>((subscriber) => {
@@ -475,7 +477,7 @@ class Training {
           return stepped;
         };
         const subscription = windows.subscribe({
-          next: (records) => subscriber.next(this.trainWindow(lane, records, pending, step)),
+          next: (window) => subscriber.next(this.trainWindow(lane, window, pending, step)),
           error: (error: unknown) => subscriber.error(error),
           complete: () => subscriber.complete(),
         });
@@ -486,21 +488,10 @@ class Training {
       });
   }
 
-  /**
-   * The output of one window: `step` trains its good samples, decoded straight into columns, and the rest are
-   * dead-lettered.
-   */
-  private trainWindow(lane: Lane, records: readonly KafkaRecord[], pending: number[], step: (good: TrainingBatch) => Outputs | undefined): Outputs {
-    const columns = new SampleColumns(records.length, this.samples.featureCount, this.samples.labelCount);
-    const trained: KafkaRecord[] = [];
-    const rejected: Rejected[] = [];
-    for (const record of records) {
-      const error = this.samples.decodeInto(record.value, columns, record);
-      if (error) rejected.push({ record, error });
-      else trained.push(record);
-    }
-    const good = { samples: columns.batch(), records: trained };
-    const stepped = step(good);
+  /** The output of one window: `step` trains its good samples (already decoded into columns), and the rest are dead-lettered. */
+  private trainWindow(lane: Lane, window: LaneWindow, pending: number[], step: (good: TrainingBatch) => Outputs | undefined): Outputs {
+    const { rejected } = window;
+    const stepped = step(window.trained);
     const messages = [...(stepped?.messages ?? [])];
     if (stepped) {
       const last = stepped.covers[stepped.covers.length - 1]!.last;
@@ -512,6 +503,6 @@ class Training {
       this.metrics.deadLetters.inc(rejected.length);
       messages.push(...deadLetterOutputs(rejected, this.config, this.topics, this.workerId, this.replica, this.sign).messages);
     }
-    return { messages, covers: [{ first: Number(records[0]!.offset), last: Number(records[records.length - 1]!.offset) }] };
+    return { messages, covers: [window.covers] };
   }
 }

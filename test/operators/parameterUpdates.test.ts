@@ -25,6 +25,6 @@ describe('parameterUpdates', () => {
   });
 
   it('finds the earliest and latest append time, in any order', () => {
-    expect(appendTimes([{ timestamp: '30' }, { timestamp: '10' }, { timestamp: '20' }])).toEqual({ firstAppendTime: 10, lastAppendTime: 30 });
+    expect(appendTimes([30, 10, 20])).toEqual({ firstAppendTime: 10, lastAppendTime: 30 });
   });
 });
