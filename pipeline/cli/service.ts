@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { rootLogger } from '../common/log.js';
@@ -51,9 +52,19 @@ export async function runUntilSignal<S extends Service>(start: () => Promise<S>,
 export function exitWhenDone(log: (line: string) => void): void {
   setTimeout(() => {
     const open = process.getActiveResourcesInfo().filter((kind) => kind !== 'Timeout');
-    log(`exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}`);
+    const sockets = openSockets();
+    log(`exiting with resources still open after 5 s: ${open.join(', ') || 'timers only'}${sockets.length > 0 ? `; TCP sockets ${sockets.join(', ')}` : ''}`);
     process.exit(0);
   }, 5_000).unref();
+}
+
+/** Where each open TCP socket goes (`local → remote`), to tell which client left it open. */
+function openSockets(): string[] {
+  // Node's only way to reach the sockets themselves: `getActiveResourcesInfo` gives their kinds alone.
+  const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
+  return handles
+    .filter((handle): handle is Socket => handle instanceof Socket && handle.remotePort !== undefined)
+    .map((socket) => `${socket.localPort ?? '?'} → ${socket.remoteAddress ?? '?'}:${socket.remotePort}${socket.connecting ? ' (connecting)' : ''}`);
 }
 
 /** Serves `registry` at /metrics while `done` is pending, when a port is given. */

@@ -59,6 +59,10 @@ export async function startDashboard(kafka: Kafka, config: Pick<ExperimentConfig
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
+  }).catch(async (error: unknown) => {
+    // The port is taken (the caller may try another): the reader's Kafka clients are open, and must not stay so.
+    await reader.stop();
+    throw error;
   });
 
   let stopped = false;
