@@ -84,9 +84,6 @@ export class KafkaSource {
   private closed = false;
   private untilSubscription: Subscription | undefined;
   private shutDownOnce: Promise<void> | undefined;
-  /** `run`'s connecting and joining; a shutdown waits for it (each step stops early then), not to leave clients open. */
-  private startup: Promise<void> = Promise.resolve();
-  private stopping = false;
 
   constructor(
     private readonly config: SourceConfig,
@@ -110,8 +107,7 @@ export class KafkaSource {
   /** Connects, captures the end offsets of a bounded read, joins the group and starts fetching. Failures end the Observable. */
   start(): void {
     this.untilSubscription = this.config.until?.subscribe(() => (this.config.catchUpOnStopMs > 0 ? this.catchUpThenDrain() : this.drain()));
-    this.startup = this.run();
-    this.startup.catch(this.fail);
+    this.run().catch(this.fail);
   }
 
   /** The subscriber went away. */
@@ -126,7 +122,6 @@ export class KafkaSource {
     const bounded = config.bounded;
     if (bounded !== false) {
       for (const topic of config.topics) {
-        if (this.stopping) return;
         // A partition between leaders (a broker of a cluster just lost) answers LEADER_NOT_AVAILABLE for a moment.
         const ends = await withRetry(() => endOffsetsOf(admin, topic, bounded), this.transient);
         for (const [key, end] of ends) this.endOffsets.set(key, end);
@@ -147,13 +142,8 @@ export class KafkaSource {
       }),
       consumer.on(END_BATCH_PROCESS, (event) => this.onBatchEnd(event)),
     );
-    // Stopped while it connected (`until` emitted, or the subscriber left): a consumer connected after its
-    // disconnect would keep its sockets open, and the process alive.
-    if (this.stopping) return;
     await consumer.connect();
-    if (this.stopping) return;
     await consumer.subscribe({ topics: [...config.topics], fromBeginning: true });
-    if (this.stopping) return;
     await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.eachBatch(payload) });
   }
 
@@ -205,7 +195,6 @@ export class KafkaSource {
   }
 
   private shutDown(): Promise<void> {
-    this.stopping = true;
     return (this.shutDownOnce ??= (async () => {
       this.untilSubscription?.unsubscribe();
       for (const remove of this.listeners) remove();
@@ -214,7 +203,6 @@ export class KafkaSource {
         return this.producers.close(lane);
       });
       this.lanes.clear();
-      await this.startup.catch(() => {});
       await Promise.allSettled([this.consumer.disconnect(), this.admin.disconnect(), ...producers]);
     })());
   }
