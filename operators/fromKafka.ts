@@ -94,6 +94,10 @@ export type SourceConfig = z.output<typeof optionsSchema>;
  *   commit behind it.
  * - Bounded mode: the end offsets are captured at start; each lane completes
  *   at its end, and the Observable completes once every lane has committed.
+ * - Shutdown: unsubscribing (or `until`) at any point, start-up included,
+ *   closes every client the source opened, so the process can exit. A member
+ *   that leaves in the middle of its group's rebalance closes its last socket
+ *   once that rebalance ends.
  *
  * @example
  * fromKafka({ kafka, topics: ['telemetry'], groupId: 'ns.workers', exactlyOnce: { transactionalIdPrefix: 'ns' } })

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AssignerProtocol, type Admin, type Consumer, type ConsumerEndBatchProcessEvent, type EachBatchPayload, type KafkaMessage, type PartitionAssigner } from 'kafkajs';
+import { AssignerProtocol, type Admin, type Consumer, type ConsumerConfig, type ConsumerEndBatchProcessEvent, type EachBatchPayload, type KafkaMessage, type PartitionAssigner } from 'kafkajs';
 import type { Subscriber, Subscription } from 'rxjs';
 import { StreamgradError } from '../schemas/errors.js';
 import { SourceError } from './errors.js';
@@ -7,7 +7,7 @@ import type { SourceConfig } from './fromKafka.js';
 import { endOffsetsOf, laneKey, parseLaneKey, stableCommittedOffset, startOffsetOf } from './kafkaOffsets.js';
 import { Lane, type KafkaRecord } from './lane.js';
 import { LaneProducers } from './laneProducers.js';
-import { untilHealed, withRetry, type RetryOptions } from './retry.js';
+import { isTransient, untilHealed, withRetry, type RetryOptions } from './retry.js';
 
 /**
  * The longest a fetch waits on the broker for records, and the longest kafkajs sleeps when every assigned partition is
@@ -84,12 +84,22 @@ export class KafkaSource {
   private closed = false;
   private untilSubscription: Subscription | undefined;
   private shutDownOnce: Promise<void> | undefined;
+  /** A shutdown began: start-up stops at its next step, and its errors no longer end the Observable. */
+  private stopping = false;
+  /** Start-up up to the group join (connecting, end offsets, subscribing); a shutdown waits for it, never for the join. */
+  private connecting: Promise<void> = Promise.resolve();
+  /** Lanes being prepared (fencing, finding the start offset): a shutdown waits for them before it disconnects. */
+  private readonly preparing = new Set<Promise<void>>();
+  /** How start-up and lane preparations wait for a broker that is away: as {@link transient}, until a shutdown begins. */
+  private readonly whileRunning: RetryOptions;
 
   constructor(
     private readonly config: SourceConfig,
     private readonly subscriber: Subscriber<Lane>,
   ) {
     const { kafka } = config;
+    // As the user gave it (fromKafka's options check only that `consumer` is an object).
+    const retry = config.consumer.retry as ConsumerConfig['retry'];
     this.direct = config.groupId === undefined;
     this.groupId = config.groupId ?? `streamgrad-direct-${randomUUID()}`;
     this.consumer = kafka.consumer({
@@ -98,16 +108,23 @@ export class KafkaSource {
       maxWaitTimeInMs: pausedPollMs,
       ...(this.direct ? { partitionAssigners: [directAssigner(config.partitions)] } : {}),
       ...config.consumer,
+      // kafkajs restarts a consumer that crashed (here: one that joined after its disconnect and found no broker) on a
+      // timer set after that disconnect; a stopped source's consumer must not come back.
+      retry: { ...retry, restartOnFailure: async (error: Error) => !this.stopping && (await (retry?.restartOnFailure?.(error) ?? true)) },
     });
     this.admin = kafka.admin();
     this.transient = untilHealed(config.outageToleranceMs);
+    this.whileRunning = { ...this.transient, retriable: (error) => !this.stopping && isTransient(error) };
     this.producers = new LaneProducers(kafka, config.exactlyOnce, this.transient);
   }
 
   /** Connects, captures the end offsets of a bounded read, joins the group and starts fetching. Failures end the Observable. */
   start(): void {
     this.untilSubscription = this.config.until?.subscribe(() => (this.config.catchUpOnStopMs > 0 ? this.catchUpThenDrain() : this.drain()));
-    this.run().catch(this.fail);
+    this.connecting = this.connect();
+    this.connecting.then(() => this.join()).catch((error: unknown) => {
+      if (!this.stopping) this.fail(error);
+    });
   }
 
   /** The subscriber went away. */
@@ -116,17 +133,24 @@ export class KafkaSource {
     void this.shutDown();
   }
 
-  private async run(): Promise<void> {
+  /**
+   * Connects, captures the end offsets of a bounded read and subscribes. A source stopped meanwhile (`until` emitted,
+   * or the subscriber left) goes no further, and stops waiting for a broker that is away: a client that connects after
+   * the shutdown's disconnect would keep its sockets open, and the process alive.
+   */
+  private async connect(): Promise<void> {
     const { admin, consumer, config } = this;
-    await withRetry(() => admin.connect(), this.transient);
+    await withRetry(() => admin.connect(), this.whileRunning);
     const bounded = config.bounded;
     if (bounded !== false) {
       for (const topic of config.topics) {
+        if (this.stopping) return;
         // A partition between leaders (a broker of a cluster just lost) answers LEADER_NOT_AVAILABLE for a moment.
-        const ends = await withRetry(() => endOffsetsOf(admin, topic, bounded), this.transient);
+        const ends = await withRetry(() => endOffsetsOf(admin, topic, bounded), this.whileRunning);
         for (const [key, end] of ends) this.endOffsets.set(key, end);
       }
     }
+    if (this.stopping) return;
     const { GROUP_JOIN, REBALANCING, CRASH, END_BATCH_PROCESS } = consumer.events;
     this.listeners.push(
       consumer.on(GROUP_JOIN, (event) => {
@@ -143,8 +167,19 @@ export class KafkaSource {
       consumer.on(END_BATCH_PROCESS, (event) => this.onBatchEnd(event)),
     );
     await consumer.connect();
+    if (this.stopping) return;
     await consumer.subscribe({ topics: [...config.topics], fromBeginning: true });
-    await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.eachBatch(payload) });
+  }
+
+  /**
+   * Joins the group and starts fetching. kafkajs goes on joining, and then fetches, after a disconnect made meanwhile,
+   * so a source stopped during the join disconnects again once it has joined. A shutdown does not wait for the join:
+   * with members being killed, a join can take as long as the group's rebalance timeout.
+   */
+  private async join(): Promise<void> {
+    if (this.stopping) return;
+    await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.eachBatch(payload) });
+    if (this.stopping) await this.consumer.disconnect();
   }
 
   private readonly fail = (error: unknown): void => {
@@ -195,6 +230,7 @@ export class KafkaSource {
   }
 
   private shutDown(): Promise<void> {
+    this.stopping = true;
     return (this.shutDownOnce ??= (async () => {
       this.untilSubscription?.unsubscribe();
       for (const remove of this.listeners) remove();
@@ -203,6 +239,9 @@ export class KafkaSource {
         return this.producers.close(lane);
       });
       this.lanes.clear();
+      // A client used after its disconnect connects again: let start-up and the lanes' preparations see the stop first.
+      await this.connecting.catch(() => undefined);
+      await Promise.allSettled(this.preparing);
       await Promise.allSettled([this.consumer.disconnect(), this.admin.disconnect(), ...producers]);
     })());
   }
@@ -244,14 +283,18 @@ export class KafkaSource {
     this.lanes.set(key, lane);
     this.listeners.push(lane.onRelease(this.finishIfDrained));
     this.subscriber.next(lane);
-    this.prepareLane(lane).catch(this.fail);
+    const preparing = this.prepareLane(lane).catch((error: unknown) => {
+      if (!this.stopping) this.fail(error);
+    });
+    this.preparing.add(preparing);
+    void preparing.finally(() => this.preparing.delete(preparing));
   }
 
   /** Fences the partition's previous owner (exactly-once), finds the start offset and lets the partition be fetched. */
   private async prepareLane(lane: Lane): Promise<void> {
     const key = laneKey(lane.topic, lane.partition);
-    await this.producers.open(lane);
-    const offset = await withRetry(() => this.startOffset(lane.topic, lane.partition), this.transient);
+    await this.producers.open(lane, this.whileRunning);
+    const offset = await withRetry(() => this.startOffset(lane.topic, lane.partition), this.whileRunning);
     if (this.lanes.get(key) !== lane) {
       await this.producers.close(lane);
       return;

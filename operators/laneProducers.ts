@@ -27,9 +27,9 @@ export class LaneProducers {
   }
 
   /** Opens the lane's producer, which fences the partition's previous owner. */
-  async open(lane: Lane): Promise<void> {
+  async open(lane: Lane, retry: RetryOptions = this.retry): Promise<void> {
     const { settings } = this;
-    if (settings) this.producers.set(lane, await withRetry(() => this.connect(lane, settings), this.retry));
+    if (settings) this.producers.set(lane, await withRetry(() => this.connect(lane, settings), retry));
   }
 
   /**
