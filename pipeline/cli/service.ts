@@ -59,7 +59,7 @@ export function exitWhenDone(log: (line: string) => void): void {
 }
 
 /** Where each open TCP socket goes (`local → remote`), to tell which client left it open. */
-function openSockets(): string[] {
+export function openSockets(): string[] {
   // Node's only way to reach the sockets themselves: `getActiveResourcesInfo` gives their kinds alone.
   const handles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles?.() ?? [];
   return handles
