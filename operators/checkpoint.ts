@@ -321,16 +321,36 @@ class LaneSink {
     await withRetry(attempt, untilHealed(config.outageToleranceMs, retriable));
   }
 
-  /** One Kafka transaction on the lane's producer: the requests and the group offset, aborted if the lane was revoked meanwhile. */
+  /**
+   * One Kafka transaction on the lane's producer: the requests and the group offset, aborted if the lane was revoked
+   * meanwhile. A rebalance may close the producer mid-transaction (and the partition's next owner fence it). A kafkajs
+   * client used after its disconnect connects again, so the transaction stops at its next step once the producer is
+   * no longer the lane's (the next owner's fence ends it), and a request that was in flight then is followed by
+   * another disconnect.
+   */
   private async commitTransaction(requests: readonly TopicMessages[][], frontier: number): Promise<void> {
     const { lane } = this;
     const producer = lane.transactionalProducer;
     if (!producer) throw new CheckpointError(lane, frontier, new Error('the lane has no transactional producer: pass exactlyOnce to fromKafka'));
+    try {
+      await this.transact(producer, requests, frontier);
+    } finally {
+      if (lane.transactionalProducer !== producer) await producer.disconnect().catch(() => {});
+    }
+  }
+
+  private async transact(producer: Producer, requests: readonly TopicMessages[][], frontier: number): Promise<void> {
+    const { lane } = this;
+    const closed = () => lane.transactionalProducer !== producer;
+    const stopIfClosed = () => {
+      if (closed()) throw new LaneLostError(lane, undefined);
+    };
     const offsets = [{ topic: lane.topic, partitions: [{ partition: lane.partition, offset: String(frontier) }] }];
     const transaction = await producer.transaction();
     try {
       const written: WrittenMessage[] = [];
       for (const topicMessages of requests) {
+        stopIfClosed();
         const answers = await transaction.sendBatch({ topicMessages });
         if (this.config.beforeCommit) written.push(...writtenMessages(topicMessages, answers));
       }
@@ -340,11 +360,14 @@ class LaneSink {
         lane.revoke(`checkpoint vetoed: ${veto}`);
         return;
       }
+      stopIfClosed();
       await transaction.sendOffsets({ consumerGroupId: lane.groupId, topics: offsets });
+      stopIfClosed();
       if (lane.revoked) await transaction.abort();
       else await transaction.commit();
     } catch (error) {
-      await transaction.abort().catch(() => {});
+      // A fenced producer's abort fails the same way, and a closed one would connect again: the fence ends it.
+      if (!isFenced(error) && !closed()) await transaction.abort().catch(() => {});
       throw error;
     }
   }

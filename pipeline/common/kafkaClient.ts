@@ -15,6 +15,12 @@ import { readSecret, type SecretSource } from './secrets.js';
 // UNSTABLE_OFFSET_COMMIT (KIP-447), which kafkajs retries until that transaction ends (a dozen lines per 2-worker run).
 const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading|not the correct coordinator|coordinator is not available|unstable offsets that need to be cleared/;
 
+// What a rebalance does to the transaction of a lane taken away mid-commit: the partition's next owner fences its
+// producer (old epoch), and the producer closed under a request drops that request's answer, or fails the request
+// (write after end). The lane's checkpoint handles all three and the worker says what became of the lane ("… ended:
+// revoked by a rebalance"), so kafkajs' own ERROR and WARN lines about them are debug detail.
+const handledByTheCheckpoint = /operation with an old epoch|producer.*fenced|response without match|write after end/i;
+
 // kafkajs warns about its v2 partitioner change on every producer; streamgrad never used the old one.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
@@ -45,8 +51,9 @@ function kafkajsLogCreator(logger: Logger): logCreator {
     if (/authorization failed/i.test(String(extra.error ?? ''))) lastDenial = String(extra.error);
     // The consumer's crash that follows names the group it could not find a coordinator for.
     else if (lastDenial !== undefined && typeof extra.groupId === 'string' && /group authorization/i.test(lastDenial) && !lastDenial.includes(' on group ')) lastDenial += ` on group ${extra.groupId}`;
-    if (retriedNoise.test(String(extra.error ?? message))) return;
-    library[levelOfKafkajs[level] ?? 'warn']({ component: namespace, ...extra }, message);
+    const text = String(extra.error ?? message);
+    if (retriedNoise.test(text)) return;
+    library[handledByTheCheckpoint.test(text) ? 'debug' : (levelOfKafkajs[level] ?? 'warn')]({ component: namespace, ...extra }, message);
   };
 }
 
