@@ -22,6 +22,7 @@ describe('checkpoint, a lane revoked mid-commit, on the real broker', () => {
       const topic = await kafka.createTopic({ partitions: 1 });
       const settings = { transactionalIdPrefix: `revoked-${topic}`, transactionTimeoutMs: 30_000 };
       const logged: string[] = [];
+      let offsetsSent = 0;
       const client = createKafka({ brokers: testBrokers() }, 'revoked-mid-commit', createLogger({ format: 'json', level: 'info' }, (line) => logged.push(line)));
       const producers = new LaneProducers(client, settings, { retries: 3 });
       const nextOwner = new LaneProducers(client, settings, { retries: 3 });
@@ -33,6 +34,7 @@ describe('checkpoint, a lane revoked mid-commit, on the real broker', () => {
           return {
             ...transaction,
             sendOffsets: async (offsets) => {
+              offsetsSent += 1;
               lane.revoke('a rebalance (test)');
               await producers.close(lane);
               if (fenced) await nextOwner.open(lane);
@@ -41,6 +43,8 @@ describe('checkpoint, a lane revoked mid-commit, on the real broker', () => {
           } satisfies Transaction;
         },
       });
+      // One wrapper per producer: the checkpoint tells a closed producer by its identity, as fromKafka hands it out.
+      const wrapped = new WeakMap<Producer, Producer>();
       const control = {
         pause: () => {},
         resume: () => {},
@@ -48,7 +52,8 @@ describe('checkpoint, a lane revoked mid-commit, on the real broker', () => {
         recover: async () => undefined,
         producer: () => {
           const producer = producers.get(lane);
-          return producer && revokeBeforeOffsets(producer);
+          if (producer && !wrapped.has(producer)) wrapped.set(producer, revokeBeforeOffsets(producer));
+          return producer && wrapped.get(producer);
         },
       };
       const lane: Lane = new Lane(topic, 0, `group-${topic}`, 100, control);
@@ -63,6 +68,7 @@ describe('checkpoint, a lane revoked mid-commit, on the real broker', () => {
       outputs.next({ messages: [{ topic, messages: [{ value: 'x' }] }], covers: [{ first: 0, last: 1 }] });
       outputs.complete();
       expect(await reports).toEqual([]);
+      expect(offsetsSent).toBe(1);
       await nextOwner.close(lane);
 
       // kafkajs closes a socket a tick after its disconnect resolves.
