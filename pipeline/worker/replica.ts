@@ -97,7 +97,7 @@ export class Replica implements GradientModel {
     this.sampleSize = inputShapeOf(spec).reduce((a, b) => a * b, 1);
     this.sampleLength = sampleLengthOf(spec);
     this.appliedOffsets = Array.from({ length: spec.shards }, () => new Map<string, number>());
-    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum, spec.asyncStepSize === 'scale') : undefined;
+    this.local = spec.updates === 'deltas' ? new LocalLearner(spec.optimizer, spec.asyncMomentum, spec.asyncStepSize === 'scale', spec.localSteps) : undefined;
     this.scaling = spec.normalize ? new InputScaling(spec.features) : undefined;
     this.dense = options.tape ? undefined : DenseGradients.for(spec, this.variables);
   }
@@ -190,8 +190,8 @@ export class Replica implements GradientModel {
         throw new SnapshotMismatchError(snapshot, `tensor '${tensor.name}' has shape [${tensor.shape.join(', ')}], the model's is [${variable.variable.shape.join(', ')}]`);
       }
       const values = decodeTensor(tensor);
-      this.local?.addUnreflected(tensor.name, values, reflected);
-      this.write(tensor.name, values);
+      if (this.local) this.local.takeIn(tensor.name, values, reflected, this.weightsAccess);
+      else this.write(tensor.name, values);
     }
     this.bases[snapshot.shard] = { version: snapshot.version, updatesOffset: snapshot.updatesOffset };
     const offsets = this.appliedOffsets[snapshot.shard]!;
@@ -291,6 +291,15 @@ export class Replica implements GradientModel {
   forgetPending(owner: object): void {
     this.local?.forget(owner);
     this.scaling?.forget(owner);
+  }
+
+  /**
+   * With `deltas`: the share of the input's partitions this worker trains (1 alone, in a replay or in sync mode), by
+   * which its updates count where `model.localSteps` averages the workers.
+   */
+  setDataShare(share: number): void {
+    if (!(share > 0 && share <= 1)) throw new RangeError(`a worker's share of the input must be in (0, 1], got ${share}`);
+    if (this.local) this.local.share = share;
   }
 
   /** With `deltas`: the other workers' updates that this worker's steps miss, as estimated from its snapshots (0 with one worker). */
@@ -429,12 +438,18 @@ class LocalLearner {
   /** The steps the recent updates held (what `asyncMomentum: auto` decides by). */
   private readonly stepsPerUpdate = new StepsPerUpdate();
   private shardZeroApplied = 0;
+  /** The share of the input's partitions the worker trains (see {@link Replica.setDataShare}). */
+  share = 1;
+  /** Per variable, the newest snapshot's values, held until the replica takes them in (local steps with averaging). */
+  private readonly held = new Map<string, Float32Array>();
+  private stepsSinceTakenIn = 0;
   private optimizer: { readonly foreign: number; readonly optimizer: Optimizer };
 
   constructor(
     private readonly spec: OptimizerSpec,
     private readonly momentum: ModelSpec['asyncMomentum'],
     private readonly scaleStep: boolean,
+    private readonly localSteps: number,
   ) {
     this.optimizer = { foreign: 0, optimizer: createOptimizer(spec) };
   }
@@ -447,7 +462,8 @@ class LocalLearner {
   /** The optimizer of the next step: the spec's, its momentum lowered for the other workers' updates the step misses where {@link lowersMomentum} says. */
   private optimizerNow(): Optimizer {
     // Rounded, so that the optimizer is rebuilt only when the momentum moves visibly.
-    const foreign = lowersMomentum(this.momentum, this.stepsPerUpdate.value) ? Math.round(this.foreignStaleness * 10) / 10 : 0;
+    // Averaging, a worker's steps follow its own path between snapshots: no other worker's steps to make up for.
+    const foreign = !this.averages && lowersMomentum(this.momentum, this.stepsPerUpdate.value) ? Math.round(this.foreignStaleness * 10) / 10 : 0;
     if (foreign !== this.optimizer.foreign) this.optimizer = { foreign, optimizer: createOptimizer(momentumUnderStaleness(this.spec, foreign)) };
     return this.optimizer.optimizer;
   }
@@ -457,11 +473,15 @@ class LocalLearner {
    * change to the next update's.
    */
   step(computed: StepGradients, { current, write }: WeightsAccess): void {
+    if (this.held.size > 0 && (this.stepsSinceTakenIn >= this.localSteps || !this.averages)) this.takeInHeld(write);
+    this.stepsSinceTakenIn += 1;
     const n = computed.sampleCount;
     this.steps += 1;
     const optimizer = this.optimizerNow();
-    // With `asyncStepSize: scale`, the learning rate over 1 + τ (see the model spec).
-    const rate = this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
+    // Averaging, the learning rate over √share: the average of n workers' steps has about 1/√n of one step's noise
+    // (the square-root scaling rule), and the server takes only its share of each. With `asyncStepSize: scale`, the
+    // learning rate over 1 + τ (see the model spec).
+    const rate = this.averages ? 1 / Math.sqrt(this.share) : this.scaleStep ? 1 / (1 + this.foreignStaleness) : 1;
     for (const { name, values: sum } of computed.gradients) {
       const before = current(name);
       let weights = this.spare.get(name);
@@ -483,7 +503,9 @@ class LocalLearner {
     const sampleCount = steps.reduce((sum, step) => sum + step.sampleCount, 0);
     const deltas = this.change;
     this.change = new Map();
-    for (const sent of deltas.values()) for (let i = 0; i < sent.length; i++) sent[i]! *= sampleCount;
+    // Averaging, the server adds the worker's share of its change; the replica holds all of it until it takes in a snapshot.
+    const factor = sampleCount * (this.averages ? this.share : 1);
+    for (const sent of deltas.values()) for (let i = 0; i < sent.length; i++) sent[i]! *= factor;
     this.last = { deltas, perSample: 1 / sampleCount };
     const scores = steps.map((step) => step.scores);
     return {
@@ -531,18 +553,35 @@ class LocalLearner {
     this.resetSumsWhenIdle();
   }
 
+  /** Local steps with model averaging: with other workers beside it, and `localSteps` above 1. */
+  private get averages(): boolean {
+    return this.localSteps > 1 && this.share < 1;
+  }
+
   /**
-   * Adds to a snapshot's `values` of `name` the deltas that it does not reflect yet (`reflected`: its last offset per
-   * input partition). Deltas it holds now leave the variable's sum for good: its shard's snapshots only move on.
+   * Takes in a snapshot's `values` of `name`, plus the deltas that it does not reflect yet (`reflected`: its last
+   * offset per input partition), at once or, averaging, at the first step `localSteps` after the last time. Deltas it
+   * holds now leave the variable's sum for good: its shard's snapshots only move on.
    */
-  addUnreflected(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>): void {
+  takeIn(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>, { write }: WeightsAccess): void {
     for (const entry of this.pending) {
       if (!entry.unreflected.has(name) || entry.lastOffset > (reflected.get(entry.key) ?? -1)) continue;
       entry.unreflected.delete(name);
       this.addToSum(name, entry.deltas.get(name)!, -entry.perSample);
     }
-    const sum = this.unreflectedSums.get(name);
-    if (sum) for (let i = 0; i < values.length; i++) values[i]! += sum[i]!;
+    this.held.set(name, values);
+    if (!this.averages) this.takeInHeld(write);
+  }
+
+  /** Writes the held snapshot values, plus the pending deltas they do not reflect, into the replica. */
+  private takeInHeld(write: WeightsAccess['write']): void {
+    for (const [name, values] of this.held) {
+      const sum = this.unreflectedSums.get(name);
+      if (sum) for (let i = 0; i < values.length; i++) values[i]! += sum[i]!;
+      write(name, values);
+    }
+    this.held.clear();
+    this.stepsSinceTakenIn = 0;
   }
 
   /** Drops the deltas every shard's snapshot now holds. */

@@ -284,6 +284,7 @@ class Training {
       base: (shard) => replica.base(shard),
       gradients: (batch) => {
         const endTimer = this.metrics.stepSeconds.startTimer();
+        replica.setDataShare(this.dataShare());
         const result = replica.gradients(batch);
         endTimer();
         this.samplesTrained += batch.length;
@@ -332,6 +333,16 @@ class Training {
   private heldShare(lane: Lane, share: number): number {
     if (!this.inGroup || share === 0 || this.partitionCount === 0) return share;
     return Math.max(1, Math.floor((share * Math.min(lane.partitionsHeld, this.partitionCount)) / this.partitionCount));
+  }
+
+  /**
+   * The share of the input's partitions this worker's consumer holds now, by which its updates count where the model
+   * averages the workers (`model.localSteps`); 1 outside a group, in sync mode, or before the partition count is known.
+   */
+  private dataShare(): number {
+    const lane = this.lanes.values().next().value;
+    if (!this.inGroup || this.config.sync || this.partitionCount === 0 || !lane) return 1;
+    return Math.min(lane.partitionsHeld, this.partitionCount) / this.partitionCount;
   }
 
   /** A lane's pipeline, with `allowed()` of its updates not yet in a snapshot at most. */

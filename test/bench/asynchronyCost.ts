@@ -9,7 +9,8 @@
  *
  * A variant: `workers`, `delay`; `sequential` (one partition after another, as `replay --sync`) or each worker's
  * lanes in turn, `chunk` batches at a time, or with `mix` each batch 64 records of every partition; `model` overrides the
- * model spec. SHUFFLE=1 shuffles the stream first: no daily cycle in the order of the samples. SEEDS: the
+ * model spec; `share` each worker's share of the input, as a worker in a group of `workers` sets it (1 by default: no
+ * averaging). SHUFFLE=1 shuffles the stream first: no daily cycle in the order of the samples. SEEDS: the
  * model seeds to take the median over.
  */
 import { selectBackend } from '../../pipeline/common/backend.js';
@@ -37,9 +38,10 @@ if (process.env.SHUFFLE === '1') {
 const partitions: TrainingSample[][] = [[], [], [], []];
 readings.forEach((r) => partitions[Number(r.deviceId.replace(/\D/g, '')) % 4]!.push(r));
 
-function run(model: object, workers: number, delay: number, sequentialOrder = false, chunk = 1, mix = false): number {
+function run(model: object, workers: number, delay: number, sequentialOrder = false, chunk = 1, mix = false, share = 1): number {
   const spec = parseModelSpec({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 }, ...model });
   const job = new InProcessJob(spec, workers, delay);
+  for (const replica of job.replicas) replica.setDataShare(share);
   const cursor = [0, 0, 0, 0];
   if (mix) {
     // One batch of 256 from all 4 partitions (64 each), worker w taking every workers-th batch.
@@ -77,10 +79,10 @@ function run(model: object, workers: number, delay: number, sequentialOrder = fa
   return sum / holdout.length;
 }
 
-const variants = JSON.parse(process.env.VARIANTS ?? '[]') as Array<{ name: string; model?: object; workers: number; delay: number; sequential?: boolean; chunk?: number; mix?: boolean }>;
+const variants = JSON.parse(process.env.VARIANTS ?? '[]') as Array<{ name: string; model?: object; workers: number; delay: number; sequential?: boolean; chunk?: number; mix?: boolean; share?: number }>;
 const seeds = (process.env.SEEDS ?? '1').split(',').map(Number);
 for (const v of variants) {
-  const losses = seeds.map((seed) => run({ seed, ...(v.model ?? {}) }, v.workers, v.delay, v.sequential, v.chunk, v.mix));
+  const losses = seeds.map((seed) => run({ seed, ...(v.model ?? {}) }, v.workers, v.delay, v.sequential, v.chunk, v.mix, v.share));
   const sorted = [...losses].sort((a, b) => a - b);
   console.log(`${v.name}: median ${sorted[Math.floor(sorted.length / 2)]!.toExponential(3)} (${losses.map((l) => l.toExponential(2)).join(', ')})`);
 }
