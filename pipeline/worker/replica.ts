@@ -560,7 +560,8 @@ class LocalLearner {
 
   /**
    * Takes in a snapshot's `values` of `name`, plus the deltas that it does not reflect yet (`reflected`: its last
-   * offset per input partition), at once or, averaging, at the first step `localSteps` after the last time. Deltas it
+   * offset per input partition), at once or, averaging once it has stepped, at the first step `localSteps` after the
+   * last time. Deltas it
    * holds now leave the variable's sum for good: its shard's snapshots only move on.
    */
   takeIn(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>, { write }: WeightsAccess): void {
@@ -570,7 +571,8 @@ class LocalLearner {
       this.addToSum(name, entry.deltas.get(name)!, -entry.perSample);
     }
     this.held.set(name, values);
-    if (!this.averages) this.takeInHeld(write);
+    // A worker that has not stepped yet (one joining a running job) starts from the newest weights.
+    if (!this.averages || this.steps === 0) this.takeInHeld(write);
   }
 
   /** Writes the held snapshot values, plus the pending deltas they do not reflect, into the replica. */

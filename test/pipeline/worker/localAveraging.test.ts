@@ -28,7 +28,7 @@ function expectClose(actual: Float64Array, expected: Float64Array): void {
 describe('local steps with model averaging (model.localSteps)', () => {
   const linear: ModelSpecInput = { kind: 'linear', features: 3, normalize: false, optimizer: { kind: 'sgd', learningRate: 0.1 }, localSteps: 3 };
 
-  it('beside another worker, the server adds the worker\'s share of its change, and the replica takes in snapshots every localSteps steps', () => {
+  it('beside another worker, the server adds the worker\'s share of its change, and the replica takes in snapshots every localSteps steps (at once before its first)', () => {
     const job = new InProcessJob(parseModelSpec(linear), 2, 0);
     job.replicas.forEach((replica) => replica.setDataShare(0.5));
     const alone = new InProcessJob(parseModelSpec(linear), 1, 0);
@@ -39,8 +39,11 @@ describe('local steps with model averaging (model.localSteps)', () => {
     // Plain SGD: the learning rate over √share, and the server takes the share of the change.
     expectClose(change, minus(replicaWeights(alone, 0), initial).map((v) => v * Math.SQRT2));
     expectClose(minus(serverWeights(job), initial), change.map((v) => v / 2));
-    // The other worker holds the snapshot until its own steps are due to take one in.
-    expectClose(replicaWeights(job, 1), initial);
+    // A worker that has not stepped yet takes snapshots in at once (it may be joining a running job)…
+    expectClose(replicaWeights(job, 1), serverWeights(job));
+    // …and one that has holds them until its own steps are due to take one in: worker 0 does not see worker 1's step.
+    job.step(1, batch(9), 1, 0);
+    expectClose(minus(replicaWeights(job, 0), initial), change);
     job.step(0, batch(1), 0, 16);
     job.step(0, batch(2), 0, 32);
     expect(minus(replicaWeights(job, 0), serverWeights(job)).some((v) => Math.abs(v) > 1e-4)).toBe(true);
