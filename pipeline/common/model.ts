@@ -75,7 +75,7 @@ const common = {
    * a live stream: the cause*). 1 turns the averaging off: every update counts in full and snapshots are taken in at
    * once. One worker, `run --sync` and replays are not affected.
    */
-  localSteps: z.number().int().positive().default(20),
+  localSteps: z.number().int().positive().default(12),
   /** Seeds the initial weights: the same spec and seed give the same model. */
   seed: z.number().int().nonnegative().default(42),
   /** Parameter-server shards the variables are split over. */

@@ -337,11 +337,12 @@ class Training {
 
   /**
    * The share of the input's partitions this worker's consumer holds now, by which its updates count where the model
-   * averages the workers (`model.localSteps`); 1 outside a group, in sync mode, or before the partition count is known.
+   * averages the workers (`model.localSteps`); 1 outside a group, in sync mode, before the partition count is known,
+   * and during the joint warm-up, when the leading lane trains alone.
    */
   private dataShare(): number {
     const lane = this.lanes.values().next().value;
-    if (!this.inGroup || this.config.sync || this.partitionCount === 0 || !lane) return 1;
+    if (!this.inGroup || this.config.sync || this.partitionCount === 0 || !lane || !this.warmUp.done) return 1;
     return Math.min(lane.partitionsHeld, this.partitionCount) / this.partitionCount;
   }
 
