@@ -69,11 +69,12 @@ const common = {
    * With `deltas` and several workers: local steps with model averaging. Each worker trains its replica on its own
    * for this many steps before it takes in the server's newest weights (plus its own updates not in them yet), and
    * its updates count in proportion to its share of the input's partitions, so the server's weights are the workers'
-   * average; its learning rate is scaled by 1 / √share (the average of n workers' steps is about √n times less noisy),
-   * so that two workers learn about as far per sample as one. Two optimizers stepping in turn on one set of weights make the second worker's Adam see only every
-   * other point of the path and keep a period-2 wobble going, whatever the staleness (BENCHMARKS.md, *Two workers on
-   * a live stream: the cause*). 1 turns the averaging off: every update counts in full and snapshots are taken in at
-   * once. One worker, `run --sync` and replays are not affected.
+   * average; its learning rate is scaled by 1 / √share (the average of n workers' steps is about √n times less
+   * noisy), so that two workers learn about as far per sample as one. Two optimizers stepping in turn on one set of
+   * weights make each worker's Adam see only every other point of the path and keep a period-2 wobble going, whatever
+   * the staleness (BENCHMARKS.md, *Two workers on a live stream: the cause, and local steps with model averaging*).
+   * 1 turns the averaging off: every update counts in full and snapshots are taken in at once. One worker,
+   * `run --sync` and replays are not affected.
    */
   localSteps: z.number().int().positive().default(12),
   /** Seeds the initial weights: the same spec and seed give the same model. */

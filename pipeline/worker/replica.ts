@@ -561,8 +561,7 @@ class LocalLearner {
   /**
    * Takes in a snapshot's `values` of `name`, plus the deltas that it does not reflect yet (`reflected`: its last
    * offset per input partition), at once or, averaging once it has stepped, at the first step `localSteps` after the
-   * last time. Deltas it
-   * holds now leave the variable's sum for good: its shard's snapshots only move on.
+   * last time. Deltas it holds now leave the variable's sum for good: its shard's snapshots only move on.
    */
   takeIn(name: string, values: Float32Array, reflected: ReadonlyMap<string, number>, { write }: WeightsAccess): void {
     for (const entry of this.pending) {
