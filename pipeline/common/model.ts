@@ -35,7 +35,7 @@ const common = {
   /**
    * What workers send. `gradients`: each batch's gradient, on which the server steps the optimizer. `deltas`: each
    * worker steps the optimizer on its own replica (one sequential learner over its lanes) and sends the change in
-   * weights, which the server adds; a worker's replica is the newest snapshot plus its own deltas not yet in it.
+   * weights, which the server adds; a worker's replica is the newest snapshot plus its own deltas not yet in it (see `localSteps`).
    */
   updates: z.enum(['gradients', 'deltas']).default('deltas'),
   /**

@@ -417,7 +417,8 @@ interface PendingDelta {
 /**
  * A worker that sends deltas trains its replica itself: one optimizer over all its lanes, so the worker is a
  * sequential learner on what it reads. Its replica is then the newest snapshot plus its own deltas that the snapshot
- * does not hold yet (they are on their way to the server, or waiting for their checkpoint).
+ * does not hold yet (they are on their way to the server, or waiting for their checkpoint); beside other workers,
+ * taken in every `localSteps` steps, its updates counting by the worker's share (local steps with model averaging).
  */
 class LocalLearner {
   private readonly slots = new Map<string, Record<string, Float32Array>>();
