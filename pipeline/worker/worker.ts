@@ -332,7 +332,12 @@ class Training {
    */
   private heldShare(lane: Lane, share: number): number {
     if (!this.inGroup || share === 0 || this.partitionCount === 0) return share;
-    return Math.max(1, Math.floor((share * Math.min(lane.partitionsHeld, this.partitionCount)) / this.partitionCount));
+    return Math.max(1, Math.floor((share * this.heldPartitions(lane)) / this.partitionCount));
+  }
+
+  /** The input's partitions that the consumer of `lane` holds now, at most the partition count. */
+  private heldPartitions(lane: Lane): number {
+    return Math.min(lane.partitionsHeld, this.partitionCount);
   }
 
   /**
@@ -343,7 +348,7 @@ class Training {
   private dataShare(): number {
     const lane = this.lanes.values().next().value;
     if (!this.inGroup || this.config.sync || this.partitionCount === 0 || !lane || !this.warmUp.done) return 1;
-    return Math.min(lane.partitionsHeld, this.partitionCount) / this.partitionCount;
+    return this.heldPartitions(lane) / this.partitionCount;
   }
 
   /** A lane's pipeline, with `allowed()` of its updates not yet in a snapshot at most. */

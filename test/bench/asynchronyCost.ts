@@ -19,6 +19,7 @@ import { seededRandom, simulatedReading } from '../../pipeline/commands/simulato
 import { Replica } from '../../pipeline/worker/replica.js';
 import type { TrainingSample } from '../../schemas/index.js';
 import { InProcessJob } from '../support/inProcessJob.js';
+import { partitionOfDevice } from '../support/liveStream.js';
 
 await selectBackend();
 const fleet = { devices: 200, ratePerSecond: 1, seed: 11, dayMs: 60_000, dropoutRate: 0 };
@@ -36,7 +37,7 @@ if (process.env.SHUFFLE === '1') {
   }
 }
 const partitions: TrainingSample[][] = [[], [], [], []];
-readings.forEach((r) => partitions[Number(r.deviceId.replace(/\D/g, '')) % 4]!.push(r));
+readings.forEach((r) => partitions[partitionOfDevice(r)]!.push(r));
 
 function run(model: object, workers: number, delay: number, sequentialOrder = false, chunk = 1, mix = false, share = 1): number {
   const spec = parseModelSpec({ kind: 'mlp', features: 16, shards: 2, layers: [{ units: 64 }, { units: 64 }], optimizer: { kind: 'adam', learningRate: 0.001 }, ...model });

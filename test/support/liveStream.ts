@@ -3,6 +3,11 @@ import { seededRandom, simulatedReading } from '../../pipeline/commands/simulato
 import type { TrainingSample } from '../../schemas/types.js';
 import { InProcessJob } from './inProcessJob.js';
 
+/** The input partition of a simulated reading, of `partitions`: by device number, as the demo's stream keys them. */
+export function partitionOfDevice(sample: TrainingSample, partitions = 4): number {
+  return Number(sample.deviceId.replace(/\D/g, '')) % partitions;
+}
+
 /** The demo's stream: 200 simulated devices at 5,000 readings/s, on 4 partitions by device, cut into 50 ms ticks. */
 export function demoStream(seconds: number, seed = 7): TrainingSample[][] {
   const fleet = { devices: 200, ratePerSecond: 5000, seed, dayMs: 60_000, dropoutRate: 0 };
@@ -32,7 +37,7 @@ export function liveStreamLosses(spec: ModelSpec, ticks: readonly TrainingSample
   let count = 0;
   ticks.forEach((tick, k) => {
     for (let w = 0; w < workers; w++) {
-      const batch = tick.filter((s) => (Number(s.deviceId.replace(/\D/g, '')) % 4) % workers === w);
+      const batch = tick.filter((s) => partitionOfDevice(s) % workers === w);
       lossSum += job.replicas[w]!.lossSum(batch);
       count += batch.length;
       job.step(w, batch, w, offsets[w]!);
