@@ -4,7 +4,7 @@
  * `streamgrad run` with 1 and 2 worker processes; each model's mean loss on a holdout drawn from the same simulator,
  * and the staleness of every gradient the server applied, measured from the committed updates.
  *
- * Standalone: `npx tsx test/bench/quality.ts [--quick]` (KAFKA_BROKERS, else an infra/ broker of its own with Kafka's
+ * Standalone: `npx tsx test/bench/quality.ts [--quick] [--runs N]` (KAFKA_BROKERS, else an infra/ broker of its own with Kafka's
  * default group.initial.rebalance.delay.ms); also part of `npm run bench`. The experiment is the benchmark model with every other setting at its default.
  */
 import { randomUUID } from 'node:crypto';
@@ -192,11 +192,11 @@ async function measureRuns(kafka: Kafka, brokers: string[], stream: Stream, work
   return { loss: median(measured.loss), losses: measured.loss, rate: median(measured.rate), staleness };
 }
 
-export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
+export async function measureQuality(kafka: Kafka, brokers: string[], options: { quick: boolean; runs?: number; log: (line: string) => void }): Promise<Quality> {
   const { log } = options;
   const total = options.quick ? 60_000 : 200_000;
   // A run's final model depends on how its lanes interleaved: the median of several runs, and every run's staleness.
-  const runs = options.quick ? 1 : 3;
+  const runs = options.runs ?? (options.quick ? 1 : 3);
   const unit = await simulatedStream(kafka, total, 'unit', log);
   log('quality: replay --sync (the sequential learner) …');
   const sequential = await sequentialLoss(kafka, brokers, unit);
@@ -234,7 +234,7 @@ export async function measureQuality(kafka: Kafka, brokers: string[], options: {
  * harness's broker (delay 0) the second worker joined after the first had trained a quarter to a half of the stream
  * alone (BENCHMARKS, *Two workers that start together*).
  */
-export async function measureQualityOnRealisticBroker(options: { quick: boolean; log: (line: string) => void }): Promise<Quality> {
+export async function measureQualityOnRealisticBroker(options: { quick: boolean; runs?: number; log: (line: string) => void }): Promise<Quality> {
   const { acquireRealisticBroker } = await import('../support/broker.js');
   const { createKafka } = await import('../../pipeline/common/kafkaClient.js');
   const broker = await acquireRealisticBroker();
@@ -248,6 +248,10 @@ export async function measureQualityOnRealisticBroker(options: { quick: boolean;
 }
 
 if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const quality = await measureQualityOnRealisticBroker({ quick: process.argv.includes('--quick'), log: (line) => console.error(`[bench] ${line}`) });
+  // --runs N: N runs of each kind instead of 3 (1 with --quick), to see how often a single run misses.
+  const runsAt = process.argv.indexOf('--runs');
+  const runs = runsAt < 0 ? undefined : Number(process.argv[runsAt + 1]);
+  if (runs !== undefined && !(Number.isInteger(runs) && runs > 0)) throw new Error(`--runs: expected a positive integer, got ${process.argv[runsAt + 1]}`);
+  const quality = await measureQualityOnRealisticBroker({ quick: process.argv.includes('--quick'), ...(runs === undefined ? {} : { runs }), log: (line) => console.error(`[bench] ${line}`) });
   console.log(JSON.stringify(quality, null, 2));
 }
