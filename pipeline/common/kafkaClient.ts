@@ -15,6 +15,10 @@ import { readSecret, type SecretSource } from './secrets.js';
 // UNSTABLE_OFFSET_COMMIT (KIP-447), which kafkajs retries until that transaction ends (a dozen lines per 2-worker run).
 const retriedNoise = /concurrent operation on the same transaction|group is rebalancing|coordinator is loading|not the correct coordinator|coordinator is not available|unstable offsets that need to be cleared/;
 
+// Right after `run` creates its topics, a Metadata request can reach a broker that has not heard of them yet
+// (UNKNOWN_TOPIC_OR_PARTITION): kafkajs asks again. A topic that stays missing fails the call that needed it, by name.
+const newTopicNoise = (message: string, text: string) => message.includes('Response Metadata') && /does not host this topic-partition/.test(text);
+
 // What a rebalance does to the transaction of a lane taken away mid-commit: the partition's next owner fences its
 // producer (old epoch), and the producer closed under a request drops that request's answer, or fails the request
 // (write after end). The lane's checkpoint handles all three and the worker says what became of the lane ("… ended:
@@ -52,7 +56,7 @@ function kafkajsLogCreator(logger: Logger): logCreator {
     // The consumer's crash that follows names the group it could not find a coordinator for.
     else if (lastDenial !== undefined && typeof extra.groupId === 'string' && /group authorization/i.test(lastDenial) && !lastDenial.includes(' on group ')) lastDenial += ` on group ${extra.groupId}`;
     const text = String(extra.error ?? message);
-    if (retriedNoise.test(text)) return;
+    if (retriedNoise.test(text) || newTopicNoise(String(message), text)) return;
     library[handledByTheCheckpoint.test(text) ? 'debug' : (levelOfKafkajs[level] ?? 'warn')]({ component: namespace, ...extra }, message);
   };
 }

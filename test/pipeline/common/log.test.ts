@@ -46,6 +46,16 @@ describe('logs', () => {
     expect(atTrace.some((entry) => entry.level === 10)).toBe(true);
   });
 
+  it("keeps kafkajs' retried noise out: a new topic's metadata not on the broker yet, while other errors come through", () => {
+    const { lines, logger } = capture('json');
+    const kafkajs = createKafka({ brokers: testBrokers() }, 'log-test', logger).logger();
+    kafkajs.error('Response Metadata(key: 3, version: 6)', { error: 'This server does not host this topic-partition' });
+    expect(lines).toEqual([]);
+    kafkajs.error('Response Produce(key: 0, version: 7)', { error: 'This server does not host this topic-partition' });
+    kafkajs.error('Response Metadata(key: 3, version: 6)', { error: 'Not authorized to access topics: [Topic authorization failed]' });
+    expect(lines.map((line) => (JSON.parse(line) as { error: string }).error)).toEqual(['This server does not host this topic-partition', 'Not authorized to access topics: [Topic authorization failed]']);
+  });
+
   it('names a bad setting by its variable', () => {
     expect(logSettings({})).toEqual({ format: 'human', level: 'info' });
     expect(logSettings({ STREAMGRAD_LOG_FORMAT: 'JSON', STREAMGRAD_LOG_LEVEL: 'debug' })).toEqual({ format: 'json', level: 'debug' });
