@@ -97,14 +97,14 @@ function experiment(brokers: string[], inputTopic: string, model: object = {}): 
 }
 
 /** `streamgrad run` with `workers` worker processes until every shard accounts for `total` samples. */
-async function trainWithRun(config: ExperimentConfig, file: string, workers: number, total: number): Promise<void> {
+export async function trainWithRun(config: ExperimentConfig, file: string, workers: number, total: number, display = new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined)): Promise<void> {
   let resolve: () => void = () => {};
   const accounted = new Promise<void>((r) => (resolve = r));
   await runExperiment({
     configFile: file,
     config,
     workers,
-    display: new ConsoleDisplay('[quality]', process.env.BENCH_VERBOSE === undefined),
+    display,
     until: accounted,
     progressIntervalMs: 250,
     onReport: (report) => {
