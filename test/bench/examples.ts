@@ -22,7 +22,7 @@ import { acquireRealisticBroker } from '../support/broker.js';
 import { fillTopic } from './consumeRate.js';
 import { holdoutLoss } from './holdout.js';
 import { trainWithRun } from './quality.js';
-import { median } from './stats.js';
+import { median, runsArgument } from './stats.js';
 
 const examples = ['examples/linear.json', 'examples/mlp.yaml', 'examples/iot.yaml'];
 const total = 50_000;
@@ -69,9 +69,7 @@ async function measureExample(kafka: Kafka, brokers: string[], example: string, 
   return `| ${example} | ${seq.toExponential(2)} | ${format(losses.get(1)![0]!)} | ${format(median(two))}: ${two.map((loss) => (loss / seq).toFixed(2)).join(', ')} |`;
 }
 
-const runsAt = process.argv.indexOf('--runs');
-const runs = runsAt < 0 ? 3 : Number(process.argv[runsAt + 1]);
-if (!(Number.isInteger(runs) && runs > 0)) throw new Error(`--runs: expected a positive integer, got ${process.argv[runsAt + 1]}`);
+const runs = runsArgument(process.argv, 3);
 const broker = await acquireRealisticBroker();
 try {
   const brokers = broker.brokers.split(',');

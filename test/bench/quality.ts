@@ -24,7 +24,7 @@ import { runExperiment } from '../../pipeline/commands/supervisor.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
 import { holdoutLoss } from './holdout.js';
 import { simulatorBenchModel } from './pipelineRate.js';
-import { median } from './stats.js';
+import { median, runsArgument } from './stats.js';
 
 /** The simulated fleet: readings 10 ms apart in event time, so the topic spans many simulated days. */
 const fleet: SimulatorOptions = { devices: 200, ratePerSecond: 1, seed: 11, dayMs: 60_000, dropoutRate: 0 };
@@ -249,9 +249,7 @@ export async function measureQualityOnRealisticBroker(options: { quick: boolean;
 
 if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   // --runs N: N runs of each kind instead of 3 (1 with --quick), to see how often a single run misses.
-  const runsAt = process.argv.indexOf('--runs');
-  const runs = runsAt < 0 ? undefined : Number(process.argv[runsAt + 1]);
-  if (runs !== undefined && !(Number.isInteger(runs) && runs > 0)) throw new Error(`--runs: expected a positive integer, got ${process.argv[runsAt + 1]}`);
-  const quality = await measureQualityOnRealisticBroker({ quick: process.argv.includes('--quick'), ...(runs === undefined ? {} : { runs }), log: (line) => console.error(`[bench] ${line}`) });
+  const quick = process.argv.includes('--quick');
+  const quality = await measureQualityOnRealisticBroker({ quick, runs: runsArgument(process.argv, quick ? 1 : 3), log: (line) => console.error(`[bench] ${line}`) });
   console.log(JSON.stringify(quality, null, 2));
 }

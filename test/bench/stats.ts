@@ -16,3 +16,12 @@ export function rates(runs: number, items: number, body: () => void): number[] {
   }
   return result;
 }
+
+/** `--runs N` among a bench's arguments: how many runs give its medians (`fallback` without it). */
+export function runsArgument(argv: readonly string[], fallback: number): number {
+  const at = argv.indexOf('--runs');
+  if (at < 0) return fallback;
+  const runs = Number(argv[at + 1]);
+  if (!(Number.isInteger(runs) && runs > 0)) throw new Error(`--runs: expected a positive integer, got ${argv[at + 1]}`);
+  return runs;
+}
