@@ -9,6 +9,13 @@ import type { LogFn } from '../common/log.js';
  */
 export const warmUpPatienceMs = 5_000;
 
+/**
+ * How long the warm-up may hold the other lanes at most, from the first lane that waits: a leading partition that
+ * trickles (few devices keyed to it) moves within the patience every time, and would otherwise keep every other lane
+ * idle until it has the warm-up's samples (8,192 at 8 samples/s: 17 minutes).
+ */
+export const warmUpMaxWaitMs = 30_000;
+
 /** The input partition whose lane trains the warm-up alone. */
 export const leadingPartition = 0;
 
@@ -29,6 +36,8 @@ export class WarmUp {
   private applied = 0;
   /** Set once the warm-up is over (or given up on): no lane waits any more. */
   private over: boolean;
+  /** When the first lane began to wait. */
+  private waitingSince: number | undefined;
 
   constructor(
     /** Samples the leading lane trains alone: `warmupSteps` × `batchSize`; 0 for none. */
@@ -37,6 +46,7 @@ export class WarmUp {
     private readonly snapshots: Observable<ModelSnapshot>,
     private readonly log: LogFn,
     private readonly patienceMs = warmUpPatienceMs,
+    private readonly maxWaitMs = warmUpMaxWaitMs,
   ) {
     this.over = samples <= 0;
     snapshots.subscribe((snapshot) => {
@@ -53,7 +63,8 @@ export class WarmUp {
 
   /**
    * Resolves once `lane` may train: at once for the leading lane and after the warm-up, otherwise when shard 0's
-   * snapshots hold the warm-up's samples, when they have not moved for the patience, when the lane ends (revoked), or
+   * snapshots hold the warm-up's samples, when they have not moved for the patience, when the warm-up has held lanes
+   * for `maxWaitMs` since the first of them began to wait, when the lane ends (revoked), or
    * when `stop` emits or completes (the worker stops; `stopping` then says so).
    */
   async wait(lane: Pick<Lane, 'name' | 'partition' | 'records' | 'revoked'>, stop: Observable<unknown>, stopping: () => boolean): Promise<void> {
@@ -64,17 +75,20 @@ export class WarmUp {
     if (released()) return;
     const release = race(stop, lane.records.pipe(ignoreElements()));
     const started = Date.now();
+    this.waitingSince ??= started;
     this.log(`${name} waits for the warm-up: the lane of partition ${leadingPartition} trains the first ${this.samples} samples alone (${this.applied} in the snapshots so far)`);
     while (!this.over && !released()) {
       const before = this.applied;
       const progress = this.snapshots.pipe(filter((snapshot) => snapshot.shard === 0 && this.applied > before));
-      // The patience ends the race by completing without a value, as a release does.
-      const moved = await firstValueFrom(race(progress, release, timer(this.patienceMs).pipe(filter(() => false))), { defaultValue: undefined });
-      if (moved === undefined && !released() && this.applied === before && !this.over) {
-        this.over = true;
-        this.log(`${name} trains without the warm-up: shard 0's snapshots held ${this.applied} of its ${this.samples} samples and did not move for ${this.patienceMs} ms (is partition ${leadingPartition} empty?)`);
-        return;
-      }
+      const left = this.maxWaitMs - (Date.now() - this.waitingSince);
+      // The patience (or the warm-up's time left) ends the race by completing without a value, as a release does.
+      const moved = left > 0 ? await firstValueFrom(race(progress, release, timer(Math.min(this.patienceMs, left)).pipe(filter(() => false))), { defaultValue: undefined }) : undefined;
+      if (moved !== undefined || released() || this.over) continue;
+      const givenUp = left <= this.patienceMs ? `; the warm-up has lasted ${this.maxWaitMs} ms (is partition ${leadingPartition} slow?)` : this.applied === before ? ` and did not move for ${this.patienceMs} ms (is partition ${leadingPartition} empty?)` : undefined;
+      if (givenUp === undefined) continue;
+      this.over = true;
+      this.log(`${name} trains without the warm-up: shard 0's snapshots held ${this.applied} of its ${this.samples} samples${givenUp}`);
+      return;
     }
     if (this.over) this.log(`${name} trains: the warm-up is over (${this.applied} samples in the snapshots; waited ${Date.now() - started} ms)`);
   }

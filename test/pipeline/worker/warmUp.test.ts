@@ -27,10 +27,10 @@ async function settledWithin(promise: Promise<void>, ms: number): Promise<boolea
 }
 
 /** A warm-up of 1,000 samples over a snapshot stream the test drives, with the lines it logs. */
-function warmUpOf(patienceMs: number) {
+function warmUpOf(patienceMs: number, maxWaitMs?: number) {
   const snapshots = new Subject<ModelSnapshot>();
   const lines: string[] = [];
-  return { snapshots, lines, warmUp: new WarmUp(1_000, snapshots, (line) => lines.push(line), patienceMs) };
+  return { snapshots, lines, warmUp: new WarmUp(1_000, snapshots, (line) => lines.push(line), patienceMs, maxWaitMs) };
 }
 
 describe('WarmUp', () => {
@@ -68,6 +68,24 @@ describe('WarmUp', () => {
     expect(await settledWithin(waiting, 150)).toBe(true);
     expect(warmUp.done).toBe(true);
     expect(lines.at(-1)).toMatch(/in\[1\] trains without the warm-up: shard 0's snapshots held 10 of its 1000 samples and did not move for 150 ms/);
+  });
+
+  it('holds lanes for at most maxWaitMs from the first wait, however often a trickling partition 0 moves', async () => {
+    const { snapshots, lines, warmUp } = warmUpOf(400, 1_200);
+    const first = warmUp.wait(fakeLane(1), new Subject<void>(), () => false);
+    let applied = 0;
+    const trickle = setInterval(() => snapshots.next(snapshot(0, (applied += 10))), 50);
+    try {
+      expect(await settledWithin(first, 300)).toBe(false);
+      // A lane that starts waiting later is let go with the first: the time counts from the first wait.
+      const second = warmUp.wait(fakeLane(2), new Subject<void>(), () => false);
+      expect(await settledWithin(first, 400)).toBe(false);
+      expect(await settledWithin(Promise.all([first, second]).then(() => {}), 1_000)).toBe(true);
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(warmUp.done).toBe(true);
+    expect(lines.some((line) => /in\[[12]\] trains without the warm-up: shard 0's snapshots held \d+ of its 1000 samples; the warm-up has lasted 1200 ms \(is partition 0 slow\?\)/.test(line))).toBe(true);
   });
 
   it('lets a lane go when it ends (revoked) or the worker stops, without ending the warm-up', async () => {
