@@ -84,10 +84,11 @@ export class WarmUp {
       // The patience (or the warm-up's time left) ends the race by completing without a value, as a release does.
       const moved = left > 0 ? await firstValueFrom(race(progress, release, timer(Math.min(this.patienceMs, left)).pipe(filter(() => false))), { defaultValue: undefined }) : undefined;
       if (moved !== undefined || released() || this.over) continue;
-      const givenUp = left <= this.patienceMs ? `; the warm-up has lasted ${this.maxWaitMs} ms (is partition ${leadingPartition} slow?)` : this.applied === before ? ` and did not move for ${this.patienceMs} ms (is partition ${leadingPartition} empty?)` : undefined;
-      if (givenUp === undefined) continue;
+      // The race ran out on the warm-up's time left, or on the patience with no progress: give the warm-up up.
+      if (left > this.patienceMs && this.applied !== before) continue;
+      const why = left <= this.patienceMs ? `; the warm-up has lasted ${this.maxWaitMs} ms (is partition ${leadingPartition} slow?)` : ` and did not move for ${this.patienceMs} ms (is partition ${leadingPartition} empty?)`;
       this.over = true;
-      this.log(`${name} trains without the warm-up: shard 0's snapshots held ${this.applied} of its ${this.samples} samples${givenUp}`);
+      this.log(`${name} trains without the warm-up: shard 0's snapshots held ${this.applied} of its ${this.samples} samples${why}`);
       return;
     }
     if (this.over) this.log(`${name} trains: the warm-up is over (${this.applied} samples in the snapshots; waited ${Date.now() - started} ms)`);

@@ -8,9 +8,6 @@
  * infra/ broker of its own with Kafka's default group delay, so that two workers start together.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { loadExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
 import { ConsoleDisplay } from '../../pipeline/common/console.js';
@@ -19,6 +16,7 @@ import { runReplay } from '../../pipeline/commands/replay.js';
 import { seededRandom } from '../../pipeline/commands/simulator.js';
 import type { TrainingSample } from '../../schemas/index.js';
 import { acquireRealisticBroker } from '../support/broker.js';
+import { writeExperimentFile } from '../support/snapshots.js';
 import { fillTopic } from './consumeRate.js';
 import { holdoutLoss } from './holdout.js';
 import { trainWithRun } from './quality.js';
@@ -46,27 +44,26 @@ function linearStream(seed: number): (i: number) => TrainingSample {
 function exampleOn(example: string, brokers: string[], inputTopic: string): { config: ExperimentConfig; file: string } {
   const loaded = loadExperiment(example);
   const input = { ...loaded, brokers, namespace: `examples-${randomUUID().slice(0, 8)}`, inputTopic, input: { ...loaded.input, framing: 'confluent' as const, schemaId: 1 } };
-  const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-examples-')), 'experiment.json');
-  writeFileSync(file, JSON.stringify(input));
-  return { config: input, file };
+  return { config: input, file: writeExperimentFile(input) };
 }
 
 async function measureExample(kafka: Kafka, brokers: string[], example: string, topic: string, holdout: readonly TrainingSample[], variance: number, runs: number): Promise<string> {
   const display = new ConsoleDisplay('[examples]', process.env.BENCH_VERBOSE === undefined);
   const sequential = exampleOn(example, brokers, topic);
   await runReplay({ config: sequential.config, namespace: sequential.config.namespace, sync: true, interleave: false, range: {}, display });
-  const losses = new Map<number, number[]>();
-  for (const workers of [1, ...Array<number>(runs).fill(2)]) {
-    const run = exampleOn(example, brokers, topic);
-    await trainWithRun(run.config, run.file, workers, total, display);
-    losses.set(workers, [...(losses.get(workers) ?? []), await holdoutLoss(kafka, run.config, holdout)]);
-  }
   const seq = await holdoutLoss(kafka, sequential.config, holdout);
   // A bench that trains on dead letters alone would report every ratio as 1.
   if (!(seq < variance / 10)) throw new Error(`${example}: replay --sync's holdout loss ${seq} is not below var(y) / 10 (${variance / 10}): did it read the samples?`);
-  const two = losses.get(2)!;
+  const runLoss = async (workers: number) => {
+    const run = exampleOn(example, brokers, topic);
+    await trainWithRun(run.config, run.file, workers, total, display);
+    return holdoutLoss(kafka, run.config, holdout);
+  };
+  const one = await runLoss(1);
+  const two: number[] = [];
+  for (let run = 0; run < runs; run++) two.push(await runLoss(2));
   const format = (loss: number) => `${loss.toExponential(2)} (${(loss / seq).toFixed(2)})`;
-  return `| ${example} | ${seq.toExponential(2)} | ${format(losses.get(1)![0]!)} | ${format(median(two))}: ${two.map((loss) => (loss / seq).toFixed(2)).join(', ')} |`;
+  return `| ${example} | ${seq.toExponential(2)} | ${format(one)} | ${format(median(two))}: ${two.map((loss) => (loss / seq).toFixed(2)).join(', ')} |`;
 }
 
 const runs = runsArgument(process.argv, 3);

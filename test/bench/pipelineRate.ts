@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
+import { writeExperimentFile } from '../support/snapshots.js';
 import type { BackendName } from '../../pipeline/common/backend.js';
 import { lastValueFrom, mergeMap, of, Subject, tap, toArray } from 'rxjs';
 import { fromKafka, gradientStep, trainingBatchOf, type Decoded } from '../../operators/index.js';
@@ -40,9 +38,7 @@ export const softmaxBenchModel = { ...benchModel, features: 64, outputs: 10, out
 
 function experiment(brokers: string[], inputTopic: string, extra: object = {}): { config: ExperimentConfig; file: string } {
   const input = { brokers, namespace: `bench-${randomUUID().slice(0, 8)}`, inputTopic, model: benchModel, batchSize: 256, ...extra };
-  const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-bench-')), 'experiment.json');
-  writeFileSync(file, JSON.stringify(input));
-  return { config: parseExperiment(input), file };
+  return { config: parseExperiment(input), file: writeExperimentFile(input) };
 }
 
 /** Resolves once every shard's newest snapshot accounts for `total` records. */

@@ -8,9 +8,7 @@
  * default group.initial.rebalance.delay.ms); also part of `npm run bench`. The experiment is the benchmark model with every other setting at its default.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { parseExperiment, type ExperimentConfig } from '../../pipeline/common/config.js';
@@ -22,6 +20,7 @@ import { runReplay } from '../../pipeline/commands/replay.js';
 import { seededRandom, simulatedReading, type SimulatorOptions } from '../../pipeline/commands/simulator.js';
 import { runExperiment } from '../../pipeline/commands/supervisor.js';
 import { codecFor, type TrainingSample } from '../../schemas/index.js';
+import { writeExperimentFile } from '../support/snapshots.js';
 import { holdoutLoss } from './holdout.js';
 import { simulatorBenchModel } from './pipelineRate.js';
 import { median, runsArgument } from './stats.js';
@@ -91,9 +90,7 @@ function experiment(brokers: string[], inputTopic: string, model: object = {}): 
     batchSize: 256,
     ...(JSON.parse(process.env.QUALITY_SETTINGS ?? '{}') as object),
   };
-  const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-quality-')), 'experiment.json');
-  writeFileSync(file, JSON.stringify(input));
-  return { config: parseExperiment(input), file };
+  return { config: parseExperiment(input), file: writeExperimentFile(input) };
 }
 
 /** `streamgrad run` with `workers` worker processes until every shard accounts for `total` samples. */
