@@ -35,19 +35,24 @@ function relativeDifference(a: ArrayLike<number>, b: ArrayLike<number>): number 
 }
 
 /**
- * The models, and how close the two must be. Saturated outputs lose digits in the tape's float32 softmax gradient
- * (p·(g − Σ g·p) with g up to 1/ε): 1e-3 there; a wrong clip (a gradient where the clip holds) is off by far more.
+ * The models, and how close the two must be: 1e-3 of the largest gradient (or weight). Each gradient is a float32 sum
+ * over the batch's 64 samples, which the two paths add in different orders (tfjs' MatMul against BatchMatMulV2, whose
+ * kernels differ with the CPU's vector width): where the samples' terms cancel, the sums keep fewer digits. On an
+ * AVX2 machine the 'every hidden activation' model differed by 4.9e-4 at step 0, and over 30 batches the linear-output
+ * variant of it by up to 2.8e-4 (most by under 1e-5); on an AVX-512 machine all by under 1e-4. A wrong derivative or
+ * clip (a gradient where the clip holds) is off by far more. Saturated outputs lose more digits in the tape's float32
+ * softmax gradient (p·(g − Σ g·p) with g up to 1/ε), and stay within 1e-3 too.
  */
-const specs: Array<{ name: string; spec: object; scale?: number; tolerance?: number }> = [
+const specs: Array<{ name: string; spec: object; scale?: number }> = [
   { name: 'the bench MLP (ReLU, MSE, scaled inputs)', spec: { kind: 'mlp', features: 16, layers: [{ units: 64 }, { units: 64 }] } },
   { name: 'every hidden activation, a ReLU output', spec: { kind: 'mlp', features: 6, outputs: 3, outputActivation: 'relu', layers: [{ units: 8, activation: 'tanh' }, { units: 8, activation: 'sigmoid' }, { units: 8, activation: 'elu' }, { units: 8, activation: 'linear' }] } },
   { name: 'tanh and ELU outputs', spec: { kind: 'mlp', features: 5, outputs: 2, outputActivation: 'tanh', layers: [{ units: 7, activation: 'elu' }] } },
   { name: 'ELU output', spec: { kind: 'mlp', features: 5, outputs: 2, outputActivation: 'elu', layers: [{ units: 7 }] } },
   { name: 'softmax over 5 classes', spec: { kind: 'mlp', features: 12, outputs: 5, outputActivation: 'softmax', layers: [{ units: 32 }, { units: 16 }] } },
-  { name: 'softmax saturated (probabilities clipped)', spec: { kind: 'mlp', features: 12, outputs: 5, outputActivation: 'softmax', normalize: false, layers: [{ units: 32 }] }, scale: 300, tolerance: 1e-3 },
+  { name: 'softmax saturated (probabilities clipped)', spec: { kind: 'mlp', features: 12, outputs: 5, outputActivation: 'softmax', normalize: false, layers: [{ units: 32 }] }, scale: 300 },
   { name: 'multi-label sigmoid, binary cross-entropy', spec: { kind: 'mlp', features: 9, outputs: 3, outputActivation: 'sigmoid', loss: 'binaryCrossentropy', layers: [{ units: 10 }] } },
   { name: 'logistic, binary', spec: { kind: 'logistic', features: 7 } },
-  { name: 'logistic, binary, saturated', spec: { kind: 'logistic', features: 7, normalize: false }, scale: 500, tolerance: 1e-3 },
+  { name: 'logistic, binary, saturated', spec: { kind: 'logistic', features: 7, normalize: false }, scale: 500 },
   { name: 'logistic over 4 classes', spec: { kind: 'logistic', features: 7, outputs: 4 } },
   { name: 'linear', spec: { kind: 'linear', features: 16 } },
 ];
@@ -70,7 +75,8 @@ describe.runIf(tfjsNodeLoads)('dense gradients without the tape (tfjs-node)', ()
     expect(takes({ kind: 'timeseries', features: 3, window: 4, units: 8, cell: 'conv1d', kernelSize: 2 })).toBe(false);
   });
 
-  it.each(specs)("gives the tape's gradients, loss and scores, and the same weights after five Adam steps: $name", ({ spec: input, scale, tolerance = 1e-4 }) => {
+  it.each(specs)("gives the tape's gradients, loss and scores, and the same weights after five Adam steps: $name", ({ spec: input, scale }) => {
+    const tolerance = 1e-3;
     const spec = parseModelSpec({ ...input, seed: 5, optimizer: { kind: 'adam', learningRate: 0.01 } });
     const before = tf.memory().numTensors;
     const tape = new Replica(spec, { tape: true });
