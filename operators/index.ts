@@ -7,7 +7,7 @@ export { Lane, spanOf, type KafkaRecord, type LaneControl, type OffsetSpan } fro
 export { backoffDelay, isRetriable, isTransient, withRetry, type RetryOptions } from './retry.js';
 export { toKafka, type ToKafkaOptions } from './toKafka.js';
 export { validateOptions } from './validateOptions.js';
-export { countWindow, type CountWindowOptions, type WindowCollector } from './countWindow.js';
+export { countWindow, type BatchConsumer, type CountWindowOptions, type WindowCollector } from './countWindow.js';
 export { keyBy, type KeyByOptions } from './keyBy.js';
 export { slidingWindow, type SlidingWindowOptions, type Window, type WindowStats } from './slidingWindow.js';
 export { tumblingWindow, type TumblingWindowOptions } from './tumblingWindow.js';

@@ -10,7 +10,7 @@ export { runReplay, type ReplayOptions, type ReplayRange, type ReplaySummary } f
 export { StatusReader, formatStatus, progressLine, type PartitionStatus, type ShardStatus, type StatusReport } from './commands/status.js';
 export { runExperiment, type RunOptions, type RunSummary } from './commands/supervisor.js';
 export { startSimulator, trueWeights, type Simulator, type SimulatorOptions } from './commands/simulator.js';
-export { createWorkerMetrics, serveMetrics, type MetricsEndpoint, type WorkerMetrics } from './common/metrics.js';
+export { createWorkerMetrics, serveMetrics, type LaneWait, type MetricsEndpoint, type WorkerMetrics } from './common/metrics.js';
 export { assertReachable, createKafka, type KafkaAccess } from './common/kafkaClient.js';
 export { aclEntries, roleGrants, roles, type Role, type RoleGrant } from './common/acls.js';
 export { createLogger, logSettings, roleLogger, type LogFn, type LogIdentity, type LogSettings } from './common/log.js';

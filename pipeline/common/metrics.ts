@@ -33,7 +33,18 @@ export interface WorkerMetrics {
   /** Checkpoints aborted because an update in them could have been applied beyond the staleness bound, and the records their lanes read again. */
   readonly retrains: Counter;
   readonly rereadRecords: Counter;
+  /** Seconds lanes spent waiting before a gradient step, by what they waited for (see {@link LaneWait}). */
+  readonly waitSeconds: Counter<'reason'>;
+  /** Seconds of one checkpoint: its outputs written and its offsets committed (one transaction in exactly-once mode). */
+  readonly checkpointSeconds: Histogram;
 }
+
+/**
+ * What a lane waits for before a gradient step: `warm-up`, the joint warm-up's leading lane; `in-flight`, a snapshot
+ * that holds its updates (the lane is at its share of updates in flight); `behind`, a snapshot that brings the
+ * replica within the staleness bound.
+ */
+export type LaneWait = 'warm-up' | 'in-flight' | 'behind';
 
 function registryOf(labels: Record<string, string>, backend: string, role: string): Registry {
   const registry = new Registry();
@@ -111,6 +122,13 @@ export function createWorkerMetrics(namespace: string, workerId: string, backend
     lag: lagGauge,
     retrains: new Counter({ name: 'streamgrad_staleness_retrains_total', help: 'Checkpoints aborted because an update in them could have been applied beyond the staleness bound (policy retrain)', registers: [registry] }),
     rereadRecords: new Counter({ name: 'streamgrad_staleness_reread_records_total', help: 'Input records read again after such an abort: those of the aborted checkpoint, trained again, and those read past it', registers: [registry] }),
+    waitSeconds: new Counter({ name: 'streamgrad_lane_wait_seconds_total', help: 'Seconds lanes waited before a gradient step, by reason: warm-up (the joint warm-up), in-flight (for a snapshot holding their updates), behind (for a snapshot within the staleness bound)', labelNames: ['reason'], registers: [registry] }),
+    checkpointSeconds: new Histogram({
+      name: 'streamgrad_checkpoint_seconds',
+      help: "Duration of one checkpoint: its outputs written and offsets committed (one transaction in exactly-once mode), in seconds",
+      buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
   };
 }
 

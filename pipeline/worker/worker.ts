@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { concat, concatMap, defer, ignoreElements, finalize, firstValueFrom, from, lastValueFrom, map, mergeMap, Observable, race, Subject, tap, timer, type OperatorFunction } from 'rxjs';
 import { checkpoint, type CheckpointReport, type Outputs, type WrittenMessage } from '../../operators/checkpoint.js';
-import { countWindow } from '../../operators/countWindow.js';
+import { countWindow, type BatchConsumer } from '../../operators/countWindow.js';
 import { deadLetterMessage } from '../../operators/deadLetter.js';
 import type { Rejected } from '../../operators/decode.js';
 import { fromKafka, type EndPosition, type StartPosition } from '../../operators/fromKafka.js';
@@ -17,7 +17,7 @@ import { minimumBoundFactor, type ExperimentConfig } from '../common/config.js';
 import type { Logger } from 'pino';
 import { logFnOf, roleLogger, type LogFn } from '../common/log.js';
 import { createKafka, groupTimings, partitionDiscoveryMs } from '../common/kafkaClient.js';
-import { createWorkerMetrics, type WorkerMetrics } from '../common/metrics.js';
+import { createWorkerMetrics, type LaneWait, type WorkerMetrics } from '../common/metrics.js';
 import type { Kafka } from 'kafkajs';
 import { SnapshotDecodeError } from '../common/errors.js';
 import { LaneWindow } from './laneWindow.js';
@@ -230,6 +230,23 @@ async function inputPartitionCount(kafka: Kafka, topic: string): Promise<number>
 }
 
 /** What a worker's lanes share: the replica, the counters, the open lanes and the stop signal. */
+/** A lane's windows cut and not yet trained: the lane is busy while there are any (see `countWindow`'s `downstream`). */
+class WindowsInTraining implements BatchConsumer {
+  private count = 0;
+  private readonly free = new Subject<void>();
+  readonly freed = this.free.asObservable();
+  busy(): boolean {
+    return this.count > 0;
+  }
+  enter(): void {
+    this.count += 1;
+  }
+  leave(): void {
+    this.count -= 1;
+    if (this.count === 0) this.free.next();
+  }
+}
+
 class Training {
   samplesTrained = 0;
   deadLettered = 0;
@@ -298,7 +315,10 @@ class Training {
   run(source: Observable<Lane>): Promise<void> {
     const reports = source.pipe(
       mergeMap((lane) => this.lanePipeline(lane)),
-      tap((report) => this.checkpoints.next(report)),
+      tap((report) => {
+        this.metrics.checkpointSeconds.observe(report.durationMs / 1000);
+        this.checkpoints.next(report);
+      }),
       ignoreElements(),
     );
     return lastValueFrom(reports, { defaultValue: undefined });
@@ -355,16 +375,21 @@ class Training {
   private trainLane(lane: Lane, allowed: () => number): Observable<CheckpointReport> {
     const { config, log } = this;
     const pending: number[] = [];
+    const training = new WindowsInTraining();
     return lane.records.pipe(
       // Sync mode cuts windows by count alone, so two runs over the same records cut them the same way. Otherwise a
-      // window behind its partition's end waits on for the next fetch (while the lane reads), instead of going out
-      // part-full: every update costs the same to send, commit and apply, whatever it holds.
+      // window behind its partition's end waits on for the next fetch (while the lane reads), and one cut while the
+      // lane waits to train gathers on until the lane is free, instead of going out part-full: every update costs the
+      // same to send, commit and apply, and a lane at its share waits a snapshot for each, whatever it holds.
       countWindow(config.batchSize * config.stepsPerUpdate, config.sync ? Number.POSITIVE_INFINITY : config.batchMaxWaitMs, {
         moreComing: () => !lane.waitsForRelease && lane.position < lane.highWatermark,
         collect: LaneWindow.collector(lane, this.samples),
+        downstream: training,
       }),
+      tap(() => training.enter()),
       concatMap((window) => defer(() => this.waitToTrain(lane, pending, allowed)).pipe(map(() => window))),
       this.trainWindows(lane, pending),
+      tap(() => training.leave()),
       // In sync mode a lane ends once its last update shows in the snapshots: the next lane (a replay's next
       // partition) then starts from weights that include it.
       config.sync ? (source) => concat(source, defer(() => this.waitForStaleness(lane, pending, 0)).pipe(ignoreElements())) : (source) => source,
@@ -418,7 +443,7 @@ class Training {
 
   /** Waits for the warm-up (until it is over), then for the lane's share of updates in flight and the staleness bound. */
   private async waitToTrain(lane: Lane, pending: number[], allowed: () => number): Promise<void> {
-    if (!this.warmUp.done) await this.warmUp.wait(lane, this.stop$, () => this.stopping);
+    if (!this.warmUp.done) await this.timedWait('warm-up', this.warmUp.wait(lane, this.stop$, () => this.stopping));
     await this.waitForStaleness(lane, pending, allowed());
   }
 
@@ -434,7 +459,18 @@ class Training {
       const waitForBase = Date.now() < deadline && this.tooFarBehind();
       if ((pending.length <= allowed && !waitForBase) || this.stopping || lane.revoked) return;
       const snapshotOrStop = race(this.replica.snapshots, this.stop$);
-      await firstValueFrom(pending.length > allowed ? snapshotOrStop : race(snapshotOrStop, timer(Math.max(0, deadline - Date.now()))), { defaultValue: undefined });
+      const atShare = pending.length > allowed;
+      await this.timedWait(atShare ? 'in-flight' : 'behind', firstValueFrom(atShare ? snapshotOrStop : race(snapshotOrStop, timer(Math.max(0, deadline - Date.now()))), { defaultValue: undefined }));
+    }
+  }
+
+  /** Awaits `wait`, counting its seconds in the lane-wait metric under `reason`. */
+  private async timedWait(reason: LaneWait, wait: Promise<unknown>): Promise<void> {
+    const started = performance.now();
+    try {
+      await wait;
+    } finally {
+      this.metrics.waitSeconds.inc({ reason }, (performance.now() - started) / 1000);
     }
   }
 

@@ -1,3 +1,4 @@
+import { map, NEVER, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { countWindow } from '../../operators/index.js';
 import { marbleScheduler as scheduler } from '../support/marbles.js';
@@ -28,6 +29,26 @@ describe('countWindow', () => {
       expectObservable(source.pipe(countWindow(3, 4, { moreComing: () => asked++ === 0, maxHoldMs: 12 }))).toBe('--------y---------|', { y: ['a', 'b'] });
       // What comes while it waits fills the batch, which then goes at once.
       expectObservable(cold('a-b-------c----|').pipe(countWindow(3, 4, { moreComing: () => true }))).toBe('----------x----|', { x: ['a', 'b', 'c'] });
+    });
+  });
+
+  it('holds a partial batch while the downstream is busy, gathering up to size, and lets it go once it is free', () => {
+    scheduler().run(({ cold, expectObservable }) => {
+      const busyUntilFrame9 = () => {
+        let busy = true;
+        const freed = cold('---------f').pipe(
+          tap(() => (busy = false)),
+          map(() => undefined),
+        );
+        return { busy: () => busy, freed };
+      };
+      // a's wait is over at frame 3 while the downstream is busy: b and c join it, and it goes when freed, at 9.
+      expectObservable(cold('a-b-c-------|').pipe(countWindow(4, 3, { downstream: busyUntilFrame9() }))).toBe('---------x--|', { x: ['a', 'b', 'c'] });
+      // A batch that fills goes at once, busy or not; the next gathers until freed.
+      expectObservable(cold('a-b-c-d-e---|').pipe(countWindow(3, 3, { downstream: busyUntilFrame9() }))).toBe('----x----y--|', { x: ['a', 'b', 'c'], y: ['d', 'e'] });
+      // Not busy: the usual wait.
+      const idle = { busy: () => false, freed: NEVER };
+      expectObservable(cold('a-b-c-------|').pipe(countWindow(4, 3, { downstream: idle }))).toBe('---x---y----|', { x: ['a', 'b'], y: ['c'] });
     });
   });
 

@@ -41,6 +41,9 @@ describe('streamgrad run', () => {
       for (const text of workers) {
         expect(text).toMatch(/^streamgrad_dead_letters_total\{/m);
         expect(text).toMatch(/^streamgrad_step_seconds_bucket\{/m);
+        expect(Number(/^streamgrad_checkpoint_seconds_count\{[^}]*\} (\d+)/m.exec(text)?.[1])).toBeGreaterThan(0);
+        // maxInFlightUpdates 0: each lane waits after every update for a snapshot that holds it.
+        expect(Number(/^streamgrad_lane_wait_seconds_total\{reason="in-flight"[^}]*\} (\S+)/m.exec(text)?.[1])).toBeGreaterThan(0);
         expect(text).toMatch(/^streamgrad_consumer_lag\{.*partition="\d"/m);
         expect(text).toContain(`backend="${backend}"`);
       }
