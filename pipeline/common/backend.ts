@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../../schemas/errors.js';
 import { BackendError } from './errors.js';
-import { useLeanTensorflowKernels } from './tensorflowKernels.js';
+import { tensorflowBackend, useLeanTensorflowKernels } from './tensorflowKernels.js';
 
 /** The compute backends, fastest first: native TensorFlow, WebAssembly, pure JavaScript. */
 export const backendNames = ['tensorflow', 'wasm', 'cpu'] as const;
@@ -45,7 +45,24 @@ async function tryBackend(name: BackendName): Promise<void> {
   const ok = await tf.setBackend(name);
   await tf.ready();
   if (!ok || tf.getBackend() !== name) throw new BackendError(name, `tf.setBackend('${name}') failed; tfjs is on '${tf.getBackend()}'`);
-  if (name === 'tensorflow') await useLeanTensorflowKernels();
+  if (name === 'tensorflow') {
+    await useLeanTensorflowKernels();
+    warnUnlessSignalSafe();
+  }
+}
+
+let warnedSignals = false;
+
+/**
+ * libtensorflow 2.9's oneDNN GEMM kernels point the stack pointer into the heap while they run (oneDNN issue 4845):
+ * a signal handled meanwhile on that thread (a worker's SIGTERM or SIGINT, a profiler's SIGPROF) corrupts the heap,
+ * and the process aborts later with `free(): invalid pointer` or worse. The addon `infra/tensorflow/setup` builds
+ * (patches/@tensorflow+tfjs-node+4.22.0.patch) holds signals while TensorFlow runs; any other one gets a warning.
+ */
+function warnUnlessSignalSafe(): void {
+  if (warnedSignals || tensorflowBackend()?.binding.STREAMGRAD_SIGNALS_HELD === 1) return;
+  warnedSignals = true;
+  process.emitWarning("this @tensorflow/tfjs-node addon runs TensorFlow's GEMM kernels with signals unheld, and a signal that arrives during one (SIGTERM, SIGINT, a profiler's) can corrupt the heap; run 'npm run setup:tensorflow' to build the patched addon", { code: 'STREAMGRAD_TFJS_NODE_SIGNALS' });
 }
 
 /**

@@ -25,7 +25,13 @@ export interface NodeBackend {
   executeSingleOutput(name: string, attributes: readonly OpAttribute[], inputs: readonly tf.TensorInfo[]): tf.Tensor;
   applyActivation(x: tf.Tensor, activation: string, preluActivationWeights?: tf.Tensor, leakyreluAlpha?: number): tf.Tensor;
   incRef(dataId: tf.DataId): void;
-  readonly binding: { readonly TF_ATTR_BOOL: number; readonly TF_ATTR_TYPE: number; readonly TF_FLOAT: number };
+  readonly binding: {
+    readonly TF_ATTR_BOOL: number;
+    readonly TF_ATTR_TYPE: number;
+    readonly TF_FLOAT: number;
+    /** 1 in the addon that `infra/tensorflow/setup` builds, which holds signals while TensorFlow runs (see `backend.ts`). */
+    readonly STREAMGRAD_SIGNALS_HELD?: number;
+  };
 }
 
 /** The tfjs-node backend, when it is the one running. */
