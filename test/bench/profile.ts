@@ -22,7 +22,7 @@ try {
   const total = Number(process.argv[3] ?? 200_000);
   const softmax = process.argv[4] === 'softmax';
   await fillTopic(kafka, topic, total, softmax ? softmaxBenchSample : undefined);
-  const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, total, workers, softmax ? { model: softmaxBenchModel } : {});
+  const { rate, peakRssMb, coresUsed } = await measurePipelineRate(kafka, brokers, topic, total, workers, { brokerPid: broker.pid, ...(softmax ? { model: softmaxBenchModel } : {}) });
   console.log(`${Math.round(rate)} samples/s with ${workers} worker(s); peak RSS ${JSON.stringify(peakRssMb)}; cores ${JSON.stringify(coresUsed)}; profiles in bench-results/profiles/`);
   // The profiles are written as the processes exit: the workers' are there once the run is over.
   for (const line of describeProfiles('bench-results/profiles', started, total)) console.log(line);

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createKafka } from '../../pipeline/common/kafkaClient.js';
-import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
+import { acquireTestBroker } from '../support/broker.js';
 import { benchPartitions, benchSample, fillTopic, measureConsumeRates, softmaxBenchSample } from './consumeRate.js';
 import { measureDecodeRate } from './decodeRate.js';
 import { measureIngestRate } from './ingestRate.js';
@@ -77,8 +77,7 @@ const brokers = broker.brokers.split(',');
 const kafka = createKafka({ brokers }, 'streamgrad-bench');
 const results: Record<string, unknown> = {};
 let quality: Quality | undefined;
-// The broker's process, for its CPU share (the infra/ broker only).
-const brokerPid = broker.source === 'infra' ? Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim()) : undefined;
+const brokerPid = broker.pid;
 try {
   const topic = `bench-${randomUUID().slice(0, 8)}`;
   log(`filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${benchPartitions} partitions (broker ${broker.brokers}, ${broker.source}) …`);

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { cpuSecondsOf } from '../../pipeline/commands/runProcesses.js';
 import { createKafka } from '../../pipeline/common/kafkaClient.js';
-import { acquireTestBroker, infraTestInstance } from '../support/broker.js';
+import { acquireTestBroker } from '../support/broker.js';
 import { benchPartitions, fillTopic } from './consumeRate.js';
 import { deleteTopics, measurePipelineRate, type PipelineRate } from './pipelineRate.js';
 import { median } from './stats.js';
@@ -96,8 +96,8 @@ function steadyCost(samples: ReadonlyArray<{ at: number; cpu: Record<Role, numbe
 }
 
 const broker = await acquireTestBroker();
-if (broker.source !== 'infra') throw new Error('bench:scaling pins the broker process: it needs the infra/ broker (unset KAFKA_BROKERS)');
-const brokerPid = Number(readFileSync(`${infraTestInstance.dataDir}/node1/pid`, 'utf8').trim());
+const brokerPid = broker.pid;
+if (brokerPid === undefined) throw new Error('bench:scaling pins the broker process: it needs the infra/ broker (unset KAFKA_BROKERS)');
 const brokers = broker.brokers.split(',');
 const kafka = createKafka({ brokers }, 'streamgrad-bench-scaling');
 const results = new Map<string, { rates: number[]; costs: Array<Record<Role, number>>; cores: Array<Readonly<Record<string, number>>> }>();

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -12,6 +13,8 @@ export type BrokerSource = 'KAFKA_BROKERS' | 'testcontainers' | 'infra';
 export interface TestBroker {
   readonly brokers: string;
   readonly source: BrokerSource;
+  /** The broker's process, where the harness started it (an infra/ instance of one node): for its CPU share in benches. */
+  readonly pid?: number;
   stop(): Promise<void>;
 }
 
@@ -47,9 +50,11 @@ async function startInfraInstance(port: number, dataDir: string, args: readonly 
   const started = await runInfraScriptOrThrow('start', ['--port', String(port), '--data-dir', dataDir, ...args]);
   // A broker this run found running belongs to another run (two test runs at once in one checkout): that run stops it.
   const ours = !/reusing it/.test(started.stderr);
+  const pid = Number(readFileSync(`${dataDir}/node1/pid`, 'utf8').trim());
   return {
     brokers: started.stdout.split('\n').at(-1) ?? '',
     source: 'infra',
+    ...(Number.isInteger(pid) && pid > 0 ? { pid } : {}),
     stop: async () => {
       if (ours) await runInfraScriptOrThrow('stop', ['--clean', '--data-dir', dataDir]);
     },
