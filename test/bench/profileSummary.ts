@@ -123,12 +123,19 @@ function topFunctions(samples: readonly Sample[], window: Window, count: number)
     .map(([name, us]) => ({ share: us / Math.max(busy, 1), name }));
 }
 
-/** The role of the process a profile came from, by the code it ran. */
-function roleOf(profile: CpuProfile): string {
-  const urls = profile.nodes.map((node) => node.callFrame.url);
-  if (urls.some((url) => /pipeline\/worker\/worker\.(js|ts)$/.test(url))) return 'worker';
-  if (urls.some((url) => /pipeline\/server\//.test(url))) return 'server';
-  return 'bench';
+/**
+ * The role of the process a profile came from, by where its own time went: every process of the CLI loads the worker's
+ * and the server's modules, and only one of them runs.
+ */
+function roleOf(samples: readonly Sample[]): string {
+  let worker = 0;
+  let server = 0;
+  for (const { us, frame } of samples) {
+    if (/\/pipeline\/worker\//.test(frame.url)) worker += us;
+    else if (/\/pipeline\/server\//.test(frame.url)) server += us;
+  }
+  if (worker === 0 && server === 0) return 'bench';
+  return worker >= server ? 'worker' : 'server';
 }
 
 function categoryLines(shares: Map<string, number>, perHundredThousand: (share: number) => string): string[] {
@@ -151,8 +158,8 @@ export function describeProfiles(dir: string, sinceMs: number, samples: number):
     .sort()
     .filter((name) => statSync(join(dir, name)).mtimeMs >= sinceMs)
     .map((file) => {
-      const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
-      return { file, role: roleOf(profile), samples: samplesOf(profile) };
+      const taken = samplesOf(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
+      return { file, role: roleOf(taken), samples: taken };
     })
     .filter(({ role }) => role !== 'bench');
   const lines: string[] = [];
