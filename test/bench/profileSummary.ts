@@ -51,7 +51,7 @@ function samplesOf(profile: CpuProfile): Sample[] {
   });
 }
 
-/** A window of the monotonic clock, µs. */
+/** A window of the monotonic clock, µs, from `from` up to (not including) `to`. */
 interface Window {
   readonly from: number;
   readonly to: number;
@@ -62,7 +62,7 @@ function shareOf(samples: readonly Sample[], window?: Window): { seconds: number
   const micros = new Map<string, number>();
   let total = 0;
   for (const { at, us, category } of samples) {
-    if (window && (at < window.from || at > window.to)) continue;
+    if (window && (at < window.from || at >= window.to)) continue;
     micros.set(category, (micros.get(category) ?? 0) + us);
     total += us;
   }
@@ -111,7 +111,7 @@ function topFunctions(samples: readonly Sample[], window: Window, count: number)
   const micros = new Map<string, number>();
   let busy = 0;
   for (const { at, us, category, frame } of samples) {
-    if (at < window.from || at > window.to || category === 'idle') continue;
+    if (at < window.from || at >= window.to || category === 'idle') continue;
     const where = frame.url ? ` ${shortUrl(frame.url)}:${frame.lineNumber + 1}` : '';
     const name = `${frame.functionName || '(anonymous)'}${where}`;
     micros.set(name, (micros.get(name) ?? 0) + us);
