@@ -109,7 +109,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ...prequentialRows(status.prequential, config.prequential.maxOutOfOrdernessMs),
       ['model versions (per shard)', status.shards.map((s) => s.version).join('/') || '-'],
       ['freshness of the last snapshot', `${Math.max(0, ...status.shards.map((s) => s.freshnessMs))} ms`],
-      ['peak memory (RSS)', Object.entries(summary.peakRssMb).map(([name, mb]) => `${name} ${Math.round(mb)} MB`).join(', ') || '-'],
+      // The file pages (node's and libtensorflow's code) are shared between the processes: what a process adds is the rest.
+      ['peak memory (RSS)', Object.entries(summary.peakRssMb).map(([name, mb]) => `${name} ${Math.round(mb)} MB${summary.fileBackedMb[name] === undefined ? '' : ` (${Math.round(summary.fileBackedMb[name])} MB shared library pages)`}`).join(', ') || '-'],
       ['exported model', exported],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));

@@ -20,10 +20,10 @@ export function cpuSecondsOf(pid: number | undefined): number | undefined {
   }
 }
 
-/** A process's peak resident set size (VmHWM) in MB, on Linux; undefined elsewhere or once it has exited. */
-function peakRssMb(pid: number | undefined): number | undefined {
+/** A field of /proc/<pid>/status in kB, as MB, on Linux; undefined elsewhere or once the process has exited. */
+function statusMb(pid: number | undefined, field: 'VmHWM' | 'RssFile'): number | undefined {
   try {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    const kb = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
     return kb === undefined ? undefined : Number(kb) / 1024;
   } catch {
     return undefined;
@@ -56,7 +56,13 @@ export interface Child {
 
 /** What the children of a run used: peak memory (MB) and CPU seconds, by child name, where the OS reports them. */
 export interface ChildUsage {
+  /** Peak resident set size (VmHWM). */
   readonly peakRssMb: Record<string, number>;
+  /**
+   * Of the resident set when the child was stopped, the pages of files (RssFile): its libraries' code and read-only
+   * data (node's, libtensorflow's), which the kernel shares between the processes that map them and can drop.
+   */
+  readonly fileBackedMb: Record<string, number>;
   readonly cpuSeconds: Record<string, number>;
 }
 
@@ -70,7 +76,7 @@ const killAfterMs = 60_000;
  */
 export class RunChildren {
   readonly all: Child[] = [];
-  readonly usage: ChildUsage = { peakRssMb: {}, cpuSeconds: {} };
+  readonly usage: ChildUsage = { peakRssMb: {}, fileBackedMb: {}, cpuSeconds: {} };
   private stopping = false;
   // If this process dies without stopping them, the children still get SIGTERM and drain by themselves.
   private readonly orphanGuard = () => this.all.forEach((child) => child.process.exitCode === null && child.process.kill('SIGTERM'));
@@ -114,8 +120,10 @@ export class RunChildren {
   async stop(which: readonly Child[]): Promise<void> {
     this.stopping = true;
     for (const child of which) {
-      const peak = peakRssMb(child.process.pid);
+      const peak = statusMb(child.process.pid, 'VmHWM');
       if (peak !== undefined) this.usage.peakRssMb[child.name] = peak;
+      const fileBacked = statusMb(child.process.pid, 'RssFile');
+      if (fileBacked !== undefined) this.usage.fileBackedMb[child.name] = fileBacked;
       const cpu = cpuSecondsOf(child.process.pid);
       if (cpu !== undefined) this.usage.cpuSeconds[child.name] = cpu;
       child.process.kill('SIGTERM');

@@ -36,6 +36,8 @@ export interface RunSummary {
   readonly workers: number;
   /** Peak resident memory of each child (`ps`, `worker-1`, …) in MB, where the OS reports it (Linux). */
   readonly peakRssMb: Readonly<Record<string, number>>;
+  /** Of each child's resident memory when it was stopped, the MB of file pages (libraries), shared between processes. */
+  readonly fileBackedMb: Readonly<Record<string, number>>;
   /** CPU seconds (user + system) each child used, where the OS reports it (Linux). */
   readonly cpuSeconds: Readonly<Record<string, number>>;
 }
@@ -193,5 +195,5 @@ export async function runExperiment(options: RunOptions): Promise<RunSummary> {
   display.done();
   if (signal.failure) throw signal.failure;
   if (!last) throw new Error(`no status of ${config.namespace} could be read`);
-  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount, peakRssMb: children.usage.peakRssMb, cpuSeconds: children.usage.cpuSeconds };
+  return { sent: simulator?.sent() ?? 0, seconds: (Date.now() - startedAt) / 1000, status: last, workers: workerCount, peakRssMb: children.usage.peakRssMb, fileBackedMb: children.usage.fileBackedMb, cpuSeconds: children.usage.cpuSeconds };
 }

@@ -66,6 +66,8 @@ export interface PipelineRate {
   /** Samples/s trained by the workers between 10% and 90%, timed by shard 0's committed updates. */
   readonly workersRate: number;
   readonly peakRssMb: Readonly<Record<string, number>>;
+  /** Of each child's resident memory at its end, the file pages (its libraries'), which processes share. */
+  readonly fileBackedMb: Readonly<Record<string, number>>;
   /** Cores each process kept busy over the run (CPU seconds / wall seconds): the children, `bench` (this process) and `broker`. */
   readonly coresUsed: Readonly<Record<string, number>>;
   /** The CPU seconds behind `coresUsed`: the children's over their lives (start-up included), the others' over the run. */
@@ -116,7 +118,7 @@ export async function measurePipelineRate(
   await deleteNamespace(kafka, config.namespace);
   // The slower side is the pipeline's rate: timed by the snapshots alone, a server that lags the workers and then
   // applies their backlog inside the window would count the catch-up as training.
-  return { rate: Math.min(serverRate, workersRate), serverRate, workersRate, peakRssMb: summary.peakRssMb, coresUsed, cpuSeconds, window: { from: from.createdAt, to: to.createdAt }, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
+  return { rate: Math.min(serverRate, workersRate), serverRate, workersRate, peakRssMb: summary.peakRssMb, fileBackedMb: summary.fileBackedMb, coresUsed, cpuSeconds, window: { from: from.createdAt, to: to.createdAt }, ...(loss === undefined ? {} : { holdoutLoss: loss }) };
 }
 
 /** Samples/s the workers trained between 10% and 90% of `total`, timed by their committed updates' `createdAt` (shard 0's). */

@@ -26,6 +26,13 @@ describe('streamgrad demo', () => {
     expect(summary).toMatch(/prequential, 10 s windows: first +\d\d:\d\d:\d\d loss \d+\.\d+ MAE \S+ RMSE \S+ \([\d,]+\)/);
     expect(summary).toMatch(/ {2}last +\d\d:\d\d:\d\d loss/);
     expect(summary).toMatch(/exported model +\S+model\.json/);
+    // Each process's peak memory, and of it the pages of the libraries it maps (Linux), which processes share.
+    const memory = /peak memory \(RSS\) +(.*)/.exec(summary)?.[1] ?? '';
+    for (const [, name, peak, shared] of memory.matchAll(/(ps|worker-1) (\d+) MB \((\d+) MB shared library pages\)/g)) {
+      expect(Number(shared), name).toBeGreaterThan(20);
+      expect(Number(shared), name).toBeLessThan(Number(peak));
+    }
+    expect([...memory.matchAll(/(ps|worker-1) \d+ MB \(\d+ MB shared library pages\)/g)].map((m) => m[1]).sort(), memory).toEqual(['ps', 'worker-1']);
     expect(existsSync(join(out, 'model.json')) && existsSync(join(out, 'weights.bin'))).toBe(true);
   }, 120_000);
 
