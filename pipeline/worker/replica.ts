@@ -575,11 +575,18 @@ class LocalLearner {
     if (!this.averages || this.steps === 0) this.takeInHeld(write);
   }
 
-  /** Writes the held snapshot values, plus the pending deltas they do not reflect, into the replica. */
+  /**
+   * Writes the held snapshot values, plus the pending deltas they do not reflect, into the replica. Averaging, that
+   * can come between two local steps of one update: its steps so far are then pending too (not yet filed under their
+   * offsets), and count as the filed ones do, by the worker's share.
+   */
   private takeInHeld(write: WeightsAccess['write']): void {
+    const partShare = this.averages ? this.share : 1;
     for (const [name, values] of this.held) {
       const sum = this.unreflectedSums.get(name);
       if (sum) for (let i = 0; i < values.length; i++) values[i]! += sum[i]!;
+      const part = this.change.get(name);
+      if (part) for (let i = 0; i < values.length; i++) values[i]! += partShare * part[i]!;
       write(name, values);
     }
     this.held.clear();

@@ -56,6 +56,23 @@ describe('local steps with model averaging (model.localSteps)', () => {
     alone.dispose();
   });
 
+  it('a snapshot taken in between two local steps of one update keeps the steps the update took before it, at the worker\'s share', () => {
+    // Updates of 3 local steps (48 samples, 16 a step), a take-in due every 4 steps: the second update's second step
+    // takes in the first update's snapshot. Its last two parts weigh nothing, so their steps move nothing (plain SGD).
+    const job = new InProcessJob(parseModelSpec({ ...linear, localSteps: 4 }), 2, 0, { stepSamples: 16 });
+    job.replicas.forEach((replica) => replica.setDataShare(0.5));
+    job.step(0, [...batch(0), ...batch(1), ...batch(2)], 0, 0);
+    const first = serverWeights(job);
+    const weightless = [...batch(4), ...batch(5)].map((sample) => ({ ...sample, weight: 0 }));
+    job.step(0, [...batch(3), ...weightless], 0, 48);
+    const second = serverWeights(job);
+    expect(minus(second, first).some((v) => Math.abs(v) > 1e-3)).toBe(true);
+    // The server took half of the one step that moved; the replica, which took in the first snapshot after that step,
+    // holds the same half of it on top, not the first snapshot alone (which dropped the step until a snapshot held it).
+    expectClose(replicaWeights(job, 0), second);
+    job.dispose();
+  });
+
   it('alone, trains exactly as with localSteps: 1', () => {
     const spec: ModelSpecInput = { kind: 'mlp', features: 3, shards: 2, layers: [{ units: 8 }], optimizer: { kind: 'adam', learningRate: 0.01 } };
     const [averaging, summing] = [spec, { ...spec, localSteps: 1 }].map((input) => {
