@@ -69,11 +69,6 @@ function shareOf(samples: readonly Sample[], window?: Window): { seconds: number
   return { seconds: total / 1e6, shares: new Map([...micros].map(([category, us]) => [category, us / Math.max(total, 1)])) };
 }
 
-/** Each category's share of a profile's time, and the seconds profiled. */
-export function summarizeProfile(profile: CpuProfile): { seconds: number; shares: Map<string, number> } {
-  return shareOf(samplesOf(profile));
-}
-
 /**
  * The steady state of a run: from the first to the last second in which some worker spent at least a tenth of its
  * time in TensorFlow (its steps), so without start-up, the group join, the warm-up and the drain.
@@ -85,10 +80,11 @@ function steadyWindow(workers: ReadonlyArray<readonly Sample[]>): Window | undef
   for (const samples of workers) {
     const bins = new Map<number, { all: number; steps: number }>();
     for (const { at, us, category } of samples) {
-      const bin = bins.get(Math.floor(at / second)) ?? { all: 0, steps: 0 };
+      const index = Math.floor(at / second);
+      const bin = bins.get(index) ?? { all: 0, steps: 0 };
       bin.all += us;
       if (category === tensorflow) bin.steps += us;
-      bins.set(Math.floor(at / second), bin);
+      bins.set(index, bin);
     }
     for (const [index, { all, steps }] of bins) {
       if (steps < 0.1 * all) continue;

@@ -7,7 +7,7 @@ import { benchPartitions, benchSample, fillTopic, measureConsumeRates, softmaxBe
 import { measureDecodeRate } from './decodeRate.js';
 import { measureIngestRate } from './ingestRate.js';
 import { measureQualityOnRealisticBroker, type Quality } from './quality.js';
-import { deleteTopics, measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings, softmaxBenchModel } from './pipelineRate.js';
+import { deleteTopics, measureFreshness, measurePipelineRate, measureUpdateBytes, pipelineSettings, softmaxBenchModel, type PipelineRate } from './pipelineRate.js';
 import { measurePeerRate } from './peerRate.js';
 import { measurePsApplyRate } from './serverRates.js';
 import { median } from './stats.js';
@@ -78,6 +78,8 @@ const kafka = createKafka({ brokers }, 'streamgrad-bench');
 const results: Record<string, unknown> = {};
 let quality: Quality | undefined;
 const brokerPid = broker.pid;
+/** A one-worker run's worker memory, as the log says it: its peak RSS and the file pages (libraries) it held at its end. */
+const workerMemory = (run: PipelineRate) => `${Math.round(run.peakRssMb['worker-1'] ?? Number.NaN)} MB (${Math.round(run.fileBackedMb['worker-1'] ?? Number.NaN)} MB of file pages at its end)`;
 try {
   const topic = `bench-${randomUUID().slice(0, 8)}`;
   log(`filling ${topic} with ${total.toLocaleString('en-US')} Avro samples over ${benchPartitions} partitions (broker ${broker.brokers}, ${broker.source}) …`);
@@ -101,7 +103,7 @@ try {
     rss.push(first.peakRssMb['worker-1'] ?? Number.NaN);
     fileBacked.push(first.fileBackedMb['worker-1'] ?? Number.NaN);
     log(`  cores used: ${Object.entries(first.coresUsed).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
-    log(`  ${Math.round(first.rate)} samples/s (server ${Math.round(first.serverRate)}, workers ${Math.round(first.workersRate)}), holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(first.peakRssMb['worker-1'] ?? Number.NaN)} MB (${Math.round(first.fileBackedMb['worker-1'] ?? Number.NaN)} MB of file pages at its end), server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
+    log(`  ${Math.round(first.rate)} samples/s (server ${Math.round(first.serverRate)}, workers ${Math.round(first.workersRate)}), holdout loss ${first.holdoutLoss!.toExponential(3)}; worker peak RSS ${workerMemory(first)}, server ${Math.round(first.peakRssMb.ps ?? Number.NaN)} MB`);
     log(`end to end, 1 server + 2 worker processes (run ${run + 1}/${runs}) …`);
     const second = await measurePipelineRate(kafka, brokers, topic, total, 2, { brokerPid });
     two.push(second.rate);
@@ -112,7 +114,7 @@ try {
   // libtensorflow alone takes ~140 MB of a worker's memory (BENCHMARKS.md): one run on wasm shows the rest.
   log('end to end on wasm, 1 server + 1 worker process …');
   const wasm = await measurePipelineRate(kafka, brokers, topic, total, 1, { brokerPid, holdout, backend: 'wasm' });
-  log(`  ${Math.round(wasm.rate)} samples/s, holdout loss ${wasm.holdoutLoss!.toExponential(3)}; worker peak RSS ${Math.round(wasm.peakRssMb['worker-1'] ?? Number.NaN)} MB (${Math.round(wasm.fileBackedMb['worker-1'] ?? Number.NaN)} MB of file pages at its end)`);
+  log(`  ${Math.round(wasm.rate)} samples/s, holdout loss ${wasm.holdoutLoss!.toExponential(3)}; worker peak RSS ${workerMemory(wasm)}`);
   Object.assign(results, { wasmPipelineRate1: wasm.rate, wasmWorkerRssPeakMb: wasm.peakRssMb['worker-1'] ?? Number.NaN });
   const peer: number[] = [];
   const peerLoss: number[] = [];
