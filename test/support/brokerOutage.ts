@@ -46,7 +46,8 @@ export async function brokerOutage({ nodes, port, records: total, outageMs, budg
   const input = 'outage.in';
   const processes = new CliProcesses(writeExperimentFile(chaosExperiment(brokers, namespace, input)), brokers);
   const failWithReport = async (error: Error) => {
-    throw new Error(`${error.message}\n${await positions().catch((e: Error) => `(positions unknown: ${e.message})`)}\n${processes.report()}`);
+    const unanswered = new Promise<string>((resolve) => setTimeout(() => resolve('(positions unknown: the broker did not answer in 10 s)'), 10_000).unref());
+    throw new Error(`${error.message}\n${await Promise.race([positions().catch((e: Error) => `(positions unknown: ${e.message})`), unanswered])}\n${processes.report()}`);
   };
   /** Each input partition's end and the workers' committed offset, and the same for the updates and the server: where a stall stands. */
   const positions = async () => {
@@ -94,6 +95,7 @@ export async function brokerOutage({ nodes, port, records: total, outageMs, budg
     expect(processes.exitedOnTheirOwn(new Set()), processes.report()).toEqual([]);
     const everyone: TsChild[] = [server, ...workers];
     for (const child of everyone) child.process.kill('SIGTERM');
+    await waitFor('every process to exit after SIGTERM', () => everyone.every((child) => child.process.exitCode !== null || child.process.signalCode !== null), within(60_000), 200).catch(failWithReport);
     expect(await Promise.all(everyone.map((child) => child.exited)), processes.report()).toEqual(everyone.map(() => 0));
 
     const report = await auditNamespace({ kafka, namespace, inputTopic: input });

@@ -51,12 +51,21 @@ export async function cliOutput(args: readonly string[], env: Record<string, str
   return stdout;
 }
 
-/** Polls `condition` every `everyMs` until it holds, or fails after `timeoutMs` with `what`. */
+/**
+ * Polls `condition` every `everyMs` until it holds, or fails after `timeoutMs` with `what`. A check that does not
+ * answer by the deadline (an admin request to a broker that went away) fails it too, instead of holding the test until
+ * its own timeout.
+ */
 export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  // A condition that throws (say, a coordinator still being elected) counts as not yet true.
-  while (!(await Promise.resolve().then(condition).catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const unanswered = new Promise<'unanswered'>((resolve) => (timer = setTimeout(() => resolve('unanswered'), Math.max(0, deadline - Date.now()) + everyMs)));
+    // A condition that throws (say, a coordinator still being elected) counts as not yet true.
+    const held = await Promise.race([Promise.resolve().then(condition).catch(() => false), unanswered]);
+    clearTimeout(timer);
+    if (held === true) return;
+    if (held === 'unanswered' || Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${held === 'unanswered' ? ' (its last check did not answer)' : ''}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
