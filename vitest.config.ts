@@ -17,6 +17,7 @@ export default defineConfig({
   test: {
     exclude: ['test/bench/**', 'node_modules/**'],
     globalSetup: ['test/support/globalSetup.ts'],
+    setupFiles: ['test/support/leftBehind.ts'],
     pool: 'forks',
     // Memory tests measure what is retained after a full GC, not garbage waiting to be collected.
     poolOptions: { forks: { execArgv: ['--expose-gc'] } },

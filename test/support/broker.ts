@@ -68,8 +68,23 @@ export interface InfraScriptResult {
   readonly stderr: string;
 }
 
+type InfraService = 'kafka' | 'mqtt';
+
+/** The instances (by data dir) this process started through {@link runInfraScript} and has not stopped yet. */
+const startedInstances = new Map<string, InfraService>();
+
 /** Runs an infra/kafka (or infra/mqtt) script to completion; never throws for a non-zero exit. */
-export async function runInfraScript(script: 'start' | 'stop', args: readonly string[], service: 'kafka' | 'mqtt' = 'kafka'): Promise<InfraScriptResult> {
+export async function runInfraScript(script: 'start' | 'stop', args: readonly string[], service: InfraService = 'kafka'): Promise<InfraScriptResult> {
+  const result = await runScript(script, args, service);
+  const at = args.indexOf('--data-dir');
+  const dataDir = at >= 0 ? args[at + 1] : undefined;
+  // An instance that was running already ("reusing it") belongs to whoever started it.
+  if (dataDir && script === 'start' && result.code === 0 && !/reusing it/.test(result.stderr)) startedInstances.set(dataDir, service);
+  if (dataDir && script === 'stop') startedInstances.delete(dataDir);
+  return result;
+}
+
+async function runScript(script: 'start' | 'stop', args: readonly string[], service: InfraService): Promise<InfraScriptResult> {
   try {
     const { stdout, stderr } = await run('bash', [`${infraDir.replace(/kafka\/$/, `${service}/`)}${script}`, ...args], { maxBuffer: 16 * 1024 * 1024 });
     return { code: 0, stdout: stdout.trim(), stderr };
@@ -77,6 +92,16 @@ export async function runInfraScript(script: 'start' | 'stop', args: readonly st
     const failed = error as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout?.trim() ?? '', stderr: failed.stderr ?? String(error) };
   }
+}
+
+/**
+ * Stops (and cleans) every instance this process started and did not stop: a test that timed out never reaches its
+ * own `finally`, and its brokers would outlive the run on the ports the next run needs. Returns their data dirs.
+ */
+export async function stopLeftBehindInstances(): Promise<string[]> {
+  const left = [...startedInstances];
+  for (const [dataDir, service] of left) await runInfraScript('stop', ['--clean', '--data-dir', dataDir], service);
+  return left.map(([dataDir]) => dataDir);
 }
 
 /** Starts a Kafka instance of a test's own with infra/kafka/start `args`; its bootstrap brokers, or an error with the script's output. */

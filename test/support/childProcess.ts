@@ -31,7 +31,22 @@ export function spawnTs(file: URL, args: readonly string[], options: { env?: Rec
   collect(child.stderr, errors, options.quiet ? undefined : (chunk) => process.stderr.write(chunk));
   // 'close' (not 'exit'): every line of output has been read by then.
   const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)));
+  runningChildren.add(child);
+  void exited.then(() => runningChildren.delete(child));
   return { process: child, lines, errors, exited };
+}
+
+/** The children {@link spawnTs} started that have not ended yet. */
+const runningChildren = new Set<ChildProcess>();
+
+/**
+ * SIGKILLs every child {@link spawnTs} started that still runs (a test that timed out never reaches its own cleanup);
+ * returns their pids.
+ */
+export function killLeftBehindChildren(): number[] {
+  const left = [...runningChildren].filter((child) => child.exitCode === null && child.signalCode === null);
+  for (const child of left) child.kill('SIGKILL');
+  return left.map((child) => child.pid ?? -1);
 }
 
 /** The `streamgrad` CLI, run from the sources as a user runs it. */
