@@ -7,7 +7,6 @@ import { stopLeftBehindInstances } from './broker.js';
 import { killLeftBehindChildren, spawnTs } from './childProcess.js';
 import { startMqttBroker } from './mqtt.js';
 
-/** What a test that timed out leaves running is stopped by the setup file's last hook (`leftBehind.ts`), with these. */
 /** A script of one line, as a file that {@link spawnTs} runs. */
 function script(source: string): URL {
   const file = join(mkdtempSync(join(tmpdir(), 'streamgrad-left-behind-')), 'child.mjs');
@@ -15,6 +14,7 @@ function script(source: string): URL {
   return pathToFileURL(file);
 }
 
+/** What a test that timed out leaves running is stopped by the setup file's last hook (`leftBehind.ts`), with these. */
 describe('what a test leaves running', () => {
   it('a child it spawned, still running, is killed; one that ended is not counted', async () => {
     const ended = spawnTs(script(''), []);
