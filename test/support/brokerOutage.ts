@@ -8,7 +8,7 @@ import { createTopics, topicsOf } from '../../pipeline/common/topics.js';
 import { codecFor } from '../../schemas/index.js';
 import { sineReading } from './arbitraries.js';
 import { runInfraScript, startOwnKafka } from './broker.js';
-import { waitFor, type TsChild } from './childProcess.js';
+import { answerWithin, waitFor, type TsChild } from './childProcess.js';
 import { chaosExperiment, CliProcesses, describeOverlaps, outageScenario, recordChaosRun, waitUntilAccounted } from './processes.js';
 import { writeExperimentFile } from './snapshots.js';
 
@@ -46,8 +46,8 @@ export async function brokerOutage({ nodes, port, records: total, outageMs, budg
   const input = 'outage.in';
   const processes = new CliProcesses(writeExperimentFile(chaosExperiment(brokers, namespace, input)), brokers);
   const failWithReport = async (error: Error) => {
-    const unanswered = new Promise<string>((resolve) => setTimeout(() => resolve('(positions unknown: the broker did not answer in 10 s)'), 10_000).unref());
-    throw new Error(`${error.message}\n${await Promise.race([positions().catch((e: Error) => `(positions unknown: ${e.message})`), unanswered])}\n${processes.report()}`);
+    const where = await answerWithin(positions().catch((e: Error) => `(positions unknown: ${e.message})`), 10_000, '(positions unknown: the broker did not answer in 10 s)');
+    throw new Error(`${error.message}\n${where}\n${processes.report()}`);
   };
   /** Each input partition's end and the workers' committed offset, and the same for the updates and the server: where a stall stands. */
   const positions = async () => {

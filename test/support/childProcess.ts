@@ -66,6 +66,17 @@ export async function cliOutput(args: readonly string[], env: Record<string, str
   return stdout;
 }
 
+/** What `answer` resolves to, or `late` if it has not answered within `ms` (a request to a broker that went away). */
+export async function answerWithin<T, L>(answer: Promise<T>, ms: number, late: L): Promise<T | L> {
+  let timer: NodeJS.Timeout | undefined;
+  const unanswered = new Promise<L>((resolve) => (timer = setTimeout(() => resolve(late), ms)));
+  try {
+    return await Promise.race([answer, unanswered]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Polls `condition` every `everyMs` until it holds, or fails after `timeoutMs` with `what`. A check that does not
  * answer by the deadline (an admin request to a broker that went away) fails it too, instead of holding the test until
@@ -74,11 +85,8 @@ export async function cliOutput(args: readonly string[], env: Record<string, str
 export async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    let timer: NodeJS.Timeout | undefined;
-    const unanswered = new Promise<'unanswered'>((resolve) => (timer = setTimeout(() => resolve('unanswered'), Math.max(0, deadline - Date.now()) + everyMs)));
     // A condition that throws (say, a coordinator still being elected) counts as not yet true.
-    const held = await Promise.race([Promise.resolve().then(condition).catch(() => false), unanswered]);
-    clearTimeout(timer);
+    const held = await answerWithin(Promise.resolve().then(condition).catch(() => false), Math.max(0, deadline - Date.now()) + everyMs, 'unanswered' as const);
     if (held === true) return;
     if (held === 'unanswered' || Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${held === 'unanswered' ? ' (its last check did not answer)' : ''}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
